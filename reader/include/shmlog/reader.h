@@ -1,0 +1,178 @@
+// A reader: any number of processes attach to a log, each with its own offset.
+//
+//   auto r = shmlog::reader::attach("quotes", {.start = shmlog::start_position::oldest()});
+//   std::vector<std::byte> buf;
+//   for (;;) {
+//     shmlog::poll_result p = r.poll_copy(buf);
+//     if (p.status == shmlog::poll_status::record) use(p.record.payload);
+//     else if (p.status == shmlog::poll_status::empty) r.wait();
+//     else if (p.status == shmlog::poll_status::lapped) resync(p.lap);  // writer came round
+//   }
+//
+// A reader never writes the log's data: it maps the header and ring read-only and writes only
+// its own slot in the reader area. The writer never waits for it, so a reader that falls more
+// than a ring behind is *lapped*: its next poll says so, with the offset it wanted and the
+// oldest offset still held, and never delivers the overwritten bytes.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmlog/history.h"
+#include "shmlog/layout.h"
+
+namespace shmlog {
+
+class writer;
+namespace detail {
+class reader_core;
+}
+
+struct start_position {
+  enum class kind { oldest, latest, offset };
+  kind where = kind::latest;
+  std::uint64_t offset = 0;  // with kind::offset: a record boundary in the held window
+
+  static start_position oldest() noexcept { return {kind::oldest, 0}; }
+  static start_position latest() noexcept { return {kind::latest, 0}; }
+  static start_position at(std::uint64_t offset) noexcept { return {kind::offset, offset}; }
+};
+
+enum class wait_mode {
+  spin,      // poll the master offset in a loop (lowest latency, burns a core)
+  yield,     // poll, sched_yield() between polls
+  sleep,     // sleep on a futex until the writer wakes us (costs the writer a syscall)
+  adaptive,  // spin for spin_for, then yield for yield_for, then sleep
+};
+
+struct wait_policy {
+  wait_mode mode = wait_mode::adaptive;
+  std::chrono::nanoseconds spin_for = std::chrono::microseconds(50);
+  std::chrono::nanoseconds yield_for = std::chrono::milliseconds(2);
+};
+
+struct reader_options {
+  start_position start = start_position::latest();
+  wait_policy wait;
+  std::string label;  // shown by `shmlog info`; at most 15 bytes are kept
+};
+
+// A record as it lies in the ring (poll) or in the caller's buffer (poll_copy).
+struct record_view {
+  std::uint64_t offset = 0;       // where the record starts
+  std::uint64_t next_offset = 0;  // where the one after it starts
+  record_type type = default_record_type;
+  std::span<const std::byte> payload;
+
+  std::string_view text() const noexcept {
+    return {reinterpret_cast<const char*>(payload.data()), payload.size()};
+  }
+};
+
+// The writer overwrote bytes this reader had not read yet.
+struct lap_report {
+  std::uint64_t wanted_offset = 0;  // where the reader stands
+  std::uint64_t oldest_offset = 0;  // oldest record still held
+  std::uint64_t master_offset = 0;
+  std::uint64_t bytes_lost() const noexcept {
+    return oldest_offset > wanted_offset ? oldest_offset - wanted_offset : 0;
+  }
+};
+
+// A record header that is wrong although the writer has not come round to it: a bug or a
+// stray write, never a race. The reader stays put; skip_corruption() moves past it.
+struct corruption_report {
+  std::uint64_t offset = 0;
+  const char* reason = "";
+};
+
+enum class poll_status {
+  record,   // result.record holds the next record
+  empty,    // caught up with the writer
+  lapped,   // result.lap says where we were and what is left; the reader did not move
+  corrupt,  // result.corruption says where and why; the reader did not move
+};
+
+struct poll_result {
+  poll_status status = poll_status::empty;
+  record_view record;
+  lap_report lap;
+  corruption_report corruption;
+};
+
+class reader {
+ public:
+  // Attaches to the log in another process's shared memory and takes a reader slot. Throws
+  // shmlog::error (not_found, permission_denied, bad_magic, no_free_reader_slot, ...), or
+  // offset_out_of_range / not_a_record_boundary for a bad start_position::at().
+  static reader attach(std::string_view name, const reader_options& options = {});
+  // Attaches in the writer's own process, sharing its mapping (for in-process consumers and
+  // thread-sanitizer tests). Still takes a reader slot.
+  static reader attach(const writer& w, const reader_options& options = {});
+
+  reader(reader&&) noexcept;
+  reader& operator=(reader&&) noexcept;
+  ~reader();  // gives the slot back
+
+  // Reader thread only. The next record as a view into shared memory, intact when poll()
+  // returned; the writer may overwrite it at any time after. Check still_valid() after using
+  // the bytes and discard what you derived from them if it says false.
+  poll_result poll();
+  // Reader thread only. Copies the next record into `buffer` (grown as needed, never shrunk),
+  // then validates: a record returned is exactly what was appended. The view's payload points
+  // into `buffer`.
+  poll_result poll_copy(std::vector<std::byte>& buffer);
+  // Reader thread only. True if the writer had not yet come round to the view's bytes.
+  bool still_valid(const record_view& view) const noexcept;
+
+  // Reader thread only. Waits, per the wait policy, until a record is published beyond
+  // offset() or `timeout` passes; returns whether one is. A sleeping reader never misses a
+  // wake-up (docs/design.md, "No lost wake-up").
+  bool wait(std::chrono::nanoseconds timeout = std::chrono::nanoseconds::max());
+  void set_wait_policy(const wait_policy& policy) noexcept;
+
+  // Reader thread only. Moves to `offset`, which must be a record boundary in the held window
+  // [oldest, master]. Throws offset_out_of_range or not_a_record_boundary; stays put then.
+  void seek(std::uint64_t offset);
+  void seek_oldest();
+  void seek_latest();
+  // After poll() said corrupt: moves to the first record after the next chunk boundary (or
+  // the oldest held record, if that is later) and returns the bytes skipped.
+  std::uint64_t skip_corruption();
+
+  // Reader thread only. The PSYNC decision: continue from (replid, offset) if that history and
+  // offset are still held (the reader then stands at `offset`), or full resync (the reader does
+  // not move). Counts sync_partial_ok or, for a refused request with a history,
+  // sync_partial_err. Pass std::nullopt as replid for a reader with no history yet.
+  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset);
+  // Counts one full resync in the log's sync_full counter (the snapshot layer calls it).
+  void count_full_resync() noexcept;
+
+  std::uint64_t offset() const noexcept;        // next byte this reader will read
+  std::uint64_t master_offset() const noexcept; // any thread; a fresh load, may be stale
+  backlog_window window() const;                // any thread; may be stale
+  history_state history() const;
+  std::uint64_t lapped_count() const noexcept;  // times this reader was lapped
+  std::uint32_t slot() const noexcept;
+  std::uint64_t capacity() const noexcept;
+  std::uint64_t max_payload() const noexcept;
+  const std::string& name() const noexcept;
+
+  // Tests only: called after a poll has read a record (poll_copy: after the copy) and before it
+  // validates it, so a test can make the writer lap the reader at exactly that point.
+  void set_validation_hook(std::function<void()> hook);
+
+ private:
+  explicit reader(std::unique_ptr<detail::reader_core> core);
+  std::unique_ptr<detail::reader_core> core_;
+};
+
+}  // namespace shmlog

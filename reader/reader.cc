@@ -1,0 +1,495 @@
+#include "shmlog/reader.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include "mapping.h"
+#include "os.h"
+#include "shmlog/error.h"
+#include "shmlog/writer.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define SHMLOG_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SHMLOG_TSAN 1
+#endif
+#endif
+
+// The seqlock's intended races: a reader loads ring bytes the writer may be overwriting at the
+// same moment, then validates and discards them if it was. Under ThreadSanitizer these stay out
+// of line so that tests/tsan.supp can name them, and nothing else.
+#if defined(SHMLOG_TSAN)
+#define SHMLOG_RACY_READ __attribute__((noinline))
+#else
+#define SHMLOG_RACY_READ inline
+#endif
+
+namespace shmlog {
+namespace detail {
+
+SHMLOG_RACY_READ std::uint64_t racy_load_header(const std::byte* at) noexcept {
+  return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), __ATOMIC_RELAXED);
+}
+
+SHMLOG_RACY_READ void racy_copy(std::byte* to, const std::byte* from, std::size_t n) noexcept {
+  std::memcpy(to, from, n);
+}
+
+namespace {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+std::uint64_t saturating_deadline(std::uint64_t now, std::chrono::nanoseconds timeout) noexcept {
+  if (timeout.count() <= 0) return now;
+  const auto t = static_cast<std::uint64_t>(timeout.count());
+  return t > std::numeric_limits<std::uint64_t>::max() - now ? std::numeric_limits<std::uint64_t>::max()
+                                                             : now + t;
+}
+
+// A sleeping reader wakes at least this often to refresh its heartbeat.
+constexpr std::uint64_t max_sleep_ns = 1'000'000'000;
+constexpr unsigned records_per_heartbeat = 256;
+
+}  // namespace
+
+class reader_core {
+ public:
+  reader_core(segment_file lock_file, std::shared_ptr<mapping> map, const reader_options& options)
+      : file_(std::move(lock_file)), map_(std::move(map)), policy_(options.wait) {
+    const geometry& g = map_->geo();
+    const segment_header& h = map_->header();
+    ring_ = map_->ring();
+    mask_ = g.mask;
+    capacity_ = g.capacity;
+    chunk_ = g.intent_chunk;
+    max_payload_ = g.max_payload;
+    master_ = &h.master_offset;
+    intent_ = &h.write_intent;
+    wake_seq_ = &h.wake_seq;
+    checkpoints_ = h.checkpoints;
+    area_ = &map_->reader_area();
+
+    switch (options.start.where) {
+      case start_position::kind::oldest: seek_oldest(); break;
+      case start_position::kind::latest: seek_latest(); break;
+      case start_position::kind::offset: seek(options.start.offset); break;
+    }
+    take_slot(options.label);
+  }
+
+  ~reader_core() {
+    slot_->state.store(static_cast<std::uint32_t>(reader_state::free), std::memory_order_relaxed);
+    slot_->pid.store(0, std::memory_order_release);
+    // file_'s destructor closes the descriptor, which releases the slot lock.
+  }
+
+  // --- polling: reader thread only ----------------------------------------------------------
+
+  template <bool copy>
+  poll_result poll(std::vector<std::byte>* buffer) {
+    // Everything before offset_ has been handed out and the caller is back for more.
+    slot_->offset.store(offset_, std::memory_order_relaxed);
+    for (;;) {
+      if (offset_ == known_master_) {
+        // acquire: pairs with the writer's release store of master_offset in publish();
+        // every record before the loaded offset is then completely written.
+        known_master_ = master_->load(std::memory_order_acquire);
+        if (offset_ == known_master_) {
+          note_idle();
+          return {};
+        }
+      }
+      // Read: the header, and with `copy` the payload, while the writer may be lapping us.
+      const std::byte* at = ring_ + (offset_ & mask_);
+      const std::uint64_t word = racy_load_header(at);
+      const std::uint32_t length = header_length(word);
+      const record_type type = header_type(word);
+      const std::uint64_t frame = record_frame_size(length);
+      const char* problem = check_header(word, frame);
+      std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
+      if constexpr (copy) {
+        if (problem == nullptr && type != padding_record_type) {
+          if (buffer->size() < length) buffer->resize(length);
+          racy_copy(buffer->data(), at + record_header_size, length);
+          payload = std::span<const std::byte>(buffer->data(), length);
+        }
+      }
+      if (validation_hook_) [[unlikely]] validation_hook_();
+      // Validate: acquire fence, then the intent. Pairs with the writer's release fence after
+      // its intent store: had our loads above seen any byte written after the writer announced
+      // intent I, this load sees I or later.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
+      if (intent > offset_ + capacity_) [[unlikely]] return lapped();
+      if (problem != nullptr) [[unlikely]] return corrupt(problem);
+      // Deliver.
+      const std::uint64_t start = offset_;
+      offset_ += frame;
+      if (type == padding_record_type) continue;
+      note_record();
+      poll_result r;
+      r.status = poll_status::record;
+      r.record = record_view{start, offset_, type, payload};
+      return r;
+    }
+  }
+
+  bool still_valid(const record_view& v) const noexcept {
+    // Pairs with the writer's release fence after its intent store, as in poll().
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return intent_->load(std::memory_order_relaxed) <= v.offset + capacity_;
+  }
+
+  // --- waiting: reader thread only ----------------------------------------------------------
+
+  bool wait(std::chrono::nanoseconds timeout) {
+    if (data_available()) return true;
+    const std::uint64_t now = monotonic_ns();
+    const std::uint64_t deadline = saturating_deadline(now, timeout);
+    bool ready = false;
+    switch (policy_.mode) {
+      case wait_mode::spin: ready = spin_until(deadline); break;
+      case wait_mode::yield: ready = yield_until(deadline); break;
+      case wait_mode::sleep: ready = sleep_until(deadline); break;
+      case wait_mode::adaptive: {
+        const std::uint64_t spin_end = std::min(deadline, saturating_deadline(now, policy_.spin_for));
+        const std::uint64_t yield_end =
+            std::min(deadline, saturating_deadline(spin_end, policy_.yield_for));
+        ready = spin_until(spin_end) || yield_until(yield_end) || sleep_until(deadline);
+        break;
+      }
+    }
+    set_state(reader_state::reading);
+    beat();
+    return ready;
+  }
+
+  void set_wait_policy(const wait_policy& p) noexcept { policy_ = p; }
+
+  // --- positioning: reader thread only ------------------------------------------------------
+
+  void seek(std::uint64_t target) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      const backlog_window w = window();
+      if (target < w.first_byte_offset || target > w.master_offset)
+        throw error(errc::offset_out_of_range,
+                    "log '" + name() + "': offset " + std::to_string(target) +
+                        " is outside the held window [" + std::to_string(w.first_byte_offset) +
+                        ", " + std::to_string(w.master_offset) + "]");
+      if (target % record_alignment != 0) throw_not_boundary(target, "records start at multiples of 8");
+      // Walk from the first record of target's chunk (or the oldest record) up to target.
+      const std::uint64_t boundary = target & ~(chunk_ - 1);
+      std::uint64_t pos = boundary > w.first_byte_offset ? checkpoint(boundary) : w.first_byte_offset;
+      const std::uint64_t walk_start = pos;
+      std::uint64_t previous = pos;
+      const char* problem = nullptr;
+      while (pos < target) {
+        const std::uint64_t word = racy_load_header(ring_ + (pos & mask_));
+        const std::uint64_t frame = record_frame_size(header_length(word));
+        problem = check_header_at(word, pos, frame, w.master_offset);
+        if (problem) break;
+        previous = pos;
+        pos += frame;
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);  // pairs as in poll()
+      if (intent_->load(std::memory_order_relaxed) > walk_start + capacity_) continue;  // lapped mid-walk
+      if (problem)
+        throw error(errc::corrupt_record, "log '" + name() + "': record at offset " +
+                                              std::to_string(pos) + " is corrupt: " + problem);
+      if (pos != target)
+        throw_not_boundary(target, "it falls inside the record at " + std::to_string(previous) +
+                                       " (next record at " + std::to_string(pos) + ")");
+      move_to(target);
+      return;
+    }
+    throw error(errc::offset_out_of_range, "log '" + name() + "': offset " + std::to_string(target) +
+                                               " was overwritten while seeking to it");
+  }
+
+  void seek_oldest() { move_to(window().first_byte_offset); }
+  void seek_latest() { move_to(master_->load(std::memory_order_acquire)); }
+
+  std::uint64_t skip_corruption() {
+    const backlog_window w = window();
+    const std::uint64_t next_boundary = (offset_ & ~(chunk_ - 1)) + chunk_;
+    std::uint64_t target = w.master_offset;
+    if (next_boundary <= w.master_offset)
+      target = std::max(next_boundary > w.first_byte_offset ? checkpoint(next_boundary) : 0,
+                        w.first_byte_offset);
+    const std::uint64_t skipped = target > offset_ ? target - offset_ : 0;
+    move_to(std::max(target, offset_));
+    return skipped;
+  }
+
+  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset) {
+    resync_decision d = decide_resync(read_history(map_->header()), window(), replid, offset);
+    if (d.is_partial()) {
+      try {
+        seek(offset);
+      } catch (const error& e) {
+        d.kind = resync_kind::full;
+        if (e.code() == errc::not_a_record_boundary) {
+          d.reason = resync_reason::not_a_record_boundary;
+        } else if (e.code() == errc::offset_out_of_range) {
+          d.reason = resync_reason::offset_before_backlog;  // overwritten since the decision
+          d.window = window();
+        } else {
+          throw;
+        }
+      }
+    }
+    if (d.is_partial()) {
+      area_->sync_partial_ok.fetch_add(1, std::memory_order_relaxed);
+    } else if (replid && !replid->is_none()) {
+      area_->sync_partial_err.fetch_add(1, std::memory_order_relaxed);
+    }
+    return d;
+  }
+
+  void count_full_resync() noexcept { area_->sync_full.fetch_add(1, std::memory_order_relaxed); }
+
+  // --- state ------------------------------------------------------------------------------
+
+  std::uint64_t offset() const noexcept { return offset_; }
+  std::uint64_t master_offset() const noexcept { return master_->load(std::memory_order_acquire); }
+  backlog_window window() const { return read_window(map_->header(), map_->geo()); }
+  history_state history() const { return read_history(map_->header()); }
+  std::uint64_t lapped_count() const noexcept { return lapped_; }
+  std::uint32_t slot() const noexcept { return slot_index_; }
+  std::uint64_t capacity() const noexcept { return capacity_; }
+  std::uint64_t max_payload() const noexcept { return max_payload_; }
+  const std::string& name() const noexcept { return map_->name(); }
+  void set_validation_hook(std::function<void()> hook) { validation_hook_ = std::move(hook); }
+
+ private:
+  // nullptr if the header at offset_ could be a record the writer wrote there.
+  const char* check_header(std::uint64_t word, std::uint64_t frame) const noexcept {
+    return check_header_at(word, offset_, frame, known_master_);
+  }
+
+  const char* check_header_at(std::uint64_t word, std::uint64_t offset, std::uint64_t frame,
+                              std::uint64_t master) const noexcept {
+    const std::uint64_t index = offset & mask_;
+    if (header_tag(word) != record_tag(offset)) return "header tag does not match its offset";
+    if (header_type(word) == padding_record_type) {
+      if (index + frame != capacity_) return "padding record does not end at the ring's end";
+    } else {
+      if (header_length(word) > max_payload_) return "record length exceeds the log's max payload";
+      if (index + frame > capacity_) return "record runs past the ring's end";
+    }
+    if (offset + frame > master) return "record extends past the master offset";
+    return nullptr;
+  }
+
+  [[noreturn]] void throw_not_boundary(std::uint64_t target, const std::string& why) const {
+    throw error(errc::not_a_record_boundary, "log '" + name() + "': offset " +
+                                                 std::to_string(target) +
+                                                 " does not start a record: " + why);
+  }
+
+  // The first record at or after chunk boundary b; valid for boundaries in the held window.
+  std::uint64_t checkpoint(std::uint64_t boundary) const noexcept {
+    // acquire: pairs with the master/intent release stores that follow the checkpoint store.
+    return checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_acquire);
+  }
+
+  void move_to(std::uint64_t offset) noexcept {
+    offset_ = offset;
+    known_master_ = offset;  // forces a fresh master load at the next poll
+    lapped_at_ = no_offset;
+    if (slot_) slot_->offset.store(offset_, std::memory_order_relaxed);
+  }
+
+  poll_result lapped() {
+    poll_result r;
+    r.status = poll_status::lapped;
+    const backlog_window w = window();
+    r.lap = lap_report{offset_, w.first_byte_offset, w.master_offset};
+    if (lapped_at_ != offset_) {  // count each lap once, however often it is polled
+      lapped_at_ = offset_;
+      ++lapped_;
+      slot_->lapped.store(lapped_, std::memory_order_relaxed);
+      area_->lapped_total.fetch_add(1, std::memory_order_relaxed);
+    }
+    return r;
+  }
+
+  poll_result corrupt(const char* reason) const noexcept {
+    poll_result r;
+    r.status = poll_status::corrupt;
+    r.corruption = corruption_report{offset_, reason};
+    return r;
+  }
+
+  bool data_available() noexcept {
+    if (offset_ != known_master_) return true;
+    known_master_ = master_->load(std::memory_order_acquire);  // pairs with publish()'s release
+    return offset_ != known_master_;
+  }
+
+  bool spin_until(std::uint64_t limit) noexcept {
+    set_state(reader_state::spinning);
+    for (unsigned i = 0;; ++i) {
+      if (data_available()) return true;
+      if (i % 64 == 0 && monotonic_ns() >= limit) return false;
+      cpu_relax();
+    }
+  }
+
+  bool yield_until(std::uint64_t limit) noexcept {
+    set_state(reader_state::yielding);
+    for (;;) {
+      if (data_available()) return true;
+      if (monotonic_ns() >= limit) return false;
+      ::sched_yield();
+    }
+  }
+
+  // See docs/design.md, "No lost wake-up".
+  bool sleep_until(std::uint64_t deadline) noexcept {
+    set_state(reader_state::sleeping);
+    for (;;) {
+      // 1. Announce: a writer that publishes after this sees a new epoch and wakes sleepers.
+      area_->sleep_epoch.fetch_add(1, std::memory_order_seq_cst);
+      // 2. Store-load fence between the announcement and the master load below. Pairs with
+      // the writer's fence between its master store and its sleep_epoch load: seq_cst thread
+      // fence against a seq_cst writer, membarrier() against a compiler-fence-only writer.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      membarrier_global();
+      // 3. acquire: pairs with the writer's release store of wake_seq in wake_sleepers().
+      const std::uint32_t seq = wake_seq_->load(std::memory_order_acquire);
+      // 4. Re-check, then sleep only if the wake word is still what we saw.
+      if (data_available()) return true;
+      const std::uint64_t now = monotonic_ns();
+      if (now >= deadline) return false;
+      futex_wait(wake_seq_, seq, std::min(deadline - now, max_sleep_ns));
+      beat();
+    }
+  }
+
+  void set_state(reader_state s) noexcept {
+    slot_->state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed);
+  }
+  void beat() noexcept { slot_->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed); }
+  void note_record() noexcept {
+    slot_->records.store(++records_, std::memory_order_relaxed);
+    if (++since_beat_ >= records_per_heartbeat) {
+      since_beat_ = 0;
+      beat();
+    }
+  }
+  void note_idle() noexcept {
+    if (since_beat_ != 0) {
+      since_beat_ = 0;
+      beat();
+    }
+  }
+
+  void take_slot(const std::string& label) {
+    const std::uint32_t count = map_->geo().slot_count;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      if (!try_lock_byte(file_.fd(), reader_lock_byte(i))) continue;
+      // Ours now. A pid left here belonged to a reader that died: its lock went with it.
+      reader_slot& s = map_->slot(i);
+      s.state.store(static_cast<std::uint32_t>(reader_state::reading), std::memory_order_relaxed);
+      s.offset.store(offset_, std::memory_order_relaxed);
+      s.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+      s.attach_time_ns.store(realtime_ns(), std::memory_order_relaxed);
+      s.lapped.store(0, std::memory_order_relaxed);
+      s.records.store(0, std::memory_order_relaxed);
+      std::memset(s.label, 0, sizeof s.label);
+      std::memcpy(s.label, label.data(), std::min(label.size(), sizeof s.label - 1));
+      // release: whoever sees our pid (acquire) sees the fields above.
+      s.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
+      slot_ = &s;
+      slot_index_ = i;
+      return;
+    }
+    throw error(errc::no_free_reader_slot,
+                "log '" + name() + "': all " + std::to_string(count) +
+                    " reader slots are held by live readers (the number is set at creation:"
+                    " shmlog create --readers)");
+  }
+
+  segment_file file_;  // holds this reader's slot lock
+  std::shared_ptr<mapping> map_;
+  wait_policy policy_;
+
+  // Hot state, private to the reader thread.
+  const std::byte* ring_ = nullptr;
+  std::uint64_t mask_ = 0;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t chunk_ = 0;
+  std::uint64_t max_payload_ = 0;
+  const std::atomic<std::uint64_t>* master_ = nullptr;
+  const std::atomic<std::uint64_t>* intent_ = nullptr;
+  const std::atomic<std::uint32_t>* wake_seq_ = nullptr;
+  const std::atomic<std::uint64_t>* checkpoints_ = nullptr;
+  reader_area_header* area_ = nullptr;
+  reader_slot* slot_ = nullptr;
+  std::uint32_t slot_index_ = 0;
+  std::uint64_t offset_ = 0;        // next record start
+  std::uint64_t known_master_ = 0;  // master offset as last loaded
+  std::uint64_t lapped_at_ = no_offset;
+  std::uint64_t lapped_ = 0;
+  std::uint64_t records_ = 0;
+  unsigned since_beat_ = 0;
+  std::function<void()> validation_hook_;
+};
+
+}  // namespace detail
+
+reader reader::attach(std::string_view name, const reader_options& options) {
+  auto file = detail::segment_file::open(name, true);
+  auto map = detail::mapping::map(file, detail::map_access::reader);
+  return reader(std::make_unique<detail::reader_core>(std::move(file), std::move(map), options));
+}
+
+reader reader::attach(const writer& w, const reader_options& options) {
+  auto file = detail::segment_file::open(w.name(), true);
+  return reader(std::make_unique<detail::reader_core>(std::move(file), w.shared_mapping(), options));
+}
+
+reader::reader(std::unique_ptr<detail::reader_core> core) : core_(std::move(core)) {}
+reader::reader(reader&&) noexcept = default;
+reader& reader::operator=(reader&&) noexcept = default;
+reader::~reader() = default;
+
+poll_result reader::poll() { return core_->poll<false>(nullptr); }
+poll_result reader::poll_copy(std::vector<std::byte>& buffer) { return core_->poll<true>(&buffer); }
+bool reader::still_valid(const record_view& view) const noexcept { return core_->still_valid(view); }
+bool reader::wait(std::chrono::nanoseconds timeout) { return core_->wait(timeout); }
+void reader::set_wait_policy(const wait_policy& policy) noexcept { core_->set_wait_policy(policy); }
+void reader::seek(std::uint64_t offset) { core_->seek(offset); }
+void reader::seek_oldest() { core_->seek_oldest(); }
+void reader::seek_latest() { core_->seek_latest(); }
+std::uint64_t reader::skip_corruption() { return core_->skip_corruption(); }
+resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t offset) {
+  return core_->resync(replid, offset);
+}
+void reader::count_full_resync() noexcept { core_->count_full_resync(); }
+std::uint64_t reader::offset() const noexcept { return core_->offset(); }
+std::uint64_t reader::master_offset() const noexcept { return core_->master_offset(); }
+backlog_window reader::window() const { return core_->window(); }
+history_state reader::history() const { return core_->history(); }
+std::uint64_t reader::lapped_count() const noexcept { return core_->lapped_count(); }
+std::uint32_t reader::slot() const noexcept { return core_->slot(); }
+std::uint64_t reader::capacity() const noexcept { return core_->capacity(); }
+std::uint64_t reader::max_payload() const noexcept { return core_->max_payload(); }
+const std::string& reader::name() const noexcept { return core_->name(); }
+void reader::set_validation_hook(std::function<void()> hook) { core_->set_validation_hook(std::move(hook)); }
+
+}  // namespace shmlog

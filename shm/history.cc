@@ -1,0 +1,139 @@
+#include "shmlog/history.h"
+
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "shmlog/error.h"
+
+namespace shmlog {
+
+history_id history_id::random() {
+  unsigned char bytes[history_id_size / 2];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw error(errc::system_error,
+                  std::string("getrandom failed while making a history id: ") + std::strerror(errno));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  history_id id;
+  for (std::size_t i = 0; i < sizeof bytes; ++i) {
+    id.chars_[2 * i] = hex[bytes[i] >> 4];
+    id.chars_[2 * i + 1] = hex[bytes[i] & 0xF];
+  }
+  return id;
+}
+
+std::optional<history_id> history_id::parse(std::string_view text) noexcept {
+  if (text.size() != history_id_size) return std::nullopt;
+  history_id id;
+  for (std::size_t i = 0; i < history_id_size; ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    const bool is_hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    if (!is_hex) return std::nullopt;
+    id.chars_[i] = c;
+  }
+  return id;
+}
+
+bool history_id::is_none() const noexcept {
+  for (char c : chars_) {
+    if (c != '0') return false;
+  }
+  return true;
+}
+
+std::string_view to_string(resync_reason reason) noexcept {
+  switch (reason) {
+    case resync_reason::same_history: return "same_history";
+    case resync_reason::shared_prefix: return "shared_prefix";
+    case resync_reason::no_history: return "no_history";
+    case resync_reason::unknown_history: return "unknown_history";
+    case resync_reason::beyond_shared_prefix: return "beyond_shared_prefix";
+    case resync_reason::offset_before_backlog: return "offset_before_backlog";
+    case resync_reason::offset_after_master: return "offset_after_master";
+    case resync_reason::not_a_record_boundary: return "not_a_record_boundary";
+  }
+  return "unknown";
+}
+
+std::string resync_decision::describe() const {
+  const std::string wanted = std::to_string(wanted_offset);
+  const std::string first = std::to_string(window.first_byte_offset);
+  const std::string master = std::to_string(window.master_offset);
+  switch (reason) {
+    case resync_reason::same_history:
+      return "partial resync: offset " + wanted + " is held (window " + first + ".." + master + ")";
+    case resync_reason::shared_prefix:
+      return "partial resync: offset " + wanted + " is within the prefix shared with history " +
+             history.replid2.str() + " (up to " + std::to_string(history.second_repl_offset) +
+             "), continuing under " + history.replid.str();
+    case resync_reason::no_history:
+      return "full resync: the reader has no history yet";
+    case resync_reason::unknown_history:
+      return "full resync: the requested history is neither " + history.replid.str() +
+             " nor " + history.replid2.str();
+    case resync_reason::beyond_shared_prefix:
+      return "full resync: offset " + wanted + " is beyond " +
+             std::to_string(history.second_repl_offset) + ", where history " +
+             history.replid2.str() + " and " + history.replid.str() + " diverge";
+    case resync_reason::offset_before_backlog:
+      return "full resync: offset " + wanted + " is before the oldest held offset " + first;
+    case resync_reason::offset_after_master:
+      return "full resync: offset " + wanted + " is after the master offset " + master;
+    case resync_reason::not_a_record_boundary:
+      return "full resync: offset " + wanted + " does not start a record";
+  }
+  return "full resync";
+}
+
+// Guard clauses in the order Redis checks them: first "is it the same history", then "is the
+// offset still in the backlog". Anything that is not a clean "yes" falls through to one full
+// resync result; a refused partial resync is a normal outcome, not an error.
+resync_decision decide_resync(const history_state& history, const backlog_window& window,
+                              std::optional<history_id> requested,
+                              std::uint64_t requested_offset) {
+  resync_decision d;
+  d.wanted_offset = requested_offset;
+  d.window = window;
+  d.history = history;
+  d.kind = resync_kind::full;
+
+  // Wanted: any history. Available: the reader has none (PSYNC ? -1).
+  if (!requested || requested->is_none()) {
+    d.reason = resync_reason::no_history;
+    return d;
+  }
+  const bool same = *requested == history.replid;
+  // Wanted: replid2 at offset <= second_repl_offset. Available: the shared prefix.
+  const bool previous = !history.replid2.is_none() && *requested == history.replid2;
+  if (!same && !previous) {
+    d.reason = resync_reason::unknown_history;
+    return d;
+  }
+  if (!same && requested_offset > history.second_repl_offset) {
+    d.reason = resync_reason::beyond_shared_prefix;
+    return d;
+  }
+  // Wanted: requested_offset. Available: [first_byte_offset, master_offset].
+  if (requested_offset < window.first_byte_offset) {
+    d.reason = resync_reason::offset_before_backlog;
+    return d;
+  }
+  if (requested_offset > window.master_offset) {
+    d.reason = resync_reason::offset_after_master;
+    return d;
+  }
+  d.kind = resync_kind::partial;
+  d.reason = same ? resync_reason::same_history : resync_reason::shared_prefix;
+  return d;
+}
+
+}  // namespace shmlog

@@ -1,0 +1,265 @@
+// The shared-memory format of a shmlog segment, shared by the writer, the readers and the tools.
+// docs/layout.md draws the same picture and explains every field; keep the two in step and bump
+// layout_version on any change that an older build would misread.
+//
+// A segment is one POSIX shared-memory object (/dev/shm/<name>) in three page-aligned parts:
+//
+//   0               header_size            header_size + capacity                   total
+//   +---------------+----------------------+-----------------------------------------+
+//   | segment_header|  ring (capacity B)   | reader area: counters, reader slots     |
+//   +---------------+----------------------+-----------------------------------------+
+//   written by the writer only             written by readers (the writer only reads
+//   (readers map this part read-only)      sleep_epoch, on the append path)
+//
+// Offsets. Every position in the log is a 64-bit byte offset counted from the first byte ever
+// appended (zero-based). The master offset is the number of bytes appended so far, i.e. the
+// offset one past the last published byte and the offset the next record will start at. The
+// byte at offset X lives in ring byte (X & (capacity - 1)).
+//
+// Records. Every record starts at an offset that is a multiple of 8 with an 8-byte header:
+//
+//   +------------+---------+--------+----------------------+---------+
+//   | length u32 | type u16| tag u16| payload (length B)   | pad 0-7 |
+//   +------------+---------+--------+----------------------+---------+
+//
+// length counts payload bytes only; the record occupies record_header_size + align8(length)
+// bytes. tag is the low 16 bits of (offset >> 3) of the record itself: a header read at the
+// wrong offset, or left over from an earlier lap, fails the tag check. A record never wraps
+// around the ring's end: when it would, the writer first fills the rest of the ring with one
+// padding record (type 0), so the record starts again at ring byte 0.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace shmlog {
+
+// ---------------------------------------------------------------------------------------------
+// Record framing
+
+using record_type = std::uint16_t;
+
+inline constexpr record_type padding_record_type = 0;   // fills the ring's end; never delivered
+inline constexpr record_type default_record_type = 1;   // what append() uses unless told
+inline constexpr record_type max_user_record_type = 0xFEFF;  // 0xFF00-0xFFFF: reserved
+
+inline constexpr std::size_t record_length_size = 4;
+inline constexpr std::size_t record_type_size = 2;
+inline constexpr std::size_t record_tag_size = 2;
+inline constexpr std::size_t record_header_size =
+    record_length_size + record_type_size + record_tag_size;
+inline constexpr std::size_t record_alignment = 8;
+
+static_assert(record_header_size == 8, "the header is read and written as one 64-bit word");
+
+constexpr std::uint64_t align_record(std::uint64_t n) noexcept {
+  return (n + (record_alignment - 1)) & ~std::uint64_t{record_alignment - 1};
+}
+
+// Bytes a record with `payload` bytes occupies in the ring.
+constexpr std::uint64_t record_frame_size(std::uint64_t payload) noexcept {
+  return record_header_size + align_record(payload);
+}
+
+constexpr std::uint16_t record_tag(std::uint64_t offset) noexcept {
+  return static_cast<std::uint16_t>(offset >> 3);
+}
+
+// The header as one little-endian 64-bit word: length in bits 0-31, type 32-47, tag 48-63.
+// Writer and reader move it with single 64-bit atomic accesses, so a header is never torn.
+constexpr std::uint64_t pack_record_header(std::uint32_t length, record_type type,
+                                           std::uint64_t offset) noexcept {
+  return std::uint64_t{length} | (std::uint64_t{type} << 32) |
+         (std::uint64_t{record_tag(offset)} << 48);
+}
+constexpr std::uint32_t header_length(std::uint64_t word) noexcept {
+  return static_cast<std::uint32_t>(word);
+}
+constexpr record_type header_type(std::uint64_t word) noexcept {
+  return static_cast<record_type>(word >> 32);
+}
+constexpr std::uint16_t header_tag(std::uint64_t word) noexcept {
+  return static_cast<std::uint16_t>(word >> 48);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizing rules, all derived from the capacity chosen at creation.
+
+inline constexpr std::uint64_t min_capacity = 4096;              // one page
+inline constexpr std::uint64_t max_capacity = std::uint64_t{1} << 40;  // 1 TiB
+inline constexpr std::uint32_t default_reader_slots = 64;
+inline constexpr std::uint32_t max_reader_slots = 4096;
+
+// The writer announces the bytes it is about to write in chunks of capacity / 16 (see
+// docs/design.md, "write intent"), so readers lose at most one chunk of history to it.
+inline constexpr std::uint64_t intent_chunks_per_ring = 16;
+// One checkpoint per chunk boundary, kept for two laps so a reader looking up the oldest
+// chunk never finds its entry already reused.
+inline constexpr std::uint32_t checkpoint_count = 2 * intent_chunks_per_ring;
+
+constexpr std::uint64_t intent_chunk_for(std::uint64_t capacity) noexcept {
+  return capacity / intent_chunks_per_ring;
+}
+// A record's frame may take at most a quarter of the ring, so a reader always has at least
+// three records' worth of ring to read one before the writer can come round to it.
+constexpr std::uint64_t max_payload_for(std::uint64_t capacity) noexcept {
+  return capacity / 4 - record_header_size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment header: the first header_size bytes of the segment. Only the writer (or the creator)
+// writes it. Each group of fields that changes at a different rate has cache lines of its own.
+
+inline constexpr std::size_t cache_line_size = 64;
+inline constexpr std::uint64_t segment_magic = 0x0000474F4C4D4853;  // "SHMLOG\0\0" little-endian
+inline constexpr std::uint32_t layout_version = 1;
+inline constexpr std::uint32_t header_size = 4096;
+inline constexpr std::size_t history_id_size = 40;  // hex characters, like a Redis replid
+inline constexpr std::uint64_t no_offset = ~std::uint64_t{0};
+
+enum class fence_mode : std::uint32_t {
+  none = 0,        // no writer has opened the log yet
+  membarrier = 1,  // writer: compiler fence only; sleeping readers issue membarrier()
+  seq_cst = 2,     // writer: std::atomic_thread_fence(seq_cst) after every publish
+};
+
+// Written once by the creator, before the magic; never changed afterwards.
+struct alignas(cache_line_size) segment_descriptor {
+  std::atomic<std::uint64_t> magic;  // stored last, with release, when creation is complete
+  std::uint32_t layout_version;
+  std::uint32_t header_size;         // bytes before the ring
+  std::uint64_t capacity;            // ring bytes, a power of two
+  std::uint64_t reader_area_offset;  // header_size + capacity
+  std::uint32_t reader_area_size;    // bytes, a multiple of the page size
+  std::uint32_t reader_slot_count;
+  std::uint32_t intent_chunk;        // capacity / 16 (the field keeps old segments readable)
+  std::uint32_t max_payload;         // capacity / 4 - record_header_size
+  std::uint64_t creation_time_ns;    // CLOCK_REALTIME
+  std::uint32_t descriptor_crc;      // CRC-32C of the bytes before this field
+  std::uint32_t reserved;
+};
+
+// The history of the log, like a Redis master's replid / replid2 / second_replid_offset.
+// Changed only while a starting writer holds the writer lock; seq is odd during a change, so
+// a reader copies the block, re-reads seq and retries if it changed (a seqlock).
+struct alignas(cache_line_size) history_block {
+  std::atomic<std::uint32_t> seq;
+  std::uint32_t reserved;
+  std::atomic<std::uint64_t> replid[history_id_size / 8];
+  std::atomic<std::uint64_t> replid2[history_id_size / 8];  // all '0' characters: none
+  // Readers of replid2 at an offset <= this one may continue under replid (no_offset: none).
+  std::atomic<std::uint64_t> second_repl_offset;
+};
+
+// Who holds (or last held) the writer role. Written when a writer opens the log.
+struct alignas(cache_line_size) writer_block {
+  std::atomic<std::uint32_t> pid;                  // 0: no writer has opened the log yet
+  std::atomic<std::uint32_t> generation;           // writers that have opened the log so far
+  std::atomic<std::uint64_t> start_time_ns;        // CLOCK_REALTIME when it took over
+  std::atomic<std::uint64_t> recovered_torn_bytes; // unpublished bytes it found and dropped
+  std::atomic<std::uint32_t> fence;                // a fence_mode
+  std::atomic<std::uint32_t> open;                 // 1 while a writer has it; 1 at takeover: it died
+};
+
+struct segment_header {
+  segment_descriptor descriptor;
+  history_block history;
+  writer_block writer;
+
+  // Hot: stored by the writer once per publish (release), loaded by readers that have caught
+  // up (acquire). Alone on its line so that nothing else a reader needs moves with it.
+  alignas(cache_line_size) std::atomic<std::uint64_t> master_offset;
+
+  // Stored by the writer once per intent chunk: no byte at or beyond write_intent is being
+  // written. Readers load it after copying a record to see whether the writer came round.
+  alignas(cache_line_size) std::atomic<std::uint64_t> write_intent;
+
+  // Bumped by the writer when it wakes sleeping readers; they futex-wait on it.
+  alignas(cache_line_size) std::atomic<std::uint32_t> wake_seq;
+
+  // checkpoints[(b / intent_chunk) % checkpoint_count] is the offset of the first record that
+  // starts at or after chunk boundary b. Lets a reader find the oldest record, and check that
+  // an offset is a record boundary, without the writer tracking a tail.
+  alignas(cache_line_size) std::atomic<std::uint64_t> checkpoints[checkpoint_count];
+};
+
+static_assert(sizeof(segment_descriptor) == 1 * cache_line_size);
+static_assert(sizeof(history_block) == 2 * cache_line_size);
+static_assert(sizeof(writer_block) == 1 * cache_line_size);
+static_assert(offsetof(segment_header, descriptor) == 0 * cache_line_size);
+static_assert(offsetof(segment_header, history) == 1 * cache_line_size);
+static_assert(offsetof(segment_header, writer) == 3 * cache_line_size);
+static_assert(offsetof(segment_header, master_offset) == 4 * cache_line_size);
+static_assert(offsetof(segment_header, write_intent) == 5 * cache_line_size);
+static_assert(offsetof(segment_header, wake_seq) == 6 * cache_line_size);
+static_assert(offsetof(segment_header, checkpoints) == 7 * cache_line_size);
+static_assert(sizeof(segment_header) == 11 * cache_line_size);
+static_assert(sizeof(segment_header) <= header_size);
+static_assert(offsetof(segment_descriptor, descriptor_crc) == 56);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8);
+
+// ---------------------------------------------------------------------------------------------
+// Reader area: after the ring, mapped read-write by readers. The writer's append path reads
+// exactly one word of it (sleep_epoch) and writes none.
+
+struct alignas(cache_line_size) reader_area_header {
+  // A reader about to sleep increments this; a writer that sees it change since its last
+  // publish wakes the sleepers. Alone on its line: it changes only when someone goes to sleep.
+  std::atomic<std::uint32_t> sleep_epoch;
+  std::uint32_t reserved0;
+  std::uint8_t reserved1[56];
+
+  // Resync counters, named after their Redis INFO fields.
+  alignas(cache_line_size) std::atomic<std::uint64_t> sync_full;
+  std::atomic<std::uint64_t> sync_partial_ok;
+  std::atomic<std::uint64_t> sync_partial_err;
+  std::atomic<std::uint64_t> lapped_total;  // laps seen by all readers, ever
+};
+
+enum class reader_state : std::uint32_t {
+  free = 0,
+  reading = 1,   // polling or processing records
+  spinning = 2,
+  yielding = 3,
+  sleeping = 4,  // in futex_wait
+};
+
+// One per attached reader, on its own cache line; owned by the reader holding the slot's lock
+// (see docs/design.md, "reader slots"). Other processes only read it.
+struct alignas(cache_line_size) reader_slot {
+  std::atomic<std::uint32_t> pid;
+  std::atomic<std::uint32_t> state;         // a reader_state
+  std::atomic<std::uint64_t> offset;        // next byte this reader will read
+  std::atomic<std::uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of its last poll or wait step
+  std::atomic<std::uint64_t> attach_time_ns;  // CLOCK_REALTIME
+  std::atomic<std::uint64_t> lapped;        // times this reader found its data overwritten
+  std::atomic<std::uint64_t> records;       // records delivered to it
+  char label[16];                           // free text, NUL-padded
+};
+
+static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
+static_assert(offsetof(reader_area_header, sync_full) == cache_line_size);
+static_assert(sizeof(reader_slot) == cache_line_size);
+static_assert(offsetof(reader_slot, label) == 48);
+
+inline constexpr std::uint64_t page_size = 4096;
+
+constexpr std::uint64_t reader_area_size_for(std::uint32_t slot_count) noexcept {
+  const std::uint64_t bytes = sizeof(reader_area_header) + std::uint64_t{slot_count} * sizeof(reader_slot);
+  return (bytes + page_size - 1) & ~(page_size - 1);
+}
+
+constexpr std::uint64_t segment_size_for(std::uint64_t capacity, std::uint32_t slot_count) noexcept {
+  return header_size + capacity + reader_area_size_for(slot_count);
+}
+
+// Byte-range locks on the segment's file (fcntl open-file-description locks): byte 0 is held
+// by the live writer, byte 1 + i by the reader holding slot i. The kernel drops them when the
+// holder exits, however it exits.
+inline constexpr std::uint64_t writer_lock_byte = 0;
+constexpr std::uint64_t reader_lock_byte(std::uint32_t slot) noexcept { return 1 + std::uint64_t{slot}; }
+
+}  // namespace shmlog

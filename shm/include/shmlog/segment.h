@@ -1,0 +1,91 @@
+// Creating, destroying and inspecting a log's shared-memory segment. Any process may call these.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmlog/history.h"
+#include "shmlog/layout.h"
+
+namespace shmlog {
+
+struct create_options {
+  std::uint64_t capacity = 1 << 20;  // ring bytes: a power of two in [4 KiB, 1 TiB]
+  std::uint32_t reader_slots = default_reader_slots;  // most readers attached at once
+  mode_t mode = 0600;                // permissions of /dev/shm/<name>, applied exactly (no umask)
+};
+
+// Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
+// with a letter or digit. The segment is then /dev/shm/<name>.
+void validate_name(std::string_view name);
+
+// Throws error(invalid_argument) naming the bad field of `options`.
+void validate_create_options(const create_options& options);
+
+// Creates and initialises a new log with a fresh random history id. Throws already_exists if
+// a log of that name exists. Nothing is left behind if creation fails.
+void create(std::string_view name, const create_options& options);
+
+// Removes the name; processes that have the log mapped keep their mapping until they unmap it.
+// Returns false if no log of that name existed.
+bool destroy(std::string_view name);
+
+bool exists(std::string_view name);
+
+struct reader_info {
+  std::uint32_t slot = 0;
+  std::uint32_t pid = 0;
+  reader_state state = reader_state::free;
+  std::uint64_t offset = 0;     // next byte it will read
+  std::uint64_t lag_bytes = 0;  // master_offset - offset (0 if it is ahead of a stale read)
+  std::uint64_t lapped = 0;
+  std::uint64_t records = 0;
+  std::uint64_t heartbeat_age_ns = 0;  // time since its last poll or wait step
+  std::uint64_t attach_time_ns = 0;    // CLOCK_REALTIME
+  std::string label;
+};
+
+// A consistent-enough picture of a log for monitoring: every field is read once, so fields
+// that move (offsets, counters) may be a few microseconds apart from each other.
+struct log_info {
+  std::string name;
+  std::uint32_t layout_version = 0;
+  std::uint64_t capacity = 0;            // repl_backlog_size
+  std::uint64_t segment_bytes = 0;
+  std::uint64_t max_payload = 0;
+  std::uint64_t intent_chunk = 0;
+  std::uint32_t reader_slot_count = 0;
+  std::uint64_t creation_time_ns = 0;
+  mode_t mode = 0;
+
+  history_state history;                 // replid, replid2, second_repl_offset
+  backlog_window window;                 // repl_backlog_first_byte_offset, master_repl_offset
+  std::uint64_t write_intent = 0;
+
+  std::uint32_t writer_pid = 0;          // last writer's pid, 0 if none ever opened the log
+  bool writer_alive = false;             // whether the writer lock is held right now
+  std::uint32_t writer_generation = 0;
+  std::uint64_t writer_start_time_ns = 0;
+  std::uint64_t recovered_torn_bytes = 0;
+  fence_mode fence = fence_mode::none;
+
+  std::uint64_t sync_full = 0;
+  std::uint64_t sync_partial_ok = 0;
+  std::uint64_t sync_partial_err = 0;
+  std::uint64_t lapped_total = 0;
+
+  std::vector<reader_info> readers;      // live readers, by slot
+  std::uint32_t stale_slots = 0;         // slots whose reader died; the next reader reuses them
+
+  std::uint64_t histlen() const noexcept {  // repl_backlog_histlen
+    return window.master_offset - window.first_byte_offset;
+  }
+};
+
+log_info inspect(std::string_view name);
+
+}  // namespace shmlog

@@ -1,0 +1,176 @@
+#include "shmlog/segment.h"
+
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "mapping.h"
+#include "os.h"
+#include "shmlog/error.h"
+
+namespace shmlog {
+
+std::string_view to_string(errc code) noexcept {
+  switch (code) {
+    case errc::invalid_name: return "invalid_name";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::not_found: return "not_found";
+    case errc::already_exists: return "already_exists";
+    case errc::permission_denied: return "permission_denied";
+    case errc::bad_magic: return "bad_magic";
+    case errc::unsupported_version: return "unsupported_version";
+    case errc::corrupt_header: return "corrupt_header";
+    case errc::truncated: return "truncated";
+    case errc::not_initialized: return "not_initialized";
+    case errc::writer_exists: return "writer_exists";
+    case errc::record_too_large: return "record_too_large";
+    case errc::claim_pending: return "claim_pending";
+    case errc::not_a_record_boundary: return "not_a_record_boundary";
+    case errc::corrupt_record: return "corrupt_record";
+    case errc::offset_out_of_range: return "offset_out_of_range";
+    case errc::no_free_reader_slot: return "no_free_reader_slot";
+    case errc::system_error: return "system_error";
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr std::size_t max_name_length = 200;
+
+bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+}  // namespace
+
+void validate_name(std::string_view name) {
+  const auto fail = [&](const std::string& why) {
+    throw error(errc::invalid_name, "invalid log name '" + std::string(name) + "': " + why +
+                                        " (use 1-200 characters from A-Z a-z 0-9 . _ -, starting"
+                                        " with a letter or digit)");
+  };
+  if (name.empty()) fail("it is empty");
+  if (name.size() > max_name_length) fail("it is " + std::to_string(name.size()) + " characters long");
+  if (!is_alnum(name.front())) fail("it must start with a letter or digit");
+  for (char c : name) {
+    if (!(is_alnum(c) || c == '.' || c == '_' || c == '-')) {
+      const bool printable = c >= 0x20 && c < 0x7F;
+      fail(printable ? std::string("'") + c + "' is not allowed" : "it contains a control or non-ASCII byte");
+    }
+  }
+}
+
+void validate_create_options(const create_options& o) {
+  const auto bad = [](const std::string& why) { throw error(errc::invalid_argument, why); };
+  const bool power_of_two = o.capacity != 0 && (o.capacity & (o.capacity - 1)) == 0;
+  if (o.capacity < min_capacity || o.capacity > max_capacity || !power_of_two) {
+    std::uint64_t up = min_capacity;
+    while (up < o.capacity && up < max_capacity) up <<= 1;
+    bad("capacity " + std::to_string(o.capacity) +
+        " is not a power of two between 4096 (4K) and 2^40 (1024G); nearest allowed: " +
+        std::to_string(up));
+  }
+  if (o.reader_slots == 0 || o.reader_slots > max_reader_slots)
+    bad("reader slots " + std::to_string(o.reader_slots) + " is not between 1 and " +
+        std::to_string(max_reader_slots));
+  if (o.mode & ~mode_t{0777})
+    bad("mode 0" + std::to_string(o.mode) + " has bits outside 0777");
+  if (!(o.mode & 0600) || (o.mode & 0600) != 0600)
+    bad("mode must give the owner read and write permission (0600)");
+}
+
+void create(std::string_view name, const create_options& options) {
+  validate_name(name);
+  validate_create_options(options);
+  auto file = detail::segment_file::create(name, options.mode);
+  try {
+    file.object().truncate(static_cast<boost::interprocess::offset_t>(
+        segment_size_for(options.capacity, options.reader_slots)));
+    boost::interprocess::mapped_region region(file.object(), boost::interprocess::read_write, 0,
+                                              header_size);
+    detail::initialise_segment(static_cast<std::byte*>(region.get_address()), options);
+  } catch (...) {
+    boost::interprocess::shared_memory_object::remove(std::string(name).c_str());
+    throw;
+  }
+  // Closing the file releases the creator's hold on the writer lock.
+}
+
+bool destroy(std::string_view name) {
+  validate_name(name);
+  if (boost::interprocess::shared_memory_object::remove(std::string(name).c_str())) return true;
+  const int err = errno;
+  if (err == ENOENT) return false;
+  throw error(err == EACCES || err == EPERM ? errc::permission_denied : errc::system_error,
+              "log '" + std::string(name) + "': " + detail::errno_message("shm_unlink", err));
+}
+
+bool exists(std::string_view name) {
+  try {
+    detail::segment_file::open(name, false);
+    return true;
+  } catch (const error& e) {
+    if (e.code() == errc::not_found) return false;
+    throw;
+  }
+}
+
+log_info inspect(std::string_view name) {
+  auto file = detail::segment_file::open(name, false);
+  auto m = detail::mapping::map(file, detail::map_access::inspector);
+  const auto& g = m->geo();
+  const segment_header& h = m->header();
+  log_info info;
+  info.name = std::string(name);
+  info.layout_version = h.descriptor.layout_version;
+  info.capacity = g.capacity;
+  info.segment_bytes = file.size();
+  info.max_payload = g.max_payload;
+  info.intent_chunk = g.intent_chunk;
+  info.reader_slot_count = g.slot_count;
+  info.creation_time_ns = h.descriptor.creation_time_ns;
+  info.mode = file.mode();
+  info.history = detail::read_history(h);
+  info.window = detail::read_window(h, g);
+  info.write_intent = h.write_intent.load(std::memory_order_acquire);
+
+  info.writer_pid = h.writer.pid.load(std::memory_order_acquire);
+  info.writer_alive = detail::is_byte_locked(file.fd(), writer_lock_byte);
+  info.writer_generation = h.writer.generation.load(std::memory_order_relaxed);
+  info.writer_start_time_ns = h.writer.start_time_ns.load(std::memory_order_relaxed);
+  info.recovered_torn_bytes = h.writer.recovered_torn_bytes.load(std::memory_order_relaxed);
+  info.fence = static_cast<fence_mode>(h.writer.fence.load(std::memory_order_relaxed));
+
+  const reader_area_header& ra = m->reader_area();
+  info.sync_full = ra.sync_full.load(std::memory_order_relaxed);
+  info.sync_partial_ok = ra.sync_partial_ok.load(std::memory_order_relaxed);
+  info.sync_partial_err = ra.sync_partial_err.load(std::memory_order_relaxed);
+  info.lapped_total = ra.lapped_total.load(std::memory_order_relaxed);
+
+  const std::uint64_t now = detail::monotonic_ns();
+  for (std::uint32_t i = 0; i < g.slot_count; ++i) {
+    const reader_slot& s = m->slot(i);
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    const bool alive = detail::is_byte_locked(file.fd(), reader_lock_byte(i));
+    if (!alive) {
+      if (pid != 0) ++info.stale_slots;
+      continue;
+    }
+    if (pid == 0) continue;  // a reader between taking the lock and filling its slot
+    reader_info r;
+    r.slot = i;
+    r.pid = pid;
+    r.state = static_cast<reader_state>(s.state.load(std::memory_order_relaxed));
+    r.offset = s.offset.load(std::memory_order_relaxed);
+    r.lag_bytes = info.window.master_offset > r.offset ? info.window.master_offset - r.offset : 0;
+    r.lapped = s.lapped.load(std::memory_order_relaxed);
+    r.records = s.records.load(std::memory_order_relaxed);
+    const std::uint64_t beat = s.heartbeat_ns.load(std::memory_order_relaxed);
+    r.heartbeat_age_ns = now > beat ? now - beat : 0;
+    r.attach_time_ns = s.attach_time_ns.load(std::memory_order_relaxed);
+    char label[sizeof s.label + 1] = {};
+    std::memcpy(label, s.label, sizeof s.label);
+    r.label = label;
+    info.readers.push_back(std::move(r));
+  }
+  return info;
+}
+
+}  // namespace shmlog

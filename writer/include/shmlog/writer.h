@@ -1,0 +1,129 @@
+// The writer: the one process that appends to a log.
+//
+//   auto w = shmlog::writer::create("quotes", {.capacity = 1 << 20});
+//   w.append("hello");                                   // copy one record in
+//   auto c = w.claim(64);                                // or fill one in place
+//   c.payload()[0] = std::byte{42};
+//   c.commit(1);
+//
+// Appending is wait-free: no system call, no lock, and no look at any reader. A reader that
+// falls a lap behind finds out on its own (see reader.h). Exactly one writer may have a log open;
+// the kernel releases that role when the writer's process exits, however it exits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "shmlog/history.h"
+#include "shmlog/layout.h"
+#include "shmlog/segment.h"
+
+namespace shmlog {
+
+namespace detail {
+class writer_core;
+class mapping;
+}  // namespace detail
+
+// One record of a batch.
+struct record_ref {
+  std::span<const std::byte> payload;
+  record_type type = default_record_type;
+};
+
+// What a writer found when it opened the log.
+struct takeover_info {
+  std::uint32_t previous_pid = 0;      // the last writer before this one; 0 if none
+  bool previous_crashed = false;       // it exited without closing the log
+  std::uint64_t master_offset = 0;     // where this writer continues
+  // Bytes beyond the master offset the previous writer had announced it would write (an upper
+  // bound on its torn tail). Never published, so no reader has read them; they are dropped.
+  std::uint64_t unpublished_bytes = 0;
+};
+
+class claimed_record;
+
+class writer {
+ public:
+  // Opens an existing log as its writer; continues at its published master offset. Throws
+  // error(writer_exists) naming the live writer's pid if another process holds the role.
+  static writer open(std::string_view name);
+  // Creates a log and opens it as its writer, with no moment in between for another writer.
+  static writer create(std::string_view name, const create_options& options);
+
+  writer(writer&&) noexcept;
+  writer& operator=(writer&&) noexcept;
+  ~writer();  // closes the log cleanly; a pending claim is aborted
+
+  // Writer thread only. Appends one record and publishes it; returns the record's offset.
+  // Throws error(record_too_large) if payload.size() > max_payload(); nothing is appended.
+  std::uint64_t append(std::span<const std::byte> payload, record_type type = default_record_type);
+  std::uint64_t append(std::string_view payload, record_type type = default_record_type);
+
+  // Writer thread only. Appends several records with one publication (one master-offset
+  // store) and returns the offset of the first. Every size is checked before anything is
+  // written. A batch larger than a quarter of the capacity is published in parts, each part
+  // still whole records. Returns master_offset() for an empty batch.
+  std::uint64_t append_batch(std::span<const record_ref> records);
+
+  // Writer thread only. Reserves room for a record of up to max_payload bytes in the ring and
+  // returns a claim to fill it in place; nothing is visible to readers until commit(). One
+  // claim at a time: append() and claim() throw error(claim_pending) while one is open.
+  claimed_record claim(std::size_t max_payload, record_type type = default_record_type);
+
+  // Writer thread only (the writer's own view; it is always current).
+  std::uint64_t master_offset() const noexcept;
+  std::uint64_t capacity() const noexcept;
+  std::uint64_t max_payload() const noexcept;  // capacity / 4 - 8
+  const std::string& name() const noexcept;
+  const takeover_info& takeover() const noexcept;
+  fence_mode fence() const noexcept;
+  history_state history() const;
+
+  // The writer's mapping, for readers in the same process (reader::attach(const writer&)).
+  std::shared_ptr<detail::mapping> shared_mapping() const noexcept;
+
+ private:
+  explicit writer(std::unique_ptr<detail::writer_core> core);
+  std::unique_ptr<detail::writer_core> core_;
+};
+
+// A record reserved in place by writer::claim(). Move-only; aborted if destroyed uncommitted.
+class claimed_record {
+ public:
+  claimed_record(claimed_record&& other) noexcept;
+  claimed_record& operator=(claimed_record&& other) noexcept;
+  claimed_record(const claimed_record&) = delete;
+  claimed_record& operator=(const claimed_record&) = delete;
+  ~claimed_record();
+
+  // The reserved payload bytes, straight in the ring. Valid until commit() or abort().
+  std::span<std::byte> payload() const noexcept { return payload_; }
+  // Where the record will start.
+  std::uint64_t offset() const noexcept { return offset_; }
+  bool pending() const noexcept { return core_ != nullptr; }
+
+  // Writer thread only. Publishes the first `used` bytes of payload() as the record
+  // (default: all of them). Throws error(invalid_argument) if used > payload().size().
+  void commit(std::size_t used);
+  void commit() { commit(payload_.size()); }
+  // Writer thread only. Drops the reservation; nothing becomes visible.
+  void abort() noexcept;
+
+ private:
+  friend class writer;
+  friend class detail::writer_core;
+  claimed_record(detail::writer_core* core, std::span<std::byte> payload, std::uint64_t offset,
+                 record_type type) noexcept
+      : core_(core), payload_(payload), offset_(offset), type_(type) {}
+  detail::writer_core* core_ = nullptr;
+  std::span<std::byte> payload_;
+  std::uint64_t offset_ = 0;
+  record_type type_ = default_record_type;
+};
+
+}  // namespace shmlog

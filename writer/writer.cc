@@ -1,0 +1,359 @@
+#include "shmlog/writer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <utility>
+
+#include "mapping.h"
+#include "os.h"
+#include "shmlog/error.h"
+
+namespace shmlog {
+namespace detail {
+
+// Everything the append path touches, in one object so that a writer (and its claims) can be
+// moved without moving this. See docs/design.md, "The append path", for the argument.
+class writer_core {
+ public:
+  writer_core(segment_file file, std::shared_ptr<mapping> map)
+      : file_(std::move(file)), map_(std::move(map)) {
+    const geometry& g = map_->geo();
+    segment_header& h = map_->writable_header();
+    ring_ = map_->ring();
+    mask_ = g.mask;
+    capacity_ = g.capacity;
+    chunk_ = g.intent_chunk;
+    chunk_shift_ = static_cast<unsigned>(__builtin_ctzll(g.intent_chunk));
+    max_payload_ = g.max_payload;
+    master_ = &h.master_offset;
+    intent_ = &h.write_intent;
+    wake_seq_ = &h.wake_seq;
+    checkpoints_ = h.checkpoints;
+    sleep_epoch_ = &map_->reader_area().sleep_epoch;
+    take_over(h);
+  }
+
+  ~writer_core() {
+    map_->writable_header().writer.open.store(0, std::memory_order_release);
+    // file_'s destructor closes the descriptor, which releases the writer lock.
+  }
+
+  // --- the append path: writer thread only ----------------------------------------------
+
+  std::uint64_t append(const std::byte* data, std::size_t length, record_type type) {
+    check_can_append(length);
+    const std::uint64_t offset = write_record(data, static_cast<std::uint32_t>(length), type);
+    publish();
+    return offset;
+  }
+
+  std::uint64_t append_batch(std::span<const record_ref> records) {
+    if (claim_pending_) throw_claim_pending();
+    for (const record_ref& r : records) check_can_append(r.payload.size());
+    if (records.empty()) return published_;
+    std::uint64_t first = no_offset;
+    for (const record_ref& r : records) {
+      const std::uint64_t offset = write_record(r.payload.data(),
+                                                static_cast<std::uint32_t>(r.payload.size()), r.type);
+      if (first == no_offset) first = offset;
+      // Publish in parts if the batch would otherwise overwrite its own beginning before
+      // readers could see it.
+      if (written_end_ - published_ >= capacity_ / 4) publish();
+    }
+    publish();
+    return first;
+  }
+
+  claimed_record claim(std::size_t max_length, record_type type) {
+    check_can_append(max_length);
+    const placement p = place(static_cast<std::uint32_t>(max_length));
+    if (p.end > intent_local_) advance_intent(p.end);
+    claim_pending_ = true;
+    std::byte* payload = ring_ + (p.start & mask_) + record_header_size;
+    return claimed_record(this, {payload, max_length}, p.start, type);
+  }
+
+  void commit(claimed_record& c, std::size_t used) {
+    if (used > c.payload_.size())
+      throw error(errc::invalid_argument,
+                  "commit of " + std::to_string(used) + " bytes exceeds the " +
+                      std::to_string(c.payload_.size()) + " bytes claimed");
+    // The payload is already in place where claim() put it (after padding if the claimed size
+    // did not fit before the ring's end); write the padding and header around it.
+    const std::uint64_t start = c.offset_;
+    if (start != written_end_) write_padding(written_end_, start - written_end_);
+    store_header(start, static_cast<std::uint32_t>(used), c.type_);
+    written_end_ = start + record_frame_size(used);
+    note_record_end(written_end_);
+    claim_pending_ = false;
+    publish();
+  }
+
+  void abort_claim() noexcept { claim_pending_ = false; }
+
+  // --- writer's own view --------------------------------------------------------------------
+
+  std::uint64_t master_offset() const noexcept { return published_; }
+  std::uint64_t capacity() const noexcept { return capacity_; }
+  std::uint64_t max_payload() const noexcept { return max_payload_; }
+  const std::string& name() const noexcept { return map_->name(); }
+  const takeover_info& takeover() const noexcept { return takeover_; }
+  fence_mode fence() const noexcept { return fence_; }
+  const std::shared_ptr<mapping>& shared_mapping() const noexcept { return map_; }
+
+ private:
+  struct placement {
+    std::uint64_t pad;    // bytes of padding record before the record (0 if it fits)
+    std::uint64_t start;  // where the record starts
+    std::uint64_t end;    // where the next record will start
+  };
+
+  void check_can_append(std::size_t length) const {
+    if (claim_pending_) throw_claim_pending();
+    if (length > max_payload_) [[unlikely]]
+      throw error(errc::record_too_large,
+                  "log '" + name() + "': a record of " + std::to_string(length) +
+                      " bytes exceeds the largest payload this log takes, " +
+                      std::to_string(max_payload_) + " bytes (a quarter of the " +
+                      std::to_string(capacity_) + "-byte ring, less the " +
+                      std::to_string(record_header_size) + "-byte header); nothing was appended");
+  }
+
+  [[noreturn]] void throw_claim_pending() const {
+    throw error(errc::claim_pending, "log '" + name() +
+                                         "': a claimed record is neither committed nor aborted");
+  }
+
+  // Where a record of `length` payload bytes goes if written next: it never wraps, so when it
+  // does not fit before the ring's end it follows a padding record that fills the end.
+  placement place(std::uint32_t length) const noexcept {
+    const std::uint64_t frame = record_frame_size(length);
+    const std::uint64_t room = capacity_ - (written_end_ & mask_);
+    const std::uint64_t pad = frame > room ? room : 0;
+    return {pad, written_end_ + pad, written_end_ + pad + frame};
+  }
+
+  std::uint64_t write_record(const std::byte* data, std::uint32_t length, record_type type) {
+    const placement p = place(length);
+    // 1. Signal intent: announce the bytes about to be overwritten before touching them.
+    if (p.end > intent_local_) [[unlikely]] advance_intent(p.end);
+    // 2. Pad if wrapping.
+    if (p.pad != 0) [[unlikely]] write_padding(written_end_, p.pad);
+    // 3. Write the header.
+    store_header(p.start, length, type);
+    // 4. Copy the payload.
+    std::memcpy(ring_ + (p.start & mask_) + record_header_size, data, length);
+    written_end_ = p.end;
+    note_record_end(written_end_);
+    return p.start;
+  }
+
+  // 5. Publish, then 6. wake sleepers if any announced itself.
+  void publish() noexcept {
+    // release: a reader that loads this master offset (acquire) sees every byte before it.
+    master_->store(written_end_, std::memory_order_release);
+    published_ = written_end_;
+    // Store-load fence between the master store above and the sleep_epoch load below; pairs
+    // with the fence a reader issues between announcing sleep and re-checking the master
+    // offset (docs/design.md, "No lost wake-up"). In membarrier mode the reader's membarrier()
+    // makes this a compiler-only fence.
+    if (fence_ == fence_mode::membarrier) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    const std::uint32_t epoch = sleep_epoch_->load(std::memory_order_relaxed);
+    if (epoch != seen_sleep_epoch_) [[unlikely]] wake_sleepers(epoch);
+  }
+
+  void advance_intent(std::uint64_t end) noexcept {
+    intent_local_ = (end + chunk_ - 1) & ~(chunk_ - 1);
+    // release: whoever reads this intent (acquire) also sees the checkpoints written before
+    // it (read_window relies on that).
+    intent_->store(intent_local_, std::memory_order_release);
+    // release fence: the intent store is ordered before every ring store that follows. Pairs
+    // with the acquire fence a reader issues after copying and before loading write_intent:
+    // if its copy saw any of our following stores, it also sees this intent.
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+
+  void store_header(std::uint64_t offset, std::uint32_t length, record_type type) noexcept {
+    auto* word = reinterpret_cast<std::uint64_t*>(ring_ + (offset & mask_));
+    // One 64-bit store, so a header is never torn; relaxed, published by master_offset.
+    __atomic_store_n(word, pack_record_header(length, type, offset), __ATOMIC_RELAXED);
+  }
+
+  void write_padding(std::uint64_t offset, std::uint64_t pad) noexcept {
+    store_header(offset, static_cast<std::uint32_t>(pad - record_header_size), padding_record_type);
+    note_record_end(offset + pad);
+  }
+
+  // Checkpoints: every chunk boundary at or before `end` that has no entry yet gets `end`,
+  // the first record start at or after it. Relaxed: published with master_offset.
+  void note_record_end(std::uint64_t end) noexcept {
+    while (next_checkpoint_ <= end) [[unlikely]] {
+      checkpoints_[(next_checkpoint_ >> chunk_shift_) % checkpoint_count].store(
+          end, std::memory_order_relaxed);
+      next_checkpoint_ += chunk_;
+    }
+  }
+
+  void wake_sleepers(std::uint32_t epoch) noexcept {
+    seen_sleep_epoch_ = epoch;
+    // release: a sleeper that loads the new value (acquire) also sees the master offset
+    // stored above, so it does not go back to sleep on stale data.
+    wake_seq_->store(++wake_count_, std::memory_order_release);
+    futex_wake_all(wake_seq_);
+  }
+
+  // Called once, holding the writer lock: continue where the last writer published.
+  void take_over(segment_header& h) {
+    writer_block& wb = h.writer;
+    takeover_.previous_pid = wb.pid.load(std::memory_order_relaxed);
+    takeover_.previous_crashed = wb.open.load(std::memory_order_relaxed) != 0;
+    published_ = master_->load(std::memory_order_relaxed);
+    written_end_ = published_;
+    intent_local_ = intent_->load(std::memory_order_relaxed);  // never moves back
+    takeover_.master_offset = published_;
+    takeover_.unpublished_bytes = intent_local_ > published_ ? intent_local_ - published_ : 0;
+    next_checkpoint_ = ((published_ >> chunk_shift_) + 1) << chunk_shift_;
+    // A reader may have gone to sleep under the previous writer: wake once at the first
+    // publish by making the epoch look new.
+    seen_sleep_epoch_ = sleep_epoch_->load(std::memory_order_relaxed) - 1;
+    wake_count_ = wake_seq_->load(std::memory_order_relaxed);
+
+    fence_ = membarrier_register_global() ? fence_mode::membarrier : fence_mode::seq_cst;
+    wb.fence.store(static_cast<std::uint32_t>(fence_), std::memory_order_relaxed);
+    if (takeover_.previous_crashed)
+      wb.recovered_torn_bytes.store(takeover_.unpublished_bytes, std::memory_order_relaxed);
+    wb.start_time_ns.store(realtime_ns(), std::memory_order_relaxed);
+    wb.generation.fetch_add(1, std::memory_order_relaxed);
+    wb.open.store(1, std::memory_order_relaxed);
+    wb.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
+  }
+
+  segment_file file_;  // holds the writer lock for as long as this object lives
+  std::shared_ptr<mapping> map_;
+
+  // Hot state, private to the writer thread.
+  std::byte* ring_ = nullptr;
+  std::uint64_t mask_ = 0;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t chunk_ = 0;
+  unsigned chunk_shift_ = 0;
+  std::uint64_t max_payload_ = 0;
+  std::atomic<std::uint64_t>* master_ = nullptr;
+  std::atomic<std::uint64_t>* intent_ = nullptr;
+  std::atomic<std::uint32_t>* wake_seq_ = nullptr;
+  std::atomic<std::uint64_t>* checkpoints_ = nullptr;
+  const std::atomic<std::uint32_t>* sleep_epoch_ = nullptr;
+  std::uint64_t published_ = 0;      // master offset as last stored
+  std::uint64_t written_end_ = 0;    // end of the last record written (>= published_)
+  std::uint64_t intent_local_ = 0;   // write_intent as last stored
+  std::uint64_t next_checkpoint_ = 0;
+  std::uint32_t seen_sleep_epoch_ = 0;
+  std::uint32_t wake_count_ = 0;
+  fence_mode fence_ = fence_mode::seq_cst;
+  bool claim_pending_ = false;
+  takeover_info takeover_;
+};
+
+namespace {
+
+[[noreturn]] void throw_writer_exists(segment_file& file) {
+  std::uint32_t pid = 0;
+  try {
+    auto m = mapping::map(file, map_access::inspector);
+    pid = m->header().writer.pid.load(std::memory_order_acquire);
+  } catch (const error&) {
+    // Still being created: the creator holds the role.
+  }
+  throw error(errc::writer_exists,
+              "log '" + file.name() + "' already has a live writer (pid " +
+                  (pid ? std::to_string(pid) : std::string("unknown: still creating the log")) +
+                  "); only one writer may have a log open");
+}
+
+}  // namespace
+}  // namespace detail
+
+writer writer::open(std::string_view name) {
+  auto file = detail::segment_file::open(name, true);
+  if (!detail::try_lock_byte(file.fd(), writer_lock_byte)) detail::throw_writer_exists(file);
+  auto map = detail::mapping::map(file, detail::map_access::writer);
+  return writer(std::make_unique<detail::writer_core>(std::move(file), std::move(map)));
+}
+
+writer writer::create(std::string_view name, const create_options& options) {
+  shmlog::create(name, options);
+  // Between create() closing the object and this open, another writer could take the role;
+  // then open() reports it, naming its pid, as it would for any existing log.
+  return open(name);
+}
+
+writer::writer(std::unique_ptr<detail::writer_core> core) : core_(std::move(core)) {}
+writer::writer(writer&&) noexcept = default;
+writer& writer::operator=(writer&&) noexcept = default;
+writer::~writer() = default;
+
+std::uint64_t writer::append(std::span<const std::byte> payload, record_type type) {
+  return core_->append(payload.data(), payload.size(), type);
+}
+
+std::uint64_t writer::append(std::string_view payload, record_type type) {
+  return core_->append(reinterpret_cast<const std::byte*>(payload.data()), payload.size(), type);
+}
+
+std::uint64_t writer::append_batch(std::span<const record_ref> records) {
+  return core_->append_batch(records);
+}
+
+claimed_record writer::claim(std::size_t max_payload, record_type type) {
+  return core_->claim(max_payload, type);
+}
+
+std::uint64_t writer::master_offset() const noexcept { return core_->master_offset(); }
+std::uint64_t writer::capacity() const noexcept { return core_->capacity(); }
+std::uint64_t writer::max_payload() const noexcept { return core_->max_payload(); }
+const std::string& writer::name() const noexcept { return core_->name(); }
+const takeover_info& writer::takeover() const noexcept { return core_->takeover(); }
+fence_mode writer::fence() const noexcept { return core_->fence(); }
+history_state writer::history() const { return detail::read_history(core_->shared_mapping()->header()); }
+std::shared_ptr<detail::mapping> writer::shared_mapping() const noexcept {
+  return core_->shared_mapping();
+}
+
+claimed_record::claimed_record(claimed_record&& other) noexcept
+    : core_(std::exchange(other.core_, nullptr)),
+      payload_(other.payload_),
+      offset_(other.offset_),
+      type_(other.type_) {}
+
+claimed_record& claimed_record::operator=(claimed_record&& other) noexcept {
+  if (this != &other) {
+    abort();
+    core_ = std::exchange(other.core_, nullptr);
+    payload_ = other.payload_;
+    offset_ = other.offset_;
+    type_ = other.type_;
+  }
+  return *this;
+}
+
+claimed_record::~claimed_record() { abort(); }
+
+void claimed_record::commit(std::size_t used) {
+  if (core_ == nullptr)
+    throw error(errc::invalid_argument, "commit of a claim that was already committed or aborted");
+  core_->commit(*this, used);
+  core_ = nullptr;
+}
+
+void claimed_record::abort() noexcept {
+  if (core_ != nullptr) core_->abort_claim();
+  core_ = nullptr;
+}
+
+}  // namespace shmlog
