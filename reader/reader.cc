@@ -55,8 +55,9 @@ inline void cpu_relax() noexcept {
 std::uint64_t saturating_deadline(std::uint64_t now, std::chrono::nanoseconds timeout) noexcept {
   if (timeout.count() <= 0) return now;
   const auto t = static_cast<std::uint64_t>(timeout.count());
-  return t > std::numeric_limits<std::uint64_t>::max() - now ? std::numeric_limits<std::uint64_t>::max()
-                                                             : now + t;
+  return t > std::numeric_limits<std::uint64_t>::max() - now
+             ? std::numeric_limits<std::uint64_t>::max()
+             : now + t;
 }
 
 // A sleeping reader wakes at least this often to refresh its heartbeat.
@@ -83,9 +84,15 @@ class reader_core {
     area_ = &map_->reader_area();
 
     switch (options.start.where) {
-      case start_position::kind::oldest: seek_oldest(); break;
-      case start_position::kind::latest: seek_latest(); break;
-      case start_position::kind::offset: seek(options.start.offset); break;
+      case start_position::kind::oldest:
+        seek_oldest();
+        break;
+      case start_position::kind::latest:
+        seek_latest();
+        break;
+      case start_position::kind::offset:
+        seek(options.start.offset);
+        break;
     }
     take_slot(options.label);
   }
@@ -127,14 +134,17 @@ class reader_core {
           payload = std::span<const std::byte>(buffer->data(), length);
         }
       }
-      if (validation_hook_) [[unlikely]] validation_hook_();
+      if (validation_hook_) [[unlikely]]
+        validation_hook_();
       // Validate: acquire fence, then the intent. Pairs with the writer's release fence after
       // its intent store: had our loads above seen any byte written after the writer announced
       // intent I, this load sees I or later.
       std::atomic_thread_fence(std::memory_order_acquire);
       const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-      if (intent > offset_ + capacity_) [[unlikely]] return lapped();
-      if (problem != nullptr) [[unlikely]] return corrupt(problem);
+      if (intent > offset_ + capacity_) [[unlikely]]
+        return lapped();
+      if (problem != nullptr) [[unlikely]]
+        return corrupt(problem);
       // Deliver.
       const std::uint64_t start = offset_;
       offset_ += frame;
@@ -161,11 +171,18 @@ class reader_core {
     const std::uint64_t deadline = saturating_deadline(now, timeout);
     bool ready = false;
     switch (policy_.mode) {
-      case wait_mode::spin: ready = spin_until(deadline); break;
-      case wait_mode::yield: ready = yield_until(deadline); break;
-      case wait_mode::sleep: ready = sleep_until(deadline); break;
+      case wait_mode::spin:
+        ready = spin_until(deadline);
+        break;
+      case wait_mode::yield:
+        ready = yield_until(deadline);
+        break;
+      case wait_mode::sleep:
+        ready = sleep_until(deadline);
+        break;
       case wait_mode::adaptive: {
-        const std::uint64_t spin_end = std::min(deadline, saturating_deadline(now, policy_.spin_for));
+        const std::uint64_t spin_end =
+            std::min(deadline, saturating_deadline(now, policy_.spin_for));
         const std::uint64_t yield_end =
             std::min(deadline, saturating_deadline(spin_end, policy_.yield_for));
         ready = spin_until(spin_end) || yield_until(yield_end) || sleep_until(deadline);
@@ -189,10 +206,12 @@ class reader_core {
                     "log '" + name() + "': offset " + std::to_string(target) +
                         " is outside the held window [" + std::to_string(w.first_byte_offset) +
                         ", " + std::to_string(w.master_offset) + "]");
-      if (target % record_alignment != 0) throw_not_boundary(target, "records start at multiples of 8");
+      if (target % record_alignment != 0)
+        throw_not_boundary(target, "records start at multiples of 8");
       // Walk from the first record of target's chunk (or the oldest record) up to target.
       const std::uint64_t boundary = target & ~(chunk_ - 1);
-      std::uint64_t pos = boundary > w.first_byte_offset ? checkpoint(boundary) : w.first_byte_offset;
+      std::uint64_t pos =
+          boundary > w.first_byte_offset ? checkpoint(boundary) : w.first_byte_offset;
       const std::uint64_t walk_start = pos;
       std::uint64_t previous = pos;
       const char* problem = nullptr;
@@ -205,7 +224,8 @@ class reader_core {
         pos += frame;
       }
       std::atomic_thread_fence(std::memory_order_acquire);  // pairs as in poll()
-      if (intent_->load(std::memory_order_relaxed) > walk_start + capacity_) continue;  // lapped mid-walk
+      if (intent_->load(std::memory_order_relaxed) > walk_start + capacity_)
+        continue;  // lapped mid-walk
       if (problem)
         throw error(errc::corrupt_record, "log '" + name() + "': record at offset " +
                                               std::to_string(pos) + " is corrupt: " + problem);
@@ -215,7 +235,8 @@ class reader_core {
       move_to(target);
       return;
     }
-    throw error(errc::offset_out_of_range, "log '" + name() + "': offset " + std::to_string(target) +
+    throw error(errc::offset_out_of_range, "log '" + name() + "': offset " +
+                                               std::to_string(target) +
                                                " was overwritten while seeking to it");
   }
 
@@ -460,7 +481,8 @@ reader reader::attach(std::string_view name, const reader_options& options) {
 
 reader reader::attach(const writer& w, const reader_options& options) {
   auto file = detail::segment_file::open(w.name(), true);
-  return reader(std::make_unique<detail::reader_core>(std::move(file), w.shared_mapping(), options));
+  return reader(
+      std::make_unique<detail::reader_core>(std::move(file), w.shared_mapping(), options));
 }
 
 reader::reader(std::unique_ptr<detail::reader_core> core) : core_(std::move(core)) {}
@@ -468,28 +490,68 @@ reader::reader(reader&&) noexcept = default;
 reader& reader::operator=(reader&&) noexcept = default;
 reader::~reader() = default;
 
-poll_result reader::poll() { return core_->poll<false>(nullptr); }
-poll_result reader::poll_copy(std::vector<std::byte>& buffer) { return core_->poll<true>(&buffer); }
-bool reader::still_valid(const record_view& view) const noexcept { return core_->still_valid(view); }
-bool reader::wait(std::chrono::nanoseconds timeout) { return core_->wait(timeout); }
-void reader::set_wait_policy(const wait_policy& policy) noexcept { core_->set_wait_policy(policy); }
-void reader::seek(std::uint64_t offset) { core_->seek(offset); }
-void reader::seek_oldest() { core_->seek_oldest(); }
-void reader::seek_latest() { core_->seek_latest(); }
-std::uint64_t reader::skip_corruption() { return core_->skip_corruption(); }
+poll_result reader::poll() {
+  return core_->poll<false>(nullptr);
+}
+poll_result reader::poll_copy(std::vector<std::byte>& buffer) {
+  return core_->poll<true>(&buffer);
+}
+bool reader::still_valid(const record_view& view) const noexcept {
+  return core_->still_valid(view);
+}
+bool reader::wait(std::chrono::nanoseconds timeout) {
+  return core_->wait(timeout);
+}
+void reader::set_wait_policy(const wait_policy& policy) noexcept {
+  core_->set_wait_policy(policy);
+}
+void reader::seek(std::uint64_t offset) {
+  core_->seek(offset);
+}
+void reader::seek_oldest() {
+  core_->seek_oldest();
+}
+void reader::seek_latest() {
+  core_->seek_latest();
+}
+std::uint64_t reader::skip_corruption() {
+  return core_->skip_corruption();
+}
 resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t offset) {
   return core_->resync(replid, offset);
 }
-void reader::count_full_resync() noexcept { core_->count_full_resync(); }
-std::uint64_t reader::offset() const noexcept { return core_->offset(); }
-std::uint64_t reader::master_offset() const noexcept { return core_->master_offset(); }
-backlog_window reader::window() const { return core_->window(); }
-history_state reader::history() const { return core_->history(); }
-std::uint64_t reader::lapped_count() const noexcept { return core_->lapped_count(); }
-std::uint32_t reader::slot() const noexcept { return core_->slot(); }
-std::uint64_t reader::capacity() const noexcept { return core_->capacity(); }
-std::uint64_t reader::max_payload() const noexcept { return core_->max_payload(); }
-const std::string& reader::name() const noexcept { return core_->name(); }
-void reader::set_validation_hook(std::function<void()> hook) { core_->set_validation_hook(std::move(hook)); }
+void reader::count_full_resync() noexcept {
+  core_->count_full_resync();
+}
+std::uint64_t reader::offset() const noexcept {
+  return core_->offset();
+}
+std::uint64_t reader::master_offset() const noexcept {
+  return core_->master_offset();
+}
+backlog_window reader::window() const {
+  return core_->window();
+}
+history_state reader::history() const {
+  return core_->history();
+}
+std::uint64_t reader::lapped_count() const noexcept {
+  return core_->lapped_count();
+}
+std::uint32_t reader::slot() const noexcept {
+  return core_->slot();
+}
+std::uint64_t reader::capacity() const noexcept {
+  return core_->capacity();
+}
+std::uint64_t reader::max_payload() const noexcept {
+  return core_->max_payload();
+}
+const std::string& reader::name() const noexcept {
+  return core_->name();
+}
+void reader::set_validation_hook(std::function<void()> hook) {
+  core_->set_validation_hook(std::move(hook));
+}
 
 }  // namespace shmlog

@@ -16,8 +16,8 @@ history_id history_id::random() {
     const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw error(errc::system_error,
-                  std::string("getrandom failed while making a history id: ") + std::strerror(errno));
+      throw error(errc::system_error, std::string("getrandom failed while making a history id: ") +
+                                          std::strerror(errno));
     }
     got += static_cast<std::size_t>(n);
   }
@@ -52,14 +52,22 @@ bool history_id::is_none() const noexcept {
 
 std::string_view to_string(resync_reason reason) noexcept {
   switch (reason) {
-    case resync_reason::same_history: return "same_history";
-    case resync_reason::shared_prefix: return "shared_prefix";
-    case resync_reason::no_history: return "no_history";
-    case resync_reason::unknown_history: return "unknown_history";
-    case resync_reason::beyond_shared_prefix: return "beyond_shared_prefix";
-    case resync_reason::offset_before_backlog: return "offset_before_backlog";
-    case resync_reason::offset_after_master: return "offset_after_master";
-    case resync_reason::not_a_record_boundary: return "not_a_record_boundary";
+    case resync_reason::same_history:
+      return "same_history";
+    case resync_reason::shared_prefix:
+      return "shared_prefix";
+    case resync_reason::no_history:
+      return "no_history";
+    case resync_reason::unknown_history:
+      return "unknown_history";
+    case resync_reason::beyond_shared_prefix:
+      return "beyond_shared_prefix";
+    case resync_reason::offset_before_backlog:
+      return "offset_before_backlog";
+    case resync_reason::offset_after_master:
+      return "offset_after_master";
+    case resync_reason::not_a_record_boundary:
+      return "not_a_record_boundary";
   }
   return "unknown";
 }
@@ -78,8 +86,8 @@ std::string resync_decision::describe() const {
     case resync_reason::no_history:
       return "full resync: the reader has no history yet";
     case resync_reason::unknown_history:
-      return "full resync: the requested history is neither " + history.replid.str() +
-             " nor " + history.replid2.str();
+      return "full resync: the requested history is neither " + history.replid.str() + " nor " +
+             history.replid2.str();
     case resync_reason::beyond_shared_prefix:
       return "full resync: offset " + wanted + " is beyond " +
              std::to_string(history.second_repl_offset) + ", where history " +
@@ -98,8 +106,7 @@ std::string resync_decision::describe() const {
 // offset still in the backlog". Anything that is not a clean "yes" falls through to one full
 // resync result; a refused partial resync is a normal outcome, not an error.
 resync_decision decide_resync(const history_state& history, const backlog_window& window,
-                              std::optional<history_id> requested,
-                              std::uint64_t requested_offset) {
+                              std::optional<history_id> requested, std::uint64_t requested_offset) {
   resync_decision d;
   d.wanted_offset = requested_offset;
   d.window = window;

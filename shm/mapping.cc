@@ -50,7 +50,9 @@ std::uint32_t descriptor_crc(const segment_descriptor& d) {
                 offsetof(segment_descriptor, descriptor_crc) - sizeof(std::uint64_t));
 }
 
-bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_power_of_two(std::uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 // Checks every descriptor field against the rules the creator follows, naming the first one
 // that is wrong. The magic and version were checked before.
@@ -58,14 +60,16 @@ geometry validate_descriptor(std::string_view name, const segment_descriptor& d)
   const std::string log = "log " + quoted(name) + ": corrupt header: ";
   auto bad = [&](const std::string& what) { throw error(errc::corrupt_header, log + what); };
   if (d.header_size != header_size)
-    bad("header_size is " + std::to_string(d.header_size) + ", expected " + std::to_string(header_size));
+    bad("header_size is " + std::to_string(d.header_size) + ", expected " +
+        std::to_string(header_size));
   if (!is_power_of_two(d.capacity) || d.capacity < min_capacity || d.capacity > max_capacity)
     bad("capacity " + std::to_string(d.capacity) + " is not a power of two in [4096, 2^40]");
   if (d.reader_slot_count == 0 || d.reader_slot_count > max_reader_slots)
     bad("reader_slot_count " + std::to_string(d.reader_slot_count) + " is not in [1, " +
         std::to_string(max_reader_slots) + "]");
   if (d.reader_area_offset != header_size + d.capacity)
-    bad("reader_area_offset " + std::to_string(d.reader_area_offset) + " != header_size + capacity");
+    bad("reader_area_offset " + std::to_string(d.reader_area_offset) +
+        " != header_size + capacity");
   if (d.reader_area_size != reader_area_size_for(d.reader_slot_count))
     bad("reader_area_size " + std::to_string(d.reader_area_size) + " does not fit " +
         std::to_string(d.reader_slot_count) + " slots");
@@ -114,7 +118,9 @@ segment_file segment_file::create(std::string_view name, mode_t mode) {
   }
 }
 
-int segment_file::fd() const noexcept { return object_.get_mapping_handle().handle; }
+int segment_file::fd() const noexcept {
+  return object_.get_mapping_handle().handle;
+}
 
 std::uint64_t segment_file::size() const {
   bip::offset_t size = 0;
@@ -163,8 +169,9 @@ std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
     }
     if (!is_byte_locked(file.fd(), writer_lock_byte) || std::chrono::steady_clock::now() > give_up)
       throw error(errc::not_initialized,
-                  log + " was never fully created (no magic number; its creator died or is stuck)."
-                        " Destroy it and create it again");
+                  log +
+                      " was never fully created (no magic number; its creator died or is stuck)."
+                      " Destroy it and create it again");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 
@@ -189,9 +196,9 @@ std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
   try {
     m->front_ = bip::mapped_region(file.object(), front_writable ? bip::read_write : bip::read_only,
                                    0, header_size + geo.capacity);
-    m->readers_ = bip::mapped_region(file.object(),
-                                     readers_writable ? bip::read_write : bip::read_only,
-                                     geo.reader_area_offset, geo.reader_area_size);
+    m->readers_ =
+        bip::mapped_region(file.object(), readers_writable ? bip::read_write : bip::read_only,
+                           geo.reader_area_offset, geo.reader_area_size);
   } catch (const bip::interprocess_exception& e) {
     throw_open_error(name, "mmap", e.get_native_error());
   }
@@ -239,10 +246,11 @@ backlog_window read_window(const segment_header& h, const geometry& geo) {
     // publication of every checkpoint at or before intent - capacity.
     const std::uint64_t intent = h.write_intent.load(std::memory_order_acquire);
     const std::uint64_t master = h.master_offset.load(std::memory_order_acquire);
-    if (intent <= geo.capacity) return {0, master};  // nothing overwritten yet
+    if (intent <= geo.capacity) return {0, master};        // nothing overwritten yet
     const std::uint64_t boundary = intent - geo.capacity;  // a multiple of intent_chunk
     const std::uint64_t first =
-        h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(std::memory_order_acquire);
+        h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
+            std::memory_order_acquire);
     // If the intent moved, the entry may already describe a later lap: look again.
     if (h.write_intent.load(std::memory_order_acquire) != intent) continue;
     if (first < boundary || first > master) break;  // cannot happen with a sound writer
@@ -254,7 +262,8 @@ backlog_window read_window(const segment_header& h, const geometry& geo) {
 history_state read_history(const segment_header& h) {
   history_state s;
   for (;;) {
-    const std::uint32_t before = h.history.seq.load(std::memory_order_acquire);  // pairs with the writer's release
+    const std::uint32_t before =
+        h.history.seq.load(std::memory_order_acquire);  // pairs with the writer's release
     if (before & 1) {
       std::this_thread::yield();
       continue;
@@ -272,7 +281,8 @@ history_state read_history(const segment_header& h) {
     if (h.history.seq.load(std::memory_order_relaxed) != before) continue;
     auto parsed = history_id::parse({id, history_id_size});
     auto parsed2 = history_id::parse({id2, history_id_size});
-    if (!parsed || !parsed2) throw error(errc::corrupt_header, "history id is not 40 hex characters");
+    if (!parsed || !parsed2)
+      throw error(errc::corrupt_header, "history id is not 40 hex characters");
     s.replid = *parsed;
     s.replid2 = *parsed2;
     s.second_repl_offset = second;

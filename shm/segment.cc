@@ -12,24 +12,42 @@ namespace shmlog {
 
 std::string_view to_string(errc code) noexcept {
   switch (code) {
-    case errc::invalid_name: return "invalid_name";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::not_found: return "not_found";
-    case errc::already_exists: return "already_exists";
-    case errc::permission_denied: return "permission_denied";
-    case errc::bad_magic: return "bad_magic";
-    case errc::unsupported_version: return "unsupported_version";
-    case errc::corrupt_header: return "corrupt_header";
-    case errc::truncated: return "truncated";
-    case errc::not_initialized: return "not_initialized";
-    case errc::writer_exists: return "writer_exists";
-    case errc::record_too_large: return "record_too_large";
-    case errc::claim_pending: return "claim_pending";
-    case errc::not_a_record_boundary: return "not_a_record_boundary";
-    case errc::corrupt_record: return "corrupt_record";
-    case errc::offset_out_of_range: return "offset_out_of_range";
-    case errc::no_free_reader_slot: return "no_free_reader_slot";
-    case errc::system_error: return "system_error";
+    case errc::invalid_name:
+      return "invalid_name";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::not_found:
+      return "not_found";
+    case errc::already_exists:
+      return "already_exists";
+    case errc::permission_denied:
+      return "permission_denied";
+    case errc::bad_magic:
+      return "bad_magic";
+    case errc::unsupported_version:
+      return "unsupported_version";
+    case errc::corrupt_header:
+      return "corrupt_header";
+    case errc::truncated:
+      return "truncated";
+    case errc::not_initialized:
+      return "not_initialized";
+    case errc::writer_exists:
+      return "writer_exists";
+    case errc::record_too_large:
+      return "record_too_large";
+    case errc::claim_pending:
+      return "claim_pending";
+    case errc::not_a_record_boundary:
+      return "not_a_record_boundary";
+    case errc::corrupt_record:
+      return "corrupt_record";
+    case errc::offset_out_of_range:
+      return "offset_out_of_range";
+    case errc::no_free_reader_slot:
+      return "no_free_reader_slot";
+    case errc::system_error:
+      return "system_error";
   }
   return "unknown";
 }
@@ -37,7 +55,9 @@ std::string_view to_string(errc code) noexcept {
 namespace {
 constexpr std::size_t max_name_length = 200;
 
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool is_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
 }  // namespace
 
 void validate_name(std::string_view name) {
@@ -47,12 +67,14 @@ void validate_name(std::string_view name) {
                                         " with a letter or digit)");
   };
   if (name.empty()) fail("it is empty");
-  if (name.size() > max_name_length) fail("it is " + std::to_string(name.size()) + " characters long");
+  if (name.size() > max_name_length)
+    fail("it is " + std::to_string(name.size()) + " characters long");
   if (!is_alnum(name.front())) fail("it must start with a letter or digit");
   for (char c : name) {
     if (!(is_alnum(c) || c == '.' || c == '_' || c == '-')) {
       const bool printable = c >= 0x20 && c < 0x7F;
-      fail(printable ? std::string("'") + c + "' is not allowed" : "it contains a control or non-ASCII byte");
+      fail(printable ? std::string("'") + c + "' is not allowed"
+                     : "it contains a control or non-ASCII byte");
     }
   }
 }
@@ -62,7 +84,8 @@ void validate_create_options(const create_options& o) {
   const bool power_of_two = o.capacity != 0 && (o.capacity & (o.capacity - 1)) == 0;
   if (o.capacity < min_capacity || o.capacity > max_capacity || !power_of_two) {
     std::uint64_t up = min_capacity;
-    while (up < o.capacity && up < max_capacity) up <<= 1;
+    while (up < o.capacity && up < max_capacity)
+      up <<= 1;
     bad("capacity " + std::to_string(o.capacity) +
         " is not a power of two between 4096 (4K) and 2^40 (1024G); nearest allowed: " +
         std::to_string(up));
@@ -70,8 +93,7 @@ void validate_create_options(const create_options& o) {
   if (o.reader_slots == 0 || o.reader_slots > max_reader_slots)
     bad("reader slots " + std::to_string(o.reader_slots) + " is not between 1 and " +
         std::to_string(max_reader_slots));
-  if (o.mode & ~mode_t{0777})
-    bad("mode 0" + std::to_string(o.mode) + " has bits outside 0777");
+  if (o.mode & ~mode_t{0777}) bad("mode 0" + std::to_string(o.mode) + " has bits outside 0777");
   if (!(o.mode & 0600) || (o.mode & 0600) != 0600)
     bad("mode must give the owner read and write permission (0600)");
 }

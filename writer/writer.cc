@@ -51,12 +51,13 @@ class writer_core {
 
   std::uint64_t append_batch(std::span<const record_ref> records) {
     if (claim_pending_) throw_claim_pending();
-    for (const record_ref& r : records) check_can_append(r.payload.size());
+    for (const record_ref& r : records)
+      check_can_append(r.payload.size());
     if (records.empty()) return published_;
     std::uint64_t first = no_offset;
     for (const record_ref& r : records) {
-      const std::uint64_t offset = write_record(r.payload.data(),
-                                                static_cast<std::uint32_t>(r.payload.size()), r.type);
+      const std::uint64_t offset =
+          write_record(r.payload.data(), static_cast<std::uint32_t>(r.payload.size()), r.type);
       if (first == no_offset) first = offset;
       // Publish in parts if the batch would otherwise overwrite its own beginning before
       // readers could see it.
@@ -77,9 +78,9 @@ class writer_core {
 
   void commit(claimed_record& c, std::size_t used) {
     if (used > c.payload_.size())
-      throw error(errc::invalid_argument,
-                  "commit of " + std::to_string(used) + " bytes exceeds the " +
-                      std::to_string(c.payload_.size()) + " bytes claimed");
+      throw error(errc::invalid_argument, "commit of " + std::to_string(used) +
+                                              " bytes exceeds the " +
+                                              std::to_string(c.payload_.size()) + " bytes claimed");
     // The payload is already in place where claim() put it (after padding if the claimed size
     // did not fit before the ring's end); write the padding and header around it.
     const std::uint64_t start = c.offset_;
@@ -122,8 +123,8 @@ class writer_core {
   }
 
   [[noreturn]] void throw_claim_pending() const {
-    throw error(errc::claim_pending, "log '" + name() +
-                                         "': a claimed record is neither committed nor aborted");
+    throw error(errc::claim_pending,
+                "log '" + name() + "': a claimed record is neither committed nor aborted");
   }
 
   // Where a record of `length` payload bytes goes if written next: it never wraps, so when it
@@ -138,9 +139,11 @@ class writer_core {
   std::uint64_t write_record(const std::byte* data, std::uint32_t length, record_type type) {
     const placement p = place(length);
     // 1. Signal intent: announce the bytes about to be overwritten before touching them.
-    if (p.end > intent_local_) [[unlikely]] advance_intent(p.end);
+    if (p.end > intent_local_) [[unlikely]]
+      advance_intent(p.end);
     // 2. Pad if wrapping.
-    if (p.pad != 0) [[unlikely]] write_padding(written_end_, p.pad);
+    if (p.pad != 0) [[unlikely]]
+      write_padding(written_end_, p.pad);
     // 3. Write the header.
     store_header(p.start, length, type);
     // 4. Copy the payload.
@@ -165,7 +168,8 @@ class writer_core {
       std::atomic_thread_fence(std::memory_order_seq_cst);
     }
     const std::uint32_t epoch = sleep_epoch_->load(std::memory_order_relaxed);
-    if (epoch != seen_sleep_epoch_) [[unlikely]] wake_sleepers(epoch);
+    if (epoch != seen_sleep_epoch_) [[unlikely]]
+      wake_sleepers(epoch);
   }
 
   void advance_intent(std::uint64_t end) noexcept {
@@ -193,11 +197,12 @@ class writer_core {
   // Checkpoints: every chunk boundary at or before `end` that has no entry yet gets `end`,
   // the first record start at or after it. Relaxed: published with master_offset.
   void note_record_end(std::uint64_t end) noexcept {
-    while (next_checkpoint_ <= end) [[unlikely]] {
-      checkpoints_[(next_checkpoint_ >> chunk_shift_) % checkpoint_count].store(
-          end, std::memory_order_relaxed);
-      next_checkpoint_ += chunk_;
-    }
+    while (next_checkpoint_ <= end)
+      [[unlikely]] {
+        checkpoints_[(next_checkpoint_ >> chunk_shift_) % checkpoint_count].store(
+            end, std::memory_order_relaxed);
+        next_checkpoint_ += chunk_;
+      }
   }
 
   void wake_sleepers(std::uint32_t epoch) noexcept {
@@ -249,9 +254,9 @@ class writer_core {
   std::atomic<std::uint32_t>* wake_seq_ = nullptr;
   std::atomic<std::uint64_t>* checkpoints_ = nullptr;
   const std::atomic<std::uint32_t>* sleep_epoch_ = nullptr;
-  std::uint64_t published_ = 0;      // master offset as last stored
-  std::uint64_t written_end_ = 0;    // end of the last record written (>= published_)
-  std::uint64_t intent_local_ = 0;   // write_intent as last stored
+  std::uint64_t published_ = 0;     // master offset as last stored
+  std::uint64_t written_end_ = 0;   // end of the last record written (>= published_)
+  std::uint64_t intent_local_ = 0;  // write_intent as last stored
   std::uint64_t next_checkpoint_ = 0;
   std::uint32_t seen_sleep_epoch_ = 0;
   std::uint32_t wake_count_ = 0;
@@ -314,13 +319,27 @@ claimed_record writer::claim(std::size_t max_payload, record_type type) {
   return core_->claim(max_payload, type);
 }
 
-std::uint64_t writer::master_offset() const noexcept { return core_->master_offset(); }
-std::uint64_t writer::capacity() const noexcept { return core_->capacity(); }
-std::uint64_t writer::max_payload() const noexcept { return core_->max_payload(); }
-const std::string& writer::name() const noexcept { return core_->name(); }
-const takeover_info& writer::takeover() const noexcept { return core_->takeover(); }
-fence_mode writer::fence() const noexcept { return core_->fence(); }
-history_state writer::history() const { return detail::read_history(core_->shared_mapping()->header()); }
+std::uint64_t writer::master_offset() const noexcept {
+  return core_->master_offset();
+}
+std::uint64_t writer::capacity() const noexcept {
+  return core_->capacity();
+}
+std::uint64_t writer::max_payload() const noexcept {
+  return core_->max_payload();
+}
+const std::string& writer::name() const noexcept {
+  return core_->name();
+}
+const takeover_info& writer::takeover() const noexcept {
+  return core_->takeover();
+}
+fence_mode writer::fence() const noexcept {
+  return core_->fence();
+}
+history_state writer::history() const {
+  return detail::read_history(core_->shared_mapping()->header());
+}
 std::shared_ptr<detail::mapping> writer::shared_mapping() const noexcept {
   return core_->shared_mapping();
 }
@@ -342,7 +361,9 @@ claimed_record& claimed_record::operator=(claimed_record&& other) noexcept {
   return *this;
 }
 
-claimed_record::~claimed_record() { abort(); }
+claimed_record::~claimed_record() {
+  abort();
+}
 
 void claimed_record::commit(std::size_t used) {
   if (core_ == nullptr)

@@ -156,9 +156,9 @@ class reader {
   // Counts one full resync in the log's sync_full counter (the snapshot layer calls it).
   void count_full_resync() noexcept;
 
-  std::uint64_t offset() const noexcept;        // next byte this reader will read
-  std::uint64_t master_offset() const noexcept; // any thread; a fresh load, may be stale
-  backlog_window window() const;                // any thread; may be stale
+  std::uint64_t offset() const noexcept;         // next byte this reader will read
+  std::uint64_t master_offset() const noexcept;  // any thread; a fresh load, may be stale
+  backlog_window window() const;                 // any thread; may be stale
   history_state history() const;
   std::uint64_t lapped_count() const noexcept;  // times this reader was lapped
   std::uint32_t slot() const noexcept;

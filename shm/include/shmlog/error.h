@@ -11,24 +11,24 @@
 namespace shmlog {
 
 enum class errc {
-  invalid_name,         // the log name breaks the naming rule
-  invalid_argument,     // a size, mode, offset or option is out of range
-  not_found,            // no log of that name exists
-  already_exists,       // create() found a log of that name
-  permission_denied,    // the caller may not open the segment in the mode it needs
-  bad_magic,            // the object is not a shmlog segment
-  unsupported_version,  // a shmlog segment of a layout version this build does not read
-  corrupt_header,       // header fields are inconsistent or fail their checksum
-  truncated,            // the object is smaller than its header says
-  not_initialized,      // creation never finished (creator died or is still running)
-  writer_exists,        // another live process holds the writer role
-  record_too_large,     // a payload exceeds the log's max_payload
-  claim_pending,        // writer misuse: a claimed record is neither committed nor aborted
+  invalid_name,           // the log name breaks the naming rule
+  invalid_argument,       // a size, mode, offset or option is out of range
+  not_found,              // no log of that name exists
+  already_exists,         // create() found a log of that name
+  permission_denied,      // the caller may not open the segment in the mode it needs
+  bad_magic,              // the object is not a shmlog segment
+  unsupported_version,    // a shmlog segment of a layout version this build does not read
+  corrupt_header,         // header fields are inconsistent or fail their checksum
+  truncated,              // the object is smaller than its header says
+  not_initialized,        // creation never finished (creator died or is still running)
+  writer_exists,          // another live process holds the writer role
+  record_too_large,       // a payload exceeds the log's max_payload
+  claim_pending,          // writer misuse: a claimed record is neither committed nor aborted
   not_a_record_boundary,  // an offset inside the held window that does not start a record
-  corrupt_record,       // a record header in the ring is wrong although not overwritten
-  offset_out_of_range,  // an offset outside [oldest held, master offset]
-  no_free_reader_slot,  // every reader slot is held by a live reader
-  system_error,         // an operating-system call failed; the message has errno's text
+  corrupt_record,         // a record header in the ring is wrong although not overwritten
+  offset_out_of_range,    // an offset outside [oldest held, master offset]
+  no_free_reader_slot,    // every reader slot is held by a live reader
+  system_error,           // an operating-system call failed; the message has errno's text
 };
 
 std::string_view to_string(errc code) noexcept;

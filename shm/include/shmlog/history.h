@@ -38,7 +38,7 @@ class history_id {
 // The log's history as a reader sees it at one moment.
 struct history_state {
   history_id replid;
-  history_id replid2;                    // none if the log never changed history
+  history_id replid2;                            // none if the log never changed history
   std::uint64_t second_repl_offset = no_offset;  // no_offset: replid2 is none
 };
 
@@ -54,14 +54,14 @@ enum class resync_kind {
 };
 
 enum class resync_reason {
-  same_history,            // partial: the requested id is the current one
-  shared_prefix,           // partial: requested id is replid2, offset within the shared prefix
-  no_history,              // full: the reader had no history (a new reader, Redis "PSYNC ? -1")
-  unknown_history,         // full: the requested id is neither replid nor replid2
-  beyond_shared_prefix,    // full: requested id is replid2 but offset > second_repl_offset
-  offset_before_backlog,   // full: offset < first_byte_offset (overwritten)
-  offset_after_master,     // full: offset > master_offset (a future the log never had)
-  not_a_record_boundary,   // full: offset inside the window that does not start a record
+  same_history,           // partial: the requested id is the current one
+  shared_prefix,          // partial: requested id is replid2, offset within the shared prefix
+  no_history,             // full: the reader had no history (a new reader, Redis "PSYNC ? -1")
+  unknown_history,        // full: the requested id is neither replid nor replid2
+  beyond_shared_prefix,   // full: requested id is replid2 but offset > second_repl_offset
+  offset_before_backlog,  // full: offset < first_byte_offset (overwritten)
+  offset_after_master,    // full: offset > master_offset (a future the log never had)
+  not_a_record_boundary,  // full: offset inside the window that does not start a record
 };
 
 struct resync_decision {
@@ -80,8 +80,7 @@ struct resync_decision {
 // does not check record boundaries (the reader does that with the ring in hand). `requested`
 // empty means the reader has no history.
 resync_decision decide_resync(const history_state& history, const backlog_window& window,
-                              std::optional<history_id> requested,
-                              std::uint64_t requested_offset);
+                              std::optional<history_id> requested, std::uint64_t requested_offset);
 
 std::string_view to_string(resync_reason reason) noexcept;
 

@@ -40,8 +40,8 @@ namespace shmlog {
 
 using record_type = std::uint16_t;
 
-inline constexpr record_type padding_record_type = 0;   // fills the ring's end; never delivered
-inline constexpr record_type default_record_type = 1;   // what append() uses unless told
+inline constexpr record_type padding_record_type = 0;  // fills the ring's end; never delivered
+inline constexpr record_type default_record_type = 1;  // what append() uses unless told
 inline constexpr record_type max_user_record_type = 0xFEFF;  // 0xFF00-0xFFFF: reserved
 
 inline constexpr std::size_t record_length_size = 4;
@@ -86,7 +86,7 @@ constexpr std::uint16_t header_tag(std::uint64_t word) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Sizing rules, all derived from the capacity chosen at creation.
 
-inline constexpr std::uint64_t min_capacity = 4096;              // one page
+inline constexpr std::uint64_t min_capacity = 4096;                    // one page
 inline constexpr std::uint64_t max_capacity = std::uint64_t{1} << 40;  // 1 TiB
 inline constexpr std::uint32_t default_reader_slots = 64;
 inline constexpr std::uint32_t max_reader_slots = 4096;
@@ -133,10 +133,10 @@ struct alignas(cache_line_size) segment_descriptor {
   std::uint64_t reader_area_offset;  // header_size + capacity
   std::uint32_t reader_area_size;    // bytes, a multiple of the page size
   std::uint32_t reader_slot_count;
-  std::uint32_t intent_chunk;        // capacity / 16 (the field keeps old segments readable)
-  std::uint32_t max_payload;         // capacity / 4 - record_header_size
-  std::uint64_t creation_time_ns;    // CLOCK_REALTIME
-  std::uint32_t descriptor_crc;      // CRC-32C of the bytes before this field
+  std::uint32_t intent_chunk;      // capacity / 16 (the field keeps old segments readable)
+  std::uint32_t max_payload;       // capacity / 4 - record_header_size
+  std::uint64_t creation_time_ns;  // CLOCK_REALTIME
+  std::uint32_t descriptor_crc;    // CRC-32C of the bytes before this field
   std::uint32_t reserved;
 };
 
@@ -154,12 +154,12 @@ struct alignas(cache_line_size) history_block {
 
 // Who holds (or last held) the writer role. Written when a writer opens the log.
 struct alignas(cache_line_size) writer_block {
-  std::atomic<std::uint32_t> pid;                  // 0: no writer has opened the log yet
-  std::atomic<std::uint32_t> generation;           // writers that have opened the log so far
-  std::atomic<std::uint64_t> start_time_ns;        // CLOCK_REALTIME when it took over
-  std::atomic<std::uint64_t> recovered_torn_bytes; // unpublished bytes it found and dropped
-  std::atomic<std::uint32_t> fence;                // a fence_mode
-  std::atomic<std::uint32_t> open;                 // 1 while a writer has it; 1 at takeover: it died
+  std::atomic<std::uint32_t> pid;                   // 0: no writer has opened the log yet
+  std::atomic<std::uint32_t> generation;            // writers that have opened the log so far
+  std::atomic<std::uint64_t> start_time_ns;         // CLOCK_REALTIME when it took over
+  std::atomic<std::uint64_t> recovered_torn_bytes;  // unpublished bytes it found and dropped
+  std::atomic<std::uint32_t> fence;                 // a fence_mode
+  std::atomic<std::uint32_t> open;  // 1 while a writer has it; 1 at takeover: it died
 };
 
 struct segment_header {
@@ -221,7 +221,7 @@ struct alignas(cache_line_size) reader_area_header {
 
 enum class reader_state : std::uint32_t {
   free = 0,
-  reading = 1,   // polling or processing records
+  reading = 1,  // polling or processing records
   spinning = 2,
   yielding = 3,
   sleeping = 4,  // in futex_wait
@@ -231,13 +231,13 @@ enum class reader_state : std::uint32_t {
 // (see docs/design.md, "reader slots"). Other processes only read it.
 struct alignas(cache_line_size) reader_slot {
   std::atomic<std::uint32_t> pid;
-  std::atomic<std::uint32_t> state;         // a reader_state
-  std::atomic<std::uint64_t> offset;        // next byte this reader will read
-  std::atomic<std::uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of its last poll or wait step
+  std::atomic<std::uint32_t> state;           // a reader_state
+  std::atomic<std::uint64_t> offset;          // next byte this reader will read
+  std::atomic<std::uint64_t> heartbeat_ns;    // CLOCK_MONOTONIC of its last poll or wait step
   std::atomic<std::uint64_t> attach_time_ns;  // CLOCK_REALTIME
-  std::atomic<std::uint64_t> lapped;        // times this reader found its data overwritten
-  std::atomic<std::uint64_t> records;       // records delivered to it
-  char label[16];                           // free text, NUL-padded
+  std::atomic<std::uint64_t> lapped;          // times this reader found its data overwritten
+  std::atomic<std::uint64_t> records;         // records delivered to it
+  char label[16];                             // free text, NUL-padded
 };
 
 static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
@@ -248,11 +248,13 @@ static_assert(offsetof(reader_slot, label) == 48);
 inline constexpr std::uint64_t page_size = 4096;
 
 constexpr std::uint64_t reader_area_size_for(std::uint32_t slot_count) noexcept {
-  const std::uint64_t bytes = sizeof(reader_area_header) + std::uint64_t{slot_count} * sizeof(reader_slot);
+  const std::uint64_t bytes =
+      sizeof(reader_area_header) + std::uint64_t{slot_count} * sizeof(reader_slot);
   return (bytes + page_size - 1) & ~(page_size - 1);
 }
 
-constexpr std::uint64_t segment_size_for(std::uint64_t capacity, std::uint32_t slot_count) noexcept {
+constexpr std::uint64_t segment_size_for(std::uint64_t capacity,
+                                         std::uint32_t slot_count) noexcept {
   return header_size + capacity + reader_area_size_for(slot_count);
 }
 
@@ -260,6 +262,8 @@ constexpr std::uint64_t segment_size_for(std::uint64_t capacity, std::uint32_t s
 // by the live writer, byte 1 + i by the reader holding slot i. The kernel drops them when the
 // holder exits, however it exits.
 inline constexpr std::uint64_t writer_lock_byte = 0;
-constexpr std::uint64_t reader_lock_byte(std::uint32_t slot) noexcept { return 1 + std::uint64_t{slot}; }
+constexpr std::uint64_t reader_lock_byte(std::uint32_t slot) noexcept {
+  return 1 + std::uint64_t{slot};
+}
 
 }  // namespace shmlog

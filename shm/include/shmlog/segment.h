@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmlog/error.h"
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
 
@@ -16,7 +17,7 @@ namespace shmlog {
 struct create_options {
   std::uint64_t capacity = 1 << 20;  // ring bytes: a power of two in [4 KiB, 1 TiB]
   std::uint32_t reader_slots = default_reader_slots;  // most readers attached at once
-  mode_t mode = 0600;                // permissions of /dev/shm/<name>, applied exactly (no umask)
+  mode_t mode = 0600;  // permissions of /dev/shm/<name>, applied exactly (no umask)
 };
 
 // Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
@@ -54,7 +55,7 @@ struct reader_info {
 struct log_info {
   std::string name;
   std::uint32_t layout_version = 0;
-  std::uint64_t capacity = 0;            // repl_backlog_size
+  std::uint64_t capacity = 0;  // repl_backlog_size
   std::uint64_t segment_bytes = 0;
   std::uint64_t max_payload = 0;
   std::uint64_t intent_chunk = 0;
@@ -62,12 +63,12 @@ struct log_info {
   std::uint64_t creation_time_ns = 0;
   mode_t mode = 0;
 
-  history_state history;                 // replid, replid2, second_repl_offset
-  backlog_window window;                 // repl_backlog_first_byte_offset, master_repl_offset
+  history_state history;  // replid, replid2, second_repl_offset
+  backlog_window window;  // repl_backlog_first_byte_offset, master_repl_offset
   std::uint64_t write_intent = 0;
 
-  std::uint32_t writer_pid = 0;          // last writer's pid, 0 if none ever opened the log
-  bool writer_alive = false;             // whether the writer lock is held right now
+  std::uint32_t writer_pid = 0;  // last writer's pid, 0 if none ever opened the log
+  bool writer_alive = false;     // whether the writer lock is held right now
   std::uint32_t writer_generation = 0;
   std::uint64_t writer_start_time_ns = 0;
   std::uint64_t recovered_torn_bytes = 0;
@@ -78,8 +79,8 @@ struct log_info {
   std::uint64_t sync_partial_err = 0;
   std::uint64_t lapped_total = 0;
 
-  std::vector<reader_info> readers;      // live readers, by slot
-  std::uint32_t stale_slots = 0;         // slots whose reader died; the next reader reuses them
+  std::vector<reader_info> readers;  // live readers, by slot
+  std::uint32_t stale_slots = 0;     // slots whose reader died; the next reader reuses them
 
   std::uint64_t histlen() const noexcept {  // repl_backlog_histlen
     return window.master_offset - window.first_byte_offset;

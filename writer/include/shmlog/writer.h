@@ -37,9 +37,9 @@ struct record_ref {
 
 // What a writer found when it opened the log.
 struct takeover_info {
-  std::uint32_t previous_pid = 0;      // the last writer before this one; 0 if none
-  bool previous_crashed = false;       // it exited without closing the log
-  std::uint64_t master_offset = 0;     // where this writer continues
+  std::uint32_t previous_pid = 0;   // the last writer before this one; 0 if none
+  bool previous_crashed = false;    // it exited without closing the log
+  std::uint64_t master_offset = 0;  // where this writer continues
   // Bytes beyond the master offset the previous writer had announced it would write (an upper
   // bound on its torn tail). Never published, so no reader has read them; they are dropped.
   std::uint64_t unpublished_bytes = 0;

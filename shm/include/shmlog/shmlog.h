@@ -1,0 +1,10 @@
+// Everything a producer or a consumer of shmlog needs: #include <shmlog/shmlog.h>.
+#pragma once
+
+#include "shmlog/crc32c.h"
+#include "shmlog/error.h"
+#include "shmlog/history.h"
+#include "shmlog/layout.h"
+#include "shmlog/reader.h"
+#include "shmlog/segment.h"
+#include "shmlog/writer.h"
