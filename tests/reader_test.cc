@@ -1,1 +1,297 @@
+// The reader: laps (before and during a read), start positions, seeking, the PSYNC decision,
+// and corrupt records. The writer is in this process so each test can place it exactly.
+#include "shmlog/reader.h"
+
 #include <gtest/gtest.h>
+
+#include "raw_segment.h"
+#include "shmlog/writer.h"
+#include "test_util.h"
+
+namespace shmlog {
+namespace {
+
+using test::scoped_log;
+using test::unique_log_name;
+
+constexpr std::uint64_t capacity = 4096;
+
+std::string text(char c, std::size_t n) {
+  return std::string(n, c);
+}
+
+struct reader_fixture : ::testing::Test {
+  scoped_log log{unique_log_name("reader")};
+  writer w = writer::create(log, {.capacity = capacity});
+  std::vector<std::byte> buffer;
+
+  reader attach(start_position start = start_position::oldest()) {
+    return reader::attach(log.name(), {.start = start});
+  }
+  // Appends 120-byte payloads (128-byte frames) until the writer has come round past `offset`.
+  void lap_past(std::uint64_t offset) {
+    int i = 0;
+    while (r_window_first() <= offset)
+      w.append(text(static_cast<char>('A' + i++ % 26), 120));
+  }
+  std::uint64_t r_window_first() { return inspect(log.name()).window.first_byte_offset; }
+};
+
+TEST_F(reader_fixture, LappedBeforeReadReportsWantedAndOldest) {
+  reader r = attach();
+  w.append("first");
+  lap_past(0);
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::lapped);
+  EXPECT_EQ(p.lap.wanted_offset, 0u);
+  EXPECT_EQ(p.lap.oldest_offset, r.window().first_byte_offset);
+  EXPECT_GT(p.lap.oldest_offset, 0u);
+  EXPECT_EQ(p.lap.bytes_lost(), p.lap.oldest_offset);
+  EXPECT_EQ(r.offset(), 0u);  // the reader did not move: policy is the caller's
+  EXPECT_EQ(r.lapped_count(), 1u);
+}
+
+TEST_F(reader_fixture, RepeatedPollsOfOneLapCountOnce) {
+  reader r = attach();
+  lap_past(0);
+  EXPECT_EQ(r.poll().status, poll_status::lapped);
+  EXPECT_EQ(r.poll_copy(buffer).status, poll_status::lapped);
+  EXPECT_EQ(r.lapped_count(), 1u);
+  const log_info info = inspect(log.name());
+  ASSERT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.readers[0].lapped, 1u);
+  EXPECT_EQ(info.lapped_total, 1u);
+}
+
+TEST_F(reader_fixture, LappedReaderResumesFromOldest) {
+  reader r = attach();
+  lap_past(0);
+  ASSERT_EQ(r.poll_copy(buffer).status, poll_status::lapped);
+  r.seek_oldest();
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.offset, r.window().first_byte_offset);
+  EXPECT_EQ(p.record.payload.size(), 120u);
+}
+
+// The writer overwrites the record between the reader's copy and its validation: the copy
+// may hold any mix of old and new bytes, and must not be delivered.
+TEST_F(reader_fixture, LappedWhileCopyingIsNeverDeliveredAsValid) {
+  reader r = attach();
+  w.append(text('o', 500));
+  bool lapped_in_hook = false;
+  r.set_validation_hook([&] {
+    if (lapped_in_hook) return;
+    lapped_in_hook = true;
+    lap_past(0);
+  });
+  const poll_result p = r.poll_copy(buffer);
+  EXPECT_TRUE(lapped_in_hook);
+  EXPECT_EQ(p.status, poll_status::lapped);
+  EXPECT_EQ(p.lap.wanted_offset, 0u);
+}
+
+TEST_F(reader_fixture, LappedWhileReadingAViewIsNeverDeliveredAsValid) {
+  reader r = attach();
+  w.append(text('o', 500));
+  r.set_validation_hook([&] { lap_past(0); });
+  EXPECT_EQ(r.poll().status, poll_status::lapped);
+}
+
+// Only the record's own bytes matter: the writer overwriting the ring right up to it, but not
+// into it, leaves it valid.
+TEST_F(reader_fixture, WriterStoppingJustShortOfTheRecordLeavesItValid) {
+  for (int i = 0; i < 8; ++i)
+    w.append(text('p', 248));  // 8 frames of 256: master 2048
+  reader r = attach(start_position::at(1024));
+  for (int i = 0; i < 12; ++i)
+    w.append(text('q', 248));  // intent reaches exactly 1024 + 4096
+  EXPECT_EQ(inspect(log.name()).write_intent, 1024u + capacity);
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.text(), text('p', 248));
+  w.append(text('s', 8));  // announces the next chunk: 1024's bytes may now be overwritten
+  EXPECT_EQ(attach(start_position::oldest()).offset(), 1280u);
+}
+
+TEST_F(reader_fixture, ViewStillValidUntilTheWriterComesRound) {
+  reader r = attach();
+  w.append("view me");
+  const poll_result p = r.poll();
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_TRUE(r.still_valid(p.record));
+  lap_past(0);
+  EXPECT_FALSE(r.still_valid(p.record));
+}
+
+TEST_F(reader_fixture, StartsAtOldestLatestOrAnOffset) {
+  const std::uint64_t first = w.append("one");
+  const std::uint64_t second = w.append("two");
+  EXPECT_EQ(attach(start_position::oldest()).offset(), first);
+  EXPECT_EQ(attach(start_position::latest()).offset(), w.master_offset());
+  reader at = attach(start_position::at(second));
+  EXPECT_EQ(at.poll_copy(buffer).record.text(), "two");
+}
+
+TEST_F(reader_fixture, EmptyLogPollsEmpty) {
+  reader r = attach();
+  EXPECT_EQ(r.poll().status, poll_status::empty);
+  EXPECT_EQ(r.poll_copy(buffer).status, poll_status::empty);
+}
+
+TEST_F(reader_fixture, SeekInsideARecordIsRefusedNamingItsNeighbours) {
+  const std::uint64_t a = w.append(text('a', 100));  // frame 112
+  const std::uint64_t b = w.append("b");
+  reader r = attach();
+  try {
+    r.seek(a + 56);
+    FAIL() << "seek into a record was accepted";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::not_a_record_boundary);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(a)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(b)), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(r.offset(), a);  // stays put
+}
+
+TEST_F(reader_fixture, SeekToAnUnalignedOffsetIsRefused) {
+  w.append("x");
+  reader r = attach();
+  try {
+    r.seek(3);
+    FAIL();
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::not_a_record_boundary);
+  }
+}
+
+TEST_F(reader_fixture, SeekOutsideTheWindowIsRefusedNamingTheWindow) {
+  reader r = attach();
+  lap_past(512);
+  const backlog_window window = r.window();
+  for (std::uint64_t bad : {std::uint64_t{0}, window.master_offset + 8}) {
+    try {
+      r.seek(bad);
+      FAIL() << bad;
+    } catch (const error& e) {
+      EXPECT_EQ(e.code(), errc::offset_out_of_range);
+      EXPECT_NE(std::string(e.what()).find(std::to_string(window.first_byte_offset)),
+                std::string::npos);
+    }
+  }
+}
+
+TEST_F(reader_fixture, SeekFindsEveryRecordAcrossChunksAndWraps) {
+  std::vector<std::uint64_t> offsets;
+  for (int i = 0; i < 200; ++i)
+    offsets.push_back(w.append(text('k', static_cast<std::size_t>(i % 90))));
+  reader r = attach();
+  const backlog_window window = r.window();
+  int held = 0;
+  for (std::size_t i = 0; i < offsets.size(); ++i) {
+    if (offsets[i] < window.first_byte_offset) continue;
+    ++held;
+    r.seek(offsets[i]);
+    const poll_result p = r.poll_copy(buffer);
+    ASSERT_EQ(p.status, poll_status::record);
+    EXPECT_EQ(p.record.payload.size(), i % 90);
+  }
+  EXPECT_GT(held, 50);
+}
+
+TEST_F(reader_fixture, ResyncCountsPartialOkAndPartialErr) {
+  w.append("a");
+  const std::uint64_t b = w.append("b");
+  reader r = attach(start_position::latest());
+  const history_id replid = r.history().replid;
+  EXPECT_TRUE(r.resync(replid, b).is_partial());
+  EXPECT_EQ(r.offset(), b);
+  EXPECT_EQ(r.resync(history_id::random(), b).reason, resync_reason::unknown_history);
+  EXPECT_EQ(r.resync(std::nullopt, 0).reason, resync_reason::no_history);
+  EXPECT_EQ(r.resync(replid, b + 4).reason, resync_reason::not_a_record_boundary);
+  r.count_full_resync();
+  const log_info info = inspect(log.name());
+  EXPECT_EQ(info.sync_partial_ok, 1u);
+  EXPECT_EQ(info.sync_partial_err, 2u);  // the "no history" request was not a partial attempt
+  EXPECT_EQ(info.sync_full, 1u);
+}
+
+TEST_F(reader_fixture, CorruptTagIsReportedNotDelivered) {
+  reader r = attach();
+  const std::uint64_t a = w.append("fine");
+  w.append("after");
+  test::raw_segment raw(log.name());
+  const std::uint64_t word = raw.peek<std::uint64_t>(header_size + a);
+  raw.poke<std::uint64_t>(header_size + a, word ^ (std::uint64_t{1} << 50));  // flip a tag bit
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::corrupt);
+  EXPECT_EQ(p.corruption.offset, a);
+  EXPECT_NE(std::string(p.corruption.reason).find("tag"), std::string::npos);
+  EXPECT_EQ(r.offset(), a);
+}
+
+TEST_F(reader_fixture, CorruptLengthIsReportedWithoutReadingPastTheRing) {
+  reader r = attach();
+  const std::uint64_t a = w.append("fine");
+  test::raw_segment raw(log.name());
+  raw.poke<std::uint32_t>(header_size + a, 0xFFFFFFF0u);  // length field
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::corrupt);
+  EXPECT_EQ(r.poll().status, poll_status::corrupt);
+}
+
+TEST_F(reader_fixture, SkipCorruptionMovesToTheNextChunkAndSaysHowFar) {
+  reader r = attach();
+  const std::uint64_t a = w.append("bad");
+  for (int i = 0; i < 8; ++i)
+    w.append(text('g', 56));  // past the 256-byte chunk boundary
+  test::raw_segment raw(log.name());
+  raw.poke<std::uint32_t>(header_size + a, 5000);  // longer than max payload
+  ASSERT_EQ(r.poll_copy(buffer).status, poll_status::corrupt);
+  const std::uint64_t skipped = r.skip_corruption();
+  EXPECT_EQ(r.offset(), 256u + 16u);  // first record starting at or after 256
+  EXPECT_EQ(skipped, r.offset() - a);
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.text(), text('g', 56));
+}
+
+TEST_F(reader_fixture, ReaderPublishesItsOffsetAndCountsInItsSlot) {
+  reader r = attach();
+  w.append("1");
+  w.append("2");
+  r.poll_copy(buffer);
+  r.poll_copy(buffer);
+  r.poll_copy(buffer);  // empty: the caller is back for more, so both are consumed
+  const log_info info = inspect(log.name());
+  ASSERT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.readers[0].pid, static_cast<std::uint32_t>(::getpid()));
+  EXPECT_EQ(info.readers[0].offset, w.master_offset());
+  EXPECT_EQ(info.readers[0].lag_bytes, 0u);
+  EXPECT_EQ(info.readers[0].records, 2u);
+}
+
+TEST_F(reader_fixture, LabelIsShownTruncatedToFifteenBytes) {
+  reader r = reader::attach(log.name(), {.label = "a-very-long-reader-label"});
+  const log_info info = inspect(log.name());
+  ASSERT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.readers[0].label, "a-very-long-rea");
+}
+
+TEST_F(reader_fixture, ClosedReaderGivesItsSlotBack) {
+  { reader r = attach(); }
+  reader again = attach();
+  EXPECT_EQ(again.slot(), 0u);
+  const log_info info = inspect(log.name());
+  EXPECT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.stale_slots, 0u);
+}
+
+TEST_F(reader_fixture, InProcessReaderSharesTheWritersMapping) {
+  reader r = reader::attach(w, {.start = start_position::oldest()});
+  w.append("shared");
+  EXPECT_EQ(r.poll_copy(buffer).record.text(), "shared");
+}
+
+}  // namespace
+}  // namespace shmlog

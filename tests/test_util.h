@@ -11,6 +11,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shmlog/crc32c.h"
@@ -39,6 +40,7 @@ class scoped_log {
   scoped_log& operator=(const scoped_log&) = delete;
   const std::string& name() const { return name_; }
   operator const std::string&() const { return name_; }
+  operator std::string_view() const { return name_; }
 
  private:
   std::string name_;

@@ -147,7 +147,7 @@ class writer_core {
     // 3. Write the header.
     store_header(p.start, length, type);
     // 4. Copy the payload.
-    std::memcpy(ring_ + (p.start & mask_) + record_header_size, data, length);
+    if (length != 0) std::memcpy(ring_ + (p.start & mask_) + record_header_size, data, length);
     written_end_ = p.end;
     note_record_end(written_end_);
     return p.start;
