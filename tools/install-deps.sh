@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages shmlog needs to build, test and benchmark, if any are missing.
+# Runs apt-get only when something is missing, so it is cheap to call before every build.
+set -euo pipefail
+
+packages=(
+  g++ cmake ninja-build     # compiler and build
+  libboost-dev              # Boost.Interprocess (header-only), used inside the library
+  libgtest-dev              # GoogleTest, for tests/
+  libbenchmark-dev          # Google Benchmark, for bench/
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: missing ${missing[*]}; run as root or install sudo" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
