@@ -1,6 +1,7 @@
 #include "shmlog/reader.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,6 +72,15 @@ std::uint64_t saturating_deadline(std::uint64_t now, std::chrono::nanoseconds ti
   return t > std::numeric_limits<std::uint64_t>::max() - now
              ? std::numeric_limits<std::uint64_t>::max()
              : now + t;
+}
+
+// At most `limit` bytes of `label`, not cutting a UTF-8 character in two.
+std::size_t label_length(const std::string& label, std::size_t limit) noexcept {
+  if (label.size() <= limit) return label.size();
+  std::size_t n = limit;
+  while (n > 0 && (static_cast<unsigned char>(label[n]) & 0xC0) == 0x80)
+    --n;  // continuation byte
+  return n;
 }
 
 // A sleeping reader wakes at least this often to refresh its heartbeat.
@@ -269,7 +279,7 @@ class reader_core {
   }
 
   resync_decision resync(std::optional<history_id> replid, std::uint64_t offset) {
-    resync_decision d = decide_resync(read_history(map_->header()), window(), replid, offset);
+    resync_decision d = decide_resync(history(), window(), replid, offset);
     if (d.is_partial()) {
       try {
         seek(offset);
@@ -297,10 +307,17 @@ class reader_core {
 
   // --- state ------------------------------------------------------------------------------
 
+  bool log_removed() const {
+    struct stat st {};
+    if (::fstat(file_.fd(), &st) != 0)
+      throw error(errc::system_error, "log '" + name() + "': " + errno_message("fstat", errno));
+    return st.st_nlink == 0;
+  }
+
   std::uint64_t offset() const noexcept { return offset_; }
   std::uint64_t master_offset() const noexcept { return master_->load(std::memory_order_acquire); }
-  backlog_window window() const { return read_window(map_->header(), map_->geo()); }
-  history_state history() const { return read_history(map_->header()); }
+  backlog_window window() const { return read_window(name(), map_->header(), map_->geo()); }
+  history_state history() const { return read_history(name(), map_->header()); }
   std::uint64_t lapped_count() const noexcept { return lapped_; }
   std::uint32_t slot() const noexcept { return slot_index_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
@@ -445,7 +462,7 @@ class reader_core {
       s.lapped.store(0, std::memory_order_relaxed);
       s.records.store(0, std::memory_order_relaxed);
       std::memset(s.label, 0, sizeof s.label);
-      std::memcpy(s.label, label.data(), std::min(label.size(), sizeof s.label - 1));
+      std::memcpy(s.label, label.data(), label_length(label, sizeof s.label - 1));
       // release: whoever sees our pid (acquire) sees the fields above.
       s.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
       slot_ = &s;
@@ -535,6 +552,9 @@ resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t o
 }
 void reader::count_full_resync() noexcept {
   core_->count_full_resync();
+}
+bool reader::log_removed() const {
+  return core_->log_removed();
 }
 std::uint64_t reader::offset() const noexcept {
   return core_->offset();

@@ -240,7 +240,7 @@ void initialise_segment(std::byte* base, const create_options& options) {
   d.magic.store(segment_magic, std::memory_order_release);  // pairs with mapping::map's acquire
 }
 
-backlog_window read_window(const segment_header& h, const geometry& geo) {
+backlog_window read_window(std::string_view name, const segment_header& h, const geometry& geo) {
   for (int attempt = 0; attempt < 1000; ++attempt) {
     // acquire pairs with the writer's release store of write_intent, which follows the
     // publication of every checkpoint at or before intent - capacity.
@@ -256,10 +256,12 @@ backlog_window read_window(const segment_header& h, const geometry& geo) {
     if (first < boundary || first > master) break;  // cannot happen with a sound writer
     return {first, master};
   }
-  throw error(errc::corrupt_header, "checkpoint table is inconsistent with write_intent");
+  throw error(errc::corrupt_header, "log " + quoted(name) +
+                                        ": corrupt header: checkpoint table is inconsistent with"
+                                        " write_intent");
 }
 
-history_state read_history(const segment_header& h) {
+history_state read_history(std::string_view name, const segment_header& h) {
   history_state s;
   for (;;) {
     const std::uint32_t before =
@@ -282,7 +284,9 @@ history_state read_history(const segment_header& h) {
     auto parsed = history_id::parse({id, history_id_size});
     auto parsed2 = history_id::parse({id2, history_id_size});
     if (!parsed || !parsed2)
-      throw error(errc::corrupt_header, "history id is not 40 hex characters");
+      throw error(
+          errc::corrupt_header,
+          "log " + quoted(name) + ": corrupt header: a history id is not 40 hex characters");
     s.replid = *parsed;
     s.replid2 = *parsed2;
     s.second_repl_offset = second;

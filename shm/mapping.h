@@ -94,9 +94,10 @@ void initialise_segment(std::byte* base, const create_options& options);
 
 // The held window [first_byte_offset, master_offset] as of a moment during the call; any
 // process, may be stale by the time it returns. See docs/design.md, "checkpoints".
-backlog_window read_window(const segment_header& header, const geometry& geo);
+backlog_window read_window(std::string_view name, const segment_header& header,
+                           const geometry& geo);
 
 // Copies the history block under its seqlock.
-history_state read_history(const segment_header& header);
+history_state read_history(std::string_view name, const segment_header& header);
 
 }  // namespace shmlog::detail

@@ -2,6 +2,7 @@
 
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "mapping.h"
@@ -58,11 +59,27 @@ constexpr std::size_t max_name_length = 200;
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
+
+// The name as it can be shown on one line: control and non-ASCII bytes as \xNN.
+std::string printable(std::string_view name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c >= 0x20 && c < 0x7F) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void validate_name(std::string_view name) {
   const auto fail = [&](const std::string& why) {
-    throw error(errc::invalid_name, "invalid log name '" + std::string(name) + "': " + why +
+    throw error(errc::invalid_name, "invalid log name '" + printable(name) + "': " + why +
                                         " (use 1-200 characters from A-Z a-z 0-9 . _ -, starting"
                                         " with a letter or digit)");
   };
@@ -72,9 +89,9 @@ void validate_name(std::string_view name) {
   if (!is_alnum(name.front())) fail("it must start with a letter or digit");
   for (char c : name) {
     if (!(is_alnum(c) || c == '.' || c == '_' || c == '-')) {
-      const bool printable = c >= 0x20 && c < 0x7F;
-      fail(printable ? std::string("'") + c + "' is not allowed"
-                     : "it contains a control or non-ASCII byte");
+      const bool shown = c >= 0x20 && c < 0x7F;
+      fail(shown ? std::string("'") + c + "' is not allowed"
+                 : "it contains a control or non-ASCII byte");
     }
   }
 }
@@ -83,19 +100,23 @@ void validate_create_options(const create_options& o) {
   const auto bad = [](const std::string& why) { throw error(errc::invalid_argument, why); };
   const bool power_of_two = o.capacity != 0 && (o.capacity & (o.capacity - 1)) == 0;
   if (o.capacity < min_capacity || o.capacity > max_capacity || !power_of_two) {
-    std::uint64_t up = min_capacity;
-    while (up < o.capacity && up < max_capacity)
-      up <<= 1;
+    std::uint64_t nearest = min_capacity;
+    while (nearest < o.capacity && nearest < max_capacity)
+      nearest <<= 1;
+    // Say which rule is broken: 2048 is a power of two, only too small.
     bad("capacity " + std::to_string(o.capacity) +
-        " is not a power of two between 4096 (4K) and 2^40 (1024G); nearest allowed: " +
-        std::to_string(up));
+        (power_of_two ? " is outside the allowed range" : " is not a power of two") +
+        " (capacity must be a power of two between 4096 (4K) and 2^40 (1024G)); nearest allowed: " +
+        std::to_string(nearest));
   }
   if (o.reader_slots == 0 || o.reader_slots > max_reader_slots)
     bad("reader slots " + std::to_string(o.reader_slots) + " is not between 1 and " +
         std::to_string(max_reader_slots));
-  if (o.mode & ~mode_t{0777}) bad("mode 0" + std::to_string(o.mode) + " has bits outside 0777");
-  if (!(o.mode & 0600) || (o.mode & 0600) != 0600)
-    bad("mode must give the owner read and write permission (0600)");
+  char octal[24];
+  std::snprintf(octal, sizeof octal, "0%o", static_cast<unsigned>(o.mode));
+  if (o.mode & ~mode_t{0777}) bad(std::string("mode ") + octal + " has bits outside 0777");
+  if ((o.mode & 0600) != 0600)
+    bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
 
 void create(std::string_view name, const create_options& options) {
@@ -149,8 +170,8 @@ log_info inspect(std::string_view name) {
   info.reader_slot_count = g.slot_count;
   info.creation_time_ns = h.descriptor.creation_time_ns;
   info.mode = file.mode();
-  info.history = detail::read_history(h);
-  info.window = detail::read_window(h, g);
+  info.history = detail::read_history(name, h);
+  info.window = detail::read_window(name, h, g);
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
 
   info.writer_pid = h.writer.pid.load(std::memory_order_acquire);

@@ -1,1 +1,1016 @@
+// The `shmlog` command line tool, run as a user runs it: a child process (fork/exec, no shell)
+// with its stdin, stdout and stderr on pipes. Synchronisation is on conditions the tool shows
+// (`shmlog info`, lines on stdout, a stopped process), never on fixed sleeps.
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shmlog/shmlog.h"
+#include "test_util.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using shmlog::test::scoped_log;
+using shmlog::test::unique_log_name;
+
+// A guard against a hung child, not a synchronisation: every wait below is for a condition.
+constexpr auto patience = 60s;
+
+struct run_result {
+  std::string out;
+  std::string err;
+  int status = -1;  // exit status, or 128 + signal number
+};
+
+std::size_t line_count(const std::string& s) {
+  std::size_t n = 0;
+  for (char c : s)
+    n += c == '\n';
+  return n + (!s.empty() && s.back() != '\n');
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
+  std::vector<std::string> lines;
+  std::istringstream in(s);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  return lines;
+}
+
+// One run of the tool. stdin, stdout and stderr are pipes owned by this object.
+class cli_process {
+ public:
+  explicit cli_process(std::vector<std::string> args, std::optional<uid_t> run_as = {}) {
+    ::signal(SIGPIPE, SIG_IGN);  // a child that exits early must not kill the test
+    int in[2], out[2], err[2];
+    // O_CLOEXEC: no other child may inherit these ends (a leaked stdin would never see EOF).
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+      throw std::runtime_error("pipe2 failed");
+    args.insert(args.begin(), SHMLOG_CLI);
+    std::vector<char*> argv;
+    for (std::string& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::dup2(in[0], STDIN_FILENO);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err[1], STDERR_FILENO);
+      if (run_as &&
+          (::setgroups(0, nullptr) != 0 || ::setgid(*run_as) != 0 || ::setuid(*run_as) != 0))
+        ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    in_ = in[1];
+    out_ = out[0];
+    err_ = err[0];
+  }
+
+  ~cli_process() {
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {in_, out_, err_})
+      if (fd >= 0) ::close(fd);
+  }
+  cli_process(const cli_process&) = delete;
+  cli_process& operator=(const cli_process&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  void write_stdin(std::string_view text) {
+    while (!text.empty()) {
+      const ssize_t n = ::write(in_, text.data(), text.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return;  // the child closed its stdin: what it does about that is what we test
+      }
+      text.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  void close_stdin() {
+    if (in_ >= 0) ::close(in_);
+    in_ = -1;
+  }
+
+  // The next complete line of stdout, without its newline; nullopt at end of file.
+  std::optional<std::string> read_line() {
+    const auto give_up = std::chrono::steady_clock::now() + patience;
+    for (;;) {
+      const std::size_t nl = out_text_.find('\n', out_taken_);
+      if (nl != std::string::npos) {
+        std::string line = out_text_.substr(out_taken_, nl - out_taken_);
+        out_taken_ = nl + 1;
+        return line;
+      }
+      if (out_ < 0 || std::chrono::steady_clock::now() > give_up) return std::nullopt;
+      pump(100ms);
+    }
+  }
+
+  // Closes stdin, reads stdout and stderr to their end and waits for the exit.
+  run_result finish(std::string_view input = {}) {
+    std::size_t written = 0;
+    const auto give_up = std::chrono::steady_clock::now() + patience;
+    while (out_ >= 0 || err_ >= 0) {
+      if (in_ >= 0 && written == input.size()) close_stdin();
+      if (in_ >= 0) {
+        const ssize_t n = ::write(in_, input.data() + written,
+                                  std::min<std::size_t>(input.size() - written, 4096));
+        if (n > 0) written += static_cast<std::size_t>(n);
+        if (n < 0 && errno != EINTR) close_stdin();
+      }
+      pump(10ms);
+      if (std::chrono::steady_clock::now() > give_up) break;
+    }
+    close_stdin();
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    run_result r;
+    r.out = out_text_.substr(out_taken_);
+    r.err = err_text_;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+  }
+
+ private:
+  void pump(std::chrono::milliseconds timeout) {
+    pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0) return;
+    drain(out_, out_text_, fds[0].revents);
+    drain(err_, err_text_, fds[1].revents);
+  }
+
+  static void drain(int& fd, std::string& into, short revents) {
+    if (fd < 0 || revents == 0) return;
+    char buf[65536];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      into.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string out_text_, err_text_;
+  std::size_t out_taken_ = 0;
+  bool reaped_ = false;
+};
+
+run_result run(std::vector<std::string> args, std::string_view input = {}) {
+  cli_process p(std::move(args));
+  return p.finish(input);
+}
+
+std::string describe(const run_result& r) {
+  return "status " + std::to_string(r.status) + "\nstdout: " + r.out + "\nstderr: " + r.err;
+}
+
+// Runs a command that must succeed and returns its stdout.
+std::string ok(std::vector<std::string> args, std::string_view input = {}) {
+  const run_result r = run(args, input);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.err, "");
+  return r.out;
+}
+
+// --- reading `shmlog info` -----------------------------------------------------------------
+
+struct info_text {
+  std::map<std::string, std::string> fields;
+  std::vector<std::map<std::string, std::string>> readers;  // reader0, reader1, ...
+};
+
+info_text parse_info_text(const std::string& text) {
+  info_text info;
+  for (const std::string& line : split_lines(text)) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t colon = line.find(':');
+    EXPECT_NE(colon, std::string::npos) << line;
+    if (colon == std::string::npos) continue;
+    const std::string key = line.substr(0, colon);
+    const std::string value = line.substr(colon + 1);
+    EXPECT_FALSE(info.fields.contains(key)) << "duplicate field " << key;
+    info.fields[key] = value;
+    if (key.rfind("reader", 0) == 0 &&
+        key.find_first_not_of("0123456789", 6) == std::string::npos && key.size() > 6) {
+      std::map<std::string, std::string> r;
+      std::istringstream parts(value);
+      for (std::string part; std::getline(parts, part, ',');) {
+        const std::size_t eq = part.find('=');
+        EXPECT_NE(eq, std::string::npos) << part;
+        if (eq != std::string::npos) r[part.substr(0, eq)] = part.substr(eq + 1);
+      }
+      EXPECT_EQ(key, "reader" + std::to_string(info.readers.size()));
+      info.readers.push_back(r);
+    }
+  }
+  return info;
+}
+
+info_text info_of(const std::string& name) {
+  return parse_info_text(ok({"info", name}));
+}
+
+std::uint64_t number(const info_text& info, const std::string& key) {
+  const auto it = info.fields.find(key);
+  if (it == info.fields.end()) throw std::runtime_error("no field " + key);
+  return std::stoull(it->second);
+}
+
+// Polls `shmlog info` until `condition` holds (bounded: a hung tool fails the test).
+template <typename Condition>
+info_text wait_for_info(const std::string& name, Condition condition) {
+  const auto give_up = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    info_text info = info_of(name);
+    if (condition(info)) return info;
+    if (std::chrono::steady_clock::now() > give_up)
+      throw std::runtime_error("shmlog info never showed the awaited state");
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// --- a minimal JSON parser: enough to prove the output is one well-formed object -----------
+
+struct json {
+  enum class kind { null, boolean, number, string, array, object } type = kind::null;
+  std::string text;  // a string's decoded value, or a number's literal text
+  bool boolean = false;
+  std::vector<json> items;
+  std::vector<std::pair<std::string, json>> members;
+
+  const json* find(const std::string& key) const {
+    for (const auto& [k, v] : members)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+class json_parser {
+ public:
+  explicit json_parser(std::string_view s) : s_(s) {}
+
+  json parse_document() {
+    json v = value();
+    skip_space();
+    if (i_ != s_.size()) fail("trailing characters after the value");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& why) {
+    throw std::runtime_error("bad JSON at byte " + std::to_string(i_) + ": " + why);
+  }
+  void skip_space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r'))
+      ++i_;
+  }
+  char peek() {
+    skip_space();
+    if (i_ >= s_.size()) fail("unexpected end");
+    return s_[i_];
+  }
+  void expect(char c) {
+    if (peek() != c) fail(std::string("expected '") + c + "'");
+    ++i_;
+  }
+  bool literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) return false;
+    i_ += word.size();
+    return true;
+  }
+
+  json value() {
+    json v;
+    const char c = peek();
+    if (c == '{') {
+      v.type = json::kind::object;
+      ++i_;
+      if (peek() == '}') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        std::string key = string();
+        expect(':');
+        v.members.emplace_back(std::move(key), value());
+        if (peek() == '}') {
+          ++i_;
+          return v;
+        }
+        expect(',');
+      }
+    }
+    if (c == '[') {
+      v.type = json::kind::array;
+      ++i_;
+      if (peek() == ']') {
+        ++i_;
+        return v;
+      }
+      for (;;) {
+        v.items.push_back(value());
+        if (peek() == ']') {
+          ++i_;
+          return v;
+        }
+        expect(',');
+      }
+    }
+    if (c == '"') {
+      v.type = json::kind::string;
+      v.text = string();
+      return v;
+    }
+    if (literal("true") || literal("false")) {
+      v.type = json::kind::boolean;
+      v.boolean = s_[i_ - 1] == 'e' && s_[i_ - 2] == 'u';
+      return v;
+    }
+    if (literal("null")) return v;
+    v.type = json::kind::number;
+    const std::size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_])))
+      ++i_;
+    if (i_ == start || (s_[start] == '-' && i_ == start + 1)) fail("expected a value");
+    v.text = std::string(s_.substr(start, i_ - start));
+    return v;
+  }
+
+  std::string string() {
+    expect('"');
+    std::string out;
+    for (;;) {
+      if (i_ >= s_.size()) fail("unterminated string");
+      const auto c = static_cast<unsigned char>(s_[i_++]);
+      if (c == '"') return out;
+      if (c < 0x20) fail("raw control character in a string");
+      if (c != '\\') {
+        out += static_cast<char>(c);
+        continue;
+      }
+      if (i_ >= s_.size()) fail("unterminated escape");
+      const char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'u':
+          append_utf8(out, hex4());
+          break;
+        default:
+          fail("bad escape");
+      }
+    }
+  }
+
+  std::uint32_t hex4() {
+    if (i_ + 4 > s_.size()) fail("short \\u escape");
+    const std::uint32_t cp = std::stoul(std::string(s_.substr(i_, 4)), nullptr, 16);
+    i_ += 4;
+    return cp;
+  }
+
+  static void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+// Every field the issue requires, in both forms.
+const char* const required_fields[] = {
+    "replid",
+    "replid2",
+    "second_repl_offset",
+    "master_repl_offset",
+    "repl_backlog_size",
+    "repl_backlog_first_byte_offset",
+    "repl_backlog_histlen",
+    "writer_pid",
+    "sync_full",
+    "sync_partial_ok",
+    "sync_partial_err",
+};
+const char* const required_reader_fields[] = {"pid", "offset", "lag_bytes", "lapped"};
+
+// Lines "a0", "a1", ... of the given lengths.
+std::string numbered_lines(int count, std::size_t length) {
+  std::string text;
+  for (int i = 0; i < count; ++i) {
+    std::string line = "line-" + std::to_string(i) + "-";
+    line.resize(length, 'x');
+    text += line + "\n";
+  }
+  return text;
+}
+
+struct offset_line {
+  std::uint64_t offset;
+  std::string payload;
+};
+
+std::vector<offset_line> parse_offsets(const std::string& out) {
+  std::vector<offset_line> records;
+  for (const std::string& line : split_lines(out)) {
+    const std::size_t tab = line.find('\t');
+    EXPECT_NE(tab, std::string::npos) << line;
+    if (tab == std::string::npos) continue;
+    records.push_back({std::stoull(line.substr(0, tab)), line.substr(tab + 1)});
+  }
+  return records;
+}
+
+// --- the tests --------------------------------------------------------------------------------
+
+TEST(cli, HelpGoesToStdoutAndNoArgumentsIsAUsageError) {
+  for (const char* help : {"help", "--help", "-h"}) {
+    const run_result r = run({help});
+    EXPECT_EQ(r.status, 0) << describe(r);
+    EXPECT_NE(r.out.find("usage: shmlog"), std::string::npos);
+    EXPECT_EQ(r.err, "");
+  }
+  const run_result r = run({});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("usage: shmlog"), std::string::npos);
+}
+
+TEST(cli, CreateInfoDestroyRoundTrip) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "64K"});
+  EXPECT_TRUE(shmlog::exists(log.name()));
+  const info_text info = info_of(log);
+  EXPECT_EQ(info.fields.at("name"), log.name());
+  EXPECT_EQ(number(info, "repl_backlog_size"), 65536u);
+  EXPECT_EQ(number(info, "master_repl_offset"), 0u);
+  EXPECT_EQ(number(info, "reader_slots"), 64u);
+  EXPECT_EQ(info.fields.at("mode"), "0600");
+  EXPECT_EQ(info.fields.at("writer_alive"), "0");
+
+  ok({"destroy", log});
+  EXPECT_FALSE(shmlog::exists(log.name()));
+  for (const char* cmd : {"destroy", "info", "tail", "write"}) {
+    const run_result r = run({cmd, log});
+    EXPECT_EQ(r.status, 1) << cmd << ": " << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.rfind(std::string("shmlog ") + cmd + ": ", 0), 0u) << r.err;
+  }
+}
+
+TEST(cli, CreateRefusesAnExistingLog) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  const run_result r = run({"create", log, "--capacity", "4K"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(line_count(r.err), 1u);
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+}
+
+TEST(cli, SizeSuffixesArePowersOf1024InEitherCase) {
+  const std::pair<const char*, std::uint64_t> sizes[] = {
+      {"4K", 4096}, {"4k", 4096}, {"1M", 1 << 20}, {"1m", 1 << 20}, {"4096", 4096}, {"64K", 65536}};
+  for (const auto& [text, bytes] : sizes) {
+    scoped_log log(unique_log_name("cli"));
+    ok({"create", log, "--capacity", text, "--readers", "2"});
+    const info_text info = info_of(log);
+    EXPECT_EQ(number(info, "repl_backlog_size"), bytes) << text;
+    EXPECT_EQ(number(info, "reader_slots"), 2u) << text;
+  }
+}
+
+TEST(cli, ModeDefaultsTo0600AndIsAppliedExactly) {
+  scoped_log plain(unique_log_name("cli"));
+  scoped_log shared(unique_log_name("cli"));
+  scoped_log short_form(unique_log_name("cli"));
+  ok({"create", plain, "--capacity", "4K"});
+  ok({"create", shared, "--capacity", "4K", "--mode", "0640"});
+  ok({"create", short_form, "--capacity", "4K", "--mode", "660"});
+  const auto mode_of = [](const std::string& name) {
+    struct stat st {};
+    EXPECT_EQ(::stat(("/dev/shm/" + name).c_str(), &st), 0);
+    return st.st_mode & 07777;
+  };
+  EXPECT_EQ(mode_of(plain), 0600u);
+  EXPECT_EQ(mode_of(shared), 0640u);
+  EXPECT_EQ(mode_of(short_form), 0660u);
+  EXPECT_EQ(info_of(shared).fields.at("mode"), "0640");
+}
+
+TEST(cli, WriteThenTailPrintsTheSameLinesInOrder) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "64K"});
+  // An empty line is an empty record; the last line has no newline and still counts.
+  const std::string input = "first\n\nthird with spaces\ttab\nlast without newline";
+  ok({"write", log}, input);
+  EXPECT_EQ(ok({"tail", log}), "first\n\nthird with spaces\ttab\nlast without newline\n");
+  // Nothing written: nothing appended.
+  ok({"write", log}, "");
+  // Frames: 8-byte header + payload rounded up to 8: 16 + 8 + 32 + 32.
+  EXPECT_EQ(number(info_of(log), "master_repl_offset"), 88u);
+}
+
+TEST(cli, TailOfAnEmptyLogPrintsNothing) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  EXPECT_EQ(ok({"tail", log}), "");
+  EXPECT_EQ(ok({"tail", log, "--from", "latest"}), "");
+  EXPECT_EQ(ok({"tail", log, "--from", "0"}), "");
+}
+
+TEST(cli, PrintOffsetsStartAtTheOldestRecordAndFromResumesExactlyThere) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  // 100 records of 56 bytes (64-byte frames) overrun a 4 KiB ring: the oldest offset is > 0.
+  ok({"write", log}, numbered_lines(100, 56));
+  const info_text info = info_of(log);
+  const std::uint64_t first = number(info, "repl_backlog_first_byte_offset");
+  const std::uint64_t master = number(info, "master_repl_offset");
+  ASSERT_GT(first, 0u);
+  EXPECT_EQ(number(info, "repl_backlog_histlen"), master - first);
+
+  const auto records = parse_offsets(ok({"tail", log, "--print-offsets"}));
+  ASSERT_GE(records.size(), 10u);
+  EXPECT_EQ(records.front().offset, first);
+  for (std::size_t i = 1; i < records.size(); ++i)
+    EXPECT_GT(records[i].offset, records[i - 1].offset);
+  EXPECT_EQ(records.back().offset + 64, master);
+  EXPECT_EQ(records.back().payload.rfind("line-99-", 0), 0u);
+
+  const std::size_t k = records.size() / 2;
+  const auto from_k = parse_offsets(
+      ok({"tail", log, "--print-offsets", "--from", std::to_string(records[k].offset)}));
+  ASSERT_EQ(from_k.size(), records.size() - k);
+  for (std::size_t i = 0; i < from_k.size(); ++i) {
+    EXPECT_EQ(from_k[i].offset, records[k + i].offset);
+    EXPECT_EQ(from_k[i].payload, records[k + i].payload);
+  }
+  // Without --print-offsets the same payloads; --from latest prints nothing.
+  const auto plain = split_lines(ok({"tail", log, "--from", std::to_string(records[k].offset)}));
+  ASSERT_EQ(plain.size(), from_k.size());
+  EXPECT_EQ(plain.front(), records[k].payload);
+  EXPECT_EQ(ok({"tail", log, "--from", "latest"}), "");
+  EXPECT_EQ(ok({"tail", log, "--from", std::to_string(master)}), "");
+}
+
+TEST(cli, CountStopsAfterNRecords) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "a\nb\nc\nd\n");
+  EXPECT_EQ(ok({"tail", log, "--count", "2"}), "a\nb\n");
+  EXPECT_EQ(ok({"tail", log, "--count=1", "--from", "16"}), "b\n");
+  EXPECT_EQ(ok({"tail", log, "--count", "10"}), "a\nb\nc\nd\n");
+}
+
+TEST(cli, FromOutsideTheWindowOrInsideARecordIsOneClearError) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, numbered_lines(100, 56));
+  const info_text info = info_of(log);
+  const std::uint64_t first = number(info, "repl_backlog_first_byte_offset");
+  const std::uint64_t master = number(info, "master_repl_offset");
+  const std::string window = "[" + std::to_string(first) + ", " + std::to_string(master) + "]";
+  for (const std::uint64_t offset : {std::uint64_t{0}, first - 64, master + 8}) {
+    const run_result r = run({"tail", log, "--from", std::to_string(offset)});
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(
+        r.err.find("offset " + std::to_string(offset) + " is outside the held window " + window),
+        std::string::npos)
+        << r.err;
+  }
+  for (const std::uint64_t offset : {first + 8, first + 3}) {
+    const run_result r = run({"tail", log, "--from", std::to_string(offset)});
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("does not start a record"), std::string::npos) << r.err;
+  }
+}
+
+// A deterministic lap: tail --follow catches up and is stopped (SIGSTOP) while the writer laps
+// it; when it continues, its next poll finds its offset overwritten.
+TEST(cli, TailLappedByTheWriterExits3NamingBothOffsets) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "a\nb\nc\n");
+  const std::uint64_t wanted = number(info_of(log), "master_repl_offset");
+  cli_process tail({"tail", log, "--follow", "--from", "oldest"});
+  for (const char* expected : {"a", "b", "c"})
+    ASSERT_EQ(tail.read_line(), expected);
+  // Its slot shows where it will read next: it has caught up with the master offset.
+  wait_for_info(log, [](const info_text& i) {
+    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
+  });
+  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  ASSERT_TRUE(WIFSTOPPED(status));
+
+  ok({"write", log}, numbered_lines(40, 200));  // 8 KiB: two laps of the 4 KiB ring
+  const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
+  ASSERT_GT(oldest, wanted);
+  ASSERT_EQ(::kill(tail.pid(), SIGCONT), 0);
+
+  const run_result r = tail.finish();
+  EXPECT_EQ(r.status, 3) << describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "shmlog tail: lapped: wanted offset " + std::to_string(wanted) +
+                       " but the oldest held offset is " + std::to_string(oldest) + " (" +
+                       std::to_string(oldest - wanted) + " bytes lost)\n");
+  EXPECT_EQ(number(info_of(log), "lapped_total"), 1u);
+}
+
+// A record header overwritten in place (not by the writer) is corruption, never a lap.
+TEST(cli, TailOfACorruptRecordExits4NamingItsOffset) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "a\nb\nc\n");
+  {
+    const int fd = ::open(("/dev/shm/" + log.name()).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::uint64_t garbage = 0x5A5A5A5A00000001;  // length 1, wrong type and tag
+    ASSERT_EQ(::pwrite(fd, &garbage, sizeof garbage, shmlog::header_size + 16),
+              static_cast<ssize_t>(sizeof garbage));
+    ::close(fd);
+  }
+  const run_result r = run({"tail", log});
+  EXPECT_EQ(r.status, 4) << describe(r);
+  EXPECT_EQ(r.out, "a\n");
+  EXPECT_EQ(r.err, "shmlog tail: log '" + log.name() +
+                       "': corrupt record at offset 16: header tag does not match its offset\n");
+}
+
+TEST(cli, TailFollowPrintsNewRecordsAndEndsCleanlyOnSigintAndSigterm) {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    scoped_log log(unique_log_name("cli"));
+    ok({"create", log, "--capacity", "4K"});
+    ok({"write", log}, "old\n");
+    cli_process tail({"tail", log, "--follow", "--print-offsets"});  // from latest by default
+    wait_for_info(log, [](const info_text& i) { return i.readers.size() == 1; });
+    ok({"write", log}, "new1\nnew2\n");
+    EXPECT_EQ(tail.read_line(), "16\tnew1");
+    EXPECT_EQ(tail.read_line(), "32\tnew2");
+    ASSERT_EQ(::kill(tail.pid(), sig), 0);
+    const run_result r = tail.finish();
+    EXPECT_EQ(r.status, 0) << strsignal(sig) << ": " << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "");
+  }
+}
+
+TEST(cli, TailFollowStopsWhenTheLogIsDestroyed) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  cli_process tail({"tail", log, "--follow"});
+  wait_for_info(log, [](const info_text& i) { return i.readers.size() == 1; });
+  ok({"write", log}, "last\n");
+  EXPECT_EQ(tail.read_line(), "last");
+  ok({"destroy", log});
+  const run_result r = tail.finish();
+  EXPECT_EQ(r.status, 1) << describe(r);
+  EXPECT_EQ(r.err, "shmlog tail: log '" + log.name() + "' was destroyed\n");
+}
+
+TEST(cli, TailFollowWithCountExitsAfterNRecords) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  cli_process tail({"tail", log, "--follow", "--count", "2"});
+  wait_for_info(log, [](const info_text& i) { return i.readers.size() == 1; });
+  ok({"write", log}, "x\ny\nz\n");
+  const run_result r = tail.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.out, "x\ny\n");
+}
+
+TEST(cli, InfoTextHasEveryRequiredField) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "a\nbb\n");
+  // Label: free text, with the characters that would break a key=value list.
+  auto reader = shmlog::reader::attach(
+      log.name(), {.start = shmlog::start_position::oldest(), .label = "x,y=z\\w\n"});
+  const info_text info = info_of(log);
+  for (const char* f : required_fields)
+    EXPECT_TRUE(info.fields.contains(f)) << f;
+  for (const char* f :
+       {"writer_alive", "writer_generation", "layout_version", "max_payload", "write_intent",
+        "lapped_total", "stale_reader_slots", "mode", "creation_time", "connected_readers"})
+    EXPECT_TRUE(info.fields.contains(f)) << f;
+  EXPECT_EQ(info.fields.at("second_repl_offset"), "-1");
+  EXPECT_EQ(info.fields.at("replid").size(), 40u);
+  EXPECT_EQ(info.fields.at("replid2"), std::string(40, '0'));
+  EXPECT_EQ(number(info, "master_repl_offset"), 32u);
+  EXPECT_EQ(number(info, "repl_backlog_first_byte_offset"), 0u);
+  EXPECT_EQ(number(info, "repl_backlog_histlen"), 32u);
+  EXPECT_EQ(number(info, "max_payload"), 1016u);
+  EXPECT_EQ(number(info, "writer_generation"), 1u);
+  EXPECT_NE(number(info, "writer_pid"), 0u);  // the last writer, although it has exited
+  EXPECT_EQ(info.fields.at("writer_alive"), "0");
+  EXPECT_EQ(number(info, "connected_readers"), 1u);
+  ASSERT_EQ(info.readers.size(), 1u);
+  const auto& r = info.readers[0];
+  for (const char* f : required_reader_fields)
+    EXPECT_TRUE(r.contains(f)) << f;
+  for (const char* f : {"slot", "state", "records", "heartbeat_age_ms", "label"})
+    EXPECT_TRUE(r.contains(f)) << f;
+  EXPECT_EQ(r.at("pid"), std::to_string(::getpid()));
+  EXPECT_EQ(r.at("offset"), "0");
+  EXPECT_EQ(r.at("lag_bytes"), "32");
+  EXPECT_EQ(r.at("lapped"), "0");
+  EXPECT_EQ(r.at("label"), "x\\x2cy\\x3dz\\x5cw\\x0a");
+}
+
+TEST(cli, InfoJsonIsOneObjectWithEveryFieldMatchingTheText) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "8K", "--mode", "0640"});
+  ok({"write", log}, numbered_lines(3, 10));
+  // Quote, backslash, control characters and UTF-8 (é) in a label; 15 bytes are kept.
+  const std::string label = "q\"b\\n\x01\t\xc3\xa9 end";
+  auto reader = shmlog::reader::attach(log.name(),
+                                       {.start = shmlog::start_position::oldest(), .label = label});
+  const std::string out = ok({"info", log, "--json"});
+  EXPECT_EQ(line_count(out), 1u);
+  json doc;
+  ASSERT_NO_THROW(doc = json_parser(out).parse_document()) << out;
+  ASSERT_EQ(doc.type, json::kind::object);
+  const info_text text = info_of(log);
+  for (const char* f : required_fields) {
+    const json* v = doc.find(f);
+    ASSERT_NE(v, nullptr) << f;
+    EXPECT_EQ(v->text, text.fields.at(f)) << f;
+  }
+  EXPECT_EQ(doc.find("second_repl_offset")->type, json::kind::number);
+  EXPECT_EQ(doc.find("second_repl_offset")->text, "-1");
+  EXPECT_EQ(doc.find("replid")->type, json::kind::string);
+  EXPECT_EQ(doc.find("mode")->text, "0640");
+  ASSERT_NE(doc.find("writer_alive"), nullptr);
+  EXPECT_EQ(doc.find("writer_alive")->type, json::kind::boolean);
+  const json* readers = doc.find("readers");
+  ASSERT_NE(readers, nullptr);
+  ASSERT_EQ(readers->type, json::kind::array);
+  ASSERT_EQ(readers->items.size(), 1u);
+  const json& r = readers->items[0];
+  ASSERT_EQ(r.type, json::kind::object);
+  for (const char* f : required_reader_fields) {
+    ASSERT_NE(r.find(f), nullptr) << f;
+    EXPECT_EQ(r.find(f)->text, text.readers.at(0).at(f)) << f;
+  }
+  EXPECT_EQ(r.find("label")->text, label.substr(0, 15));
+}
+
+TEST(cli, InfoJsonLabelTooLongForAUtf8CharacterIsCutBeforeIt) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  // 14 ASCII bytes then a 2-byte character: 15 bytes would end in half of it, so the library
+  // keeps 14 and the JSON stays valid UTF-8.
+  auto reader = shmlog::reader::attach(
+      log.name(), {.start = shmlog::start_position::oldest(), .label = "abcdefghijklmn\xc3\xa9"});
+  const std::string out = ok({"info", log, "--json"});
+  json doc;
+  ASSERT_NO_THROW(doc = json_parser(out).parse_document()) << out;
+  EXPECT_EQ(doc.find("readers")->items.at(0).find("label")->text, "abcdefghijklmn");
+}
+
+TEST(cli, WriteRefusesALineLongerThanMaxPayloadKeepingTheLinesBefore) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  const std::string input =
+      "one\n" + std::string(1016, 'm') + "\n" + std::string(1017, 'x') + "\nafter\n";
+  const run_result r = run({"write", log}, input);
+  EXPECT_EQ(r.status, 1) << describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_EQ(r.err,
+            "shmlog write: line 3 is 1017 bytes, more than the log's max_payload of 1016 bytes; "
+            "lines 1-2 were appended, line 3 and the rest were not\n");
+  EXPECT_EQ(ok({"tail", log}), "one\n" + std::string(1016, 'm') + "\n");
+}
+
+TEST(cli, ASecondWriterIsRefusedNamingTheLiveWritersPid) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  cli_process first({"write", log});
+  const std::string pid = std::to_string(first.pid());
+  wait_for_info(log, [&](const info_text& i) {
+    return i.fields.at("writer_alive") == "1" && i.fields.at("writer_pid") == pid;
+  });
+  const run_result second = run({"write", log}, "from the second writer\n");
+  EXPECT_EQ(second.status, 1) << describe(second);
+  EXPECT_EQ(second.out, "");
+  EXPECT_EQ(line_count(second.err), 1u) << second.err;
+  EXPECT_NE(second.err.find("already has a live writer (pid " + pid + ")"), std::string::npos)
+      << second.err;
+
+  first.write_stdin("from the first writer\n");
+  const run_result r = first.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(ok({"tail", log}), "from the first writer\n");
+  EXPECT_EQ(info_of(log).fields.at("writer_alive"), "0");
+}
+
+TEST(cli, ASegmentThatIsNotALogIsNamedAsSuch) {
+  scoped_log log(unique_log_name("cli"));
+  {
+    std::ofstream junk("/dev/shm/" + log.name(), std::ios::binary);
+    junk << std::string(8192, 'J');
+  }
+  for (const char* cmd : {"info", "tail", "write"}) {
+    const run_result r = run({cmd, log});
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("is not a shmlog segment"), std::string::npos) << r.err;
+  }
+}
+
+TEST(cli, PermissionDeniedIsOneClearError) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  // root ignores file modes: run the tool as nobody instead; otherwise take our own access away.
+  std::optional<uid_t> run_as;
+  if (::geteuid() == 0)
+    run_as = 65534;
+  else
+    ASSERT_EQ(::chmod(("/dev/shm/" + log.name()).c_str(), 0), 0);
+  for (const char* cmd : {"info", "tail", "write"}) {
+    cli_process p({cmd, log}, run_as);
+    const run_result r = p.finish();
+    if (run_as && (r.status == 126 || r.status == 127))
+      GTEST_SKIP() << "cannot run " << SHMLOG_CLI << " as uid " << *run_as << " (status "
+                   << r.status << ": setuid or exec failed)";
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
+  }
+}
+
+// Every bad command line: one line on stderr that names the command, nothing on stdout.
+TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  const std::string n = log.name();
+  const std::string fresh = unique_log_name("cli");
+  const std::vector<std::vector<std::string>> cases = {
+      {"bogus"},
+      {"--bogus"},
+      {"create"},
+      {"create", fresh},
+      {"create", fresh, "--capacity"},
+      {"create", fresh, "--capacity", "12X"},
+      {"create", fresh, "--capacity", "-5"},
+      {"create", fresh, "--capacity", "1.5M"},
+      {"create", fresh, "--capacity", ""},
+      {"create", fresh, "--capacity", "99999999999G"},
+      {"create", fresh, "--capacity", "99999999999999999999"},
+      {"create", fresh, "--capacity", "5000"},
+      {"create", fresh, "--capacity", "2K"},
+      {"create", fresh, "--capacity", "2048G"},
+      {"create", fresh, "--capacity", "4K", "--mode", "999"},
+      {"create", fresh, "--capacity", "4K", "--mode", "abc"},
+      {"create", fresh, "--capacity", "4K", "--mode", ""},
+      {"create", fresh, "--capacity", "4K", "--mode", "17777"},
+      {"create", fresh, "--capacity", "4K", "--mode", "0400"},
+      {"create", fresh, "--capacity", "4K", "--readers", "0"},
+      {"create", fresh, "--capacity", "4K", "--readers", "x"},
+      {"create", fresh, "--capacity", "4K", "--readers", "5000"},
+      {"create", fresh, "--capacity", "4K", "--capacity", "8K"},
+      {"create", fresh, "extra", "--capacity", "4K"},
+      {"create", "bad/name", "--capacity", "4K"},
+      {"create", "-starts-with-dash", "--capacity", "4K"},
+      {"create", ".hidden", "--capacity", "4K"},
+      {"create", "line\nbreak", "--capacity", "4K"},
+      {"create", std::string(201, 'a'), "--capacity", "4K"},
+      {"destroy"},
+      {"destroy", "bad name"},
+      {"info"},
+      {"info", n, "--bogus"},
+      {"info", n, "--json=yes"},
+      {"info", ""},
+      {"write"},
+      {"write", n, "extra"},
+      {"tail"},
+      {"tail", n, "--from"},
+      {"tail", n, "--from", "abc"},
+      {"tail", n, "--from", "-1"},
+      {"tail", n, "--from", ""},
+      {"tail", n, "--from", "1e3"},
+      {"tail", n, "--count", "0"},
+      {"tail", n, "--count", "-1"},
+      {"tail", n, "--count", "1.5"},
+      {"tail", n, "--count", "abc"},
+      {"tail", n, "--count", "99999999999999999999"},
+      {"tail", n, "--follow=1"},
+      {"tail", n, "-f"},
+      {"demo", "--seconds", "0"},
+      {"demo", "--seconds", "abc"},
+      {"demo", "--rate", "-1"},
+      {"demo", "--capacity", "3K"},
+      {"demo", "--readers", "0"},
+      {"demo", "--readers", "17"},
+      {"demo", "extra"},
+  };
+  for (const auto& args : cases) {
+    std::string shown;
+    for (const auto& a : args)
+      shown += "[" + a + "] ";
+    const run_result r = run(args);
+    EXPECT_EQ(r.status, 2) << shown << describe(r);
+    EXPECT_EQ(r.out, "") << shown;
+    EXPECT_EQ(line_count(r.err), 1u) << shown << r.err;
+    EXPECT_EQ(r.err.rfind("shmlog", 0), 0u) << shown << r.err;
+    const std::string prefix =
+        args[0] == "bogus" || args[0] == "--bogus" ? "shmlog: " : "shmlog " + args[0] + ": ";
+    EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << shown << r.err;
+  }
+  EXPECT_FALSE(shmlog::exists(fresh));
+}
+
+TEST(cli, CapacityErrorCarriesTheLibraryMessage) {
+  const run_result r = run({"create", unique_log_name("cli"), "--capacity", "5000"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_EQ(r.err.rfind("shmlog create: capacity 5000 is not a power of two", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("nearest allowed: 8192"), std::string::npos) << r.err;
+}
+
+TEST(cli, DemoRunsAWriterAndTwoReadersAndVerifiesEveryRecord) {
+  cli_process demo({"demo", "--seconds", "1", "--rate", "200000", "--capacity", "64K"});
+  const run_result r = demo.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("\nsummary\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  writer         : "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  reader 0       : read "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  reader 1 (slow): read "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verification: OK"), std::string::npos) << r.out;
+  // The temporary log is gone.
+  const std::string prefix = "shmlog-demo-" + std::to_string(demo.pid()) + "-";
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
+    EXPECT_NE(entry.path().filename().string().rfind(prefix, 0), 0u) << entry.path();
+}
+
+}  // namespace

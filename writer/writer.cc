@@ -338,7 +338,7 @@ fence_mode writer::fence() const noexcept {
   return core_->fence();
 }
 history_state writer::history() const {
-  return detail::read_history(core_->shared_mapping()->header());
+  return detail::read_history(name(), core_->shared_mapping()->header());
 }
 std::shared_ptr<detail::mapping> writer::shared_mapping() const noexcept {
   return core_->shared_mapping();

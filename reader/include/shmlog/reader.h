@@ -156,6 +156,10 @@ class reader {
   // Counts one full resync in the log's sync_full counter (the snapshot layer calls it).
   void count_full_resync() noexcept;
 
+  // Any thread. True once the log's name has been destroyed (shmlog destroy): no writer can
+  // open it again, so nothing more will arrive. The reader's mapping stays valid.
+  bool log_removed() const;
+
   std::uint64_t offset() const noexcept;         // next byte this reader will read
   std::uint64_t master_offset() const noexcept;  // any thread; a fresh load, may be stale
   backlog_window window() const;                 // any thread; may be stale

@@ -1,0 +1,248 @@
+#include <signal.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "cli.h"
+
+namespace shmlog::cli {
+
+namespace {
+
+bool all_digits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string quoted(std::string_view text) {
+  std::string s;
+  s.append(1, '\'').append(one_line(text)).append(1, '\'');
+  return s;
+}
+
+[[noreturn]] void bad_value(std::string_view option, std::string_view text, std::string_view why) {
+  throw usage_error("bad --" + std::string(option) + " " + quoted(text) + ": " + std::string(why));
+}
+
+const option_spec* find_spec(std::initializer_list<option_spec> specs, std::string_view name) {
+  for (const option_spec& s : specs)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<std::string> parsed_args::value(std::string_view name) const {
+  const auto it = values_.find(std::string(name));
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+void parsed_args::set(const std::string& name, std::string value) {
+  if (!values_.emplace(name, std::move(value)).second)
+    throw usage_error("option --" + name + " given more than once");
+}
+
+parsed_args parse_args(std::span<const std::string> args,
+                       std::initializer_list<option_spec> specs) {
+  parsed_args out;
+  bool options_ended = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (options_ended || arg.size() < 2 || arg[0] != '-') {
+      out.positionals.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_ended = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      out.set("help", "");
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) throw usage_error("unknown option " + quoted(arg));
+    const std::size_t eq = arg.find('=');
+    const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    const option_spec* spec = find_spec(specs, name);
+    if (spec == nullptr) throw usage_error("unknown option " + quoted(arg.substr(0, eq)));
+    if (!spec->takes_value) {
+      if (eq != std::string::npos) throw usage_error("option --" + name + " takes no value");
+      out.set(name, "");
+    } else if (eq != std::string::npos) {
+      out.set(name, arg.substr(eq + 1));
+    } else if (i + 1 < args.size()) {
+      out.set(name, args[++i]);
+    } else {
+      throw usage_error("option --" + name + " needs a value");
+    }
+  }
+  return out;
+}
+
+const std::string& single_name(const parsed_args& args, std::string_view usage) {
+  if (args.positionals.empty())
+    throw usage_error("missing log NAME (usage: " + std::string(usage) + ")");
+  if (args.positionals.size() > 1)
+    throw usage_error("unexpected argument " + quoted(args.positionals[1]) +
+                      " (usage: " + std::string(usage) + ")");
+  return args.positionals.front();
+}
+
+std::uint64_t parse_size(std::string_view option, std::string_view text) {
+  std::string_view digits = text;
+  unsigned shift = 0;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      default:
+        break;
+    }
+    if (shift != 0) digits.remove_suffix(1);
+  }
+  if (!all_digits(digits))
+    bad_value(option, text,
+              "expected a byte count with an optional K, M or G suffix (powers of 1024),"
+              " e.g. 4096, 64K, 1M");
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec != std::errc{} || (shift != 0 && n > (~std::uint64_t{0} >> shift)))
+    bad_value(option, text, "the number is too large");
+  return n << shift;
+}
+
+unsigned parse_mode(std::string_view option, std::string_view text) {
+  const bool octal =
+      !text.empty() && text.size() <= 4 &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
+  if (!octal) bad_value(option, text, "expected an octal permission mode such as 0600 or 640");
+  unsigned mode = 0;
+  std::from_chars(text.data(), text.data() + text.size(), mode, 8);
+  // Set-id and sticky bits mean nothing for a shared-memory object.
+  if (mode > 0777) bad_value(option, text, "only permission bits (at most 0777) are allowed");
+  return mode;
+}
+
+std::uint64_t parse_unsigned(std::string_view option, std::string_view text, std::uint64_t min,
+                             std::uint64_t max) {
+  if (!all_digits(text)) bad_value(option, text, "expected a whole number");
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc{}) bad_value(option, text, "the number is too large");
+  if (n < min || n > max)
+    bad_value(option, text,
+              max == ~std::uint64_t{0}
+                  ? "must be at least " + std::to_string(min)
+                  : "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return n;
+}
+
+double parse_seconds(std::string_view option, std::string_view text, double max) {
+  const std::size_t dot = text.find('.');
+  const std::string_view whole = text.substr(0, dot);
+  const std::string_view fraction =
+      dot == std::string_view::npos ? std::string_view("0") : text.substr(dot + 1);
+  if (!all_digits(whole) || !all_digits(fraction))
+    bad_value(option, text, "expected a number of seconds, e.g. 5 or 0.5");
+  double s = 0;
+  std::from_chars(text.data(), text.data() + text.size(), s);
+  if (!(s > 0) || s > max)
+    bad_value(option, text, "must be more than 0 and at most " + std::to_string(std::lround(max)));
+  return s;
+}
+
+std::string human_bytes(double bytes) {
+  static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  std::size_t u = 0;
+  while (bytes >= 1023.95 && u + 1 < std::size(units)) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+std::string human_count(double count) {
+  static constexpr const char* units[] = {"", " k", " M", " G"};
+  std::size_t u = 0;
+  while (count >= 999.995 && u + 1 < std::size(units)) {
+    count /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : "%.2f%s", count, units[u]);
+  return buf;
+}
+
+std::string grouped(std::uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string octal_mode(unsigned mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", mode);
+  return buf;
+}
+
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+volatile sig_atomic_t stop_flag = 0;
+void on_stop_signal(int) {
+  stop_flag = 1;
+}
+}  // namespace
+
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() noexcept {
+  return stop_flag != 0;
+}
+
+}  // namespace shmlog::cli

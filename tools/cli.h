@@ -1,0 +1,99 @@
+// Shared pieces of the `shmlog` command line tool: exit codes, the errors that carry them, a
+// small argument parser and the parsers for option values. docs/cli.md is the user's reference.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmlog::cli {
+
+enum exit_status : int {
+  exit_ok = 0,
+  exit_failure = 1,  // the command could not be done (not found, writer exists, ...)
+  exit_usage = 2,    // the command line itself is wrong
+  exit_lapped = 3,   // tail: the writer overwrote records before tail read them
+  exit_corrupt = 4,  // tail: a record header in the ring is corrupt
+};
+
+// Thrown for a bad command line; main() prints "shmlog <command>: <what>" and exits 2.
+class usage_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Thrown to end a command with a message and a given status.
+class command_failure : public std::runtime_error {
+ public:
+  command_failure(int status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
+  int status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
+struct option_spec {
+  std::string_view name;  // without the leading "--"
+  bool takes_value = false;
+};
+
+// A command's arguments after parsing: positionals in order, and the options given (a flag
+// maps to an empty string). "--name value" and "--name=value" are both accepted; "--" ends
+// the options.
+class parsed_args {
+ public:
+  std::vector<std::string> positionals;
+
+  bool has(std::string_view name) const { return values_.contains(std::string(name)); }
+  std::optional<std::string> value(std::string_view name) const;
+  void set(const std::string& name, std::string value);
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// Throws usage_error for an unknown or repeated option or a missing value. "-h" and "--help"
+// set the "help" flag for every command.
+parsed_args parse_args(std::span<const std::string> args, std::initializer_list<option_spec> specs);
+
+// The single log NAME a command takes; usage_error if it is missing or there are extras.
+const std::string& single_name(const parsed_args& args, std::string_view usage);
+
+// Option value parsers; each throws usage_error naming the option and the value.
+std::uint64_t parse_size(std::string_view option, std::string_view text);
+unsigned parse_mode(std::string_view option, std::string_view text);
+std::uint64_t parse_unsigned(std::string_view option, std::string_view text, std::uint64_t min,
+                             std::uint64_t max);
+double parse_seconds(std::string_view option, std::string_view text, double max);
+
+// Formats for people: "1.5 MiB", "12.30 M", "1,234,567", "0640".
+std::string human_bytes(double bytes);
+std::string human_count(double count);
+std::string grouped(std::uint64_t n);
+std::string octal_mode(unsigned mode);
+// Replaces control bytes with \n, \t or \xNN so that a message stays on one terminal line.
+std::string one_line(std::string_view text);
+
+// SIGINT and SIGTERM set a flag instead of killing the process (no SA_RESTART, so a blocked
+// call returns early and the caller's loop sees the flag).
+void catch_stop_signals();
+bool stop_requested() noexcept;
+
+// Commands. Each returns the process exit status; errors are thrown.
+int run_create(std::span<const std::string> args);
+int run_destroy(std::span<const std::string> args);
+int run_info(std::span<const std::string> args);
+int run_write(std::span<const std::string> args);
+int run_tail(std::span<const std::string> args);
+int run_demo(std::span<const std::string> args);
+int run_demo_writer(std::span<const std::string> args);  // hidden: a process of the demo
+int run_demo_reader(std::span<const std::string> args);  // hidden: a process of the demo
+
+}  // namespace shmlog::cli

@@ -1,0 +1,246 @@
+// create, destroy, write and tail.
+#include <stdio.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "cli.h"
+#include "shmlog/shmlog.h"
+
+namespace shmlog::cli {
+
+namespace {
+
+void print_help(const char* usage) {
+  std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
+}
+
+}  // namespace
+
+int run_create(std::span<const std::string> argv) {
+  static constexpr const char* usage =
+      "shmlog create NAME --capacity SIZE [--mode OCTAL] [--readers N]";
+  const parsed_args args =
+      parse_args(argv, {{"capacity", true}, {"mode", true}, {"readers", true}});
+  if (args.has("help")) {
+    print_help(usage);
+    return exit_ok;
+  }
+  const std::string& name = single_name(args, usage);
+  validate_name(name);
+  const auto capacity = args.value("capacity");
+  if (!capacity)
+    throw usage_error(
+        "missing --capacity SIZE (a power of two from 4K to 1024G, e.g. --capacity 1M)");
+  create_options options;
+  options.capacity = parse_size("capacity", *capacity);
+  if (const auto mode = args.value("mode")) options.mode = parse_mode("mode", *mode);
+  if (const auto readers = args.value("readers"))
+    options.reader_slots =
+        static_cast<std::uint32_t>(parse_unsigned("readers", *readers, 1, max_reader_slots));
+  validate_create_options(options);
+  create(name, options);
+  return exit_ok;
+}
+
+int run_destroy(std::span<const std::string> argv) {
+  static constexpr const char* usage = "shmlog destroy NAME";
+  const parsed_args args = parse_args(argv, {});
+  if (args.has("help")) {
+    print_help(usage);
+    return exit_ok;
+  }
+  const std::string& name = single_name(args, usage);
+  if (!destroy(name))
+    throw command_failure(exit_failure,
+                          "log '" + name + "' does not exist (no /dev/shm/" + name + ")");
+  return exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// write
+
+namespace {
+
+// getline(3) keeps one buffer for every line and handles bytes (NULs included) as they are.
+class line_reader {
+ public:
+  line_reader() = default;
+  ~line_reader() { std::free(data_); }
+  line_reader(const line_reader&) = delete;
+  line_reader& operator=(const line_reader&) = delete;
+
+  // The next line without its newline; nullopt at the end of input.
+  std::optional<std::string_view> next(FILE* in) {
+    const ssize_t n = ::getline(&data_, &allocated_, in);
+    if (n < 0) {
+      if (std::ferror(in))
+        throw command_failure(exit_failure,
+                              std::string("reading stdin failed: ") + std::strerror(errno));
+      return std::nullopt;
+    }
+    std::size_t length = static_cast<std::size_t>(n);
+    if (length > 0 && data_[length - 1] == '\n') --length;
+    return std::string_view(data_, length);
+  }
+
+ private:
+  char* data_ = nullptr;
+  std::size_t allocated_ = 0;
+};
+
+// What a refused line leaves behind: the lines before it, whole, and nothing of the rest.
+std::string appended_before(std::uint64_t line) {
+  const std::string rest = ", line " + std::to_string(line) + " and the rest were not";
+  if (line == 1) return "nothing was appended";
+  if (line == 2) return "line 1 was appended" + rest;
+  return "lines 1-" + std::to_string(line - 1) + " were appended" + rest;
+}
+
+}  // namespace
+
+int run_write(std::span<const std::string> argv) {
+  static constexpr const char* usage = "shmlog write NAME   (one record per line of stdin)";
+  const parsed_args args = parse_args(argv, {});
+  if (args.has("help")) {
+    print_help(usage);
+    return exit_ok;
+  }
+  // Open before reading anything, so that a second writer is refused at once.
+  writer w = writer::open(single_name(args, usage));
+  line_reader lines;
+  std::uint64_t line_number = 0;
+  while (const auto line = lines.next(stdin)) {
+    ++line_number;
+    try {
+      w.append(*line);
+    } catch (const error& e) {
+      if (e.code() != errc::record_too_large) throw;
+      throw command_failure(exit_failure, "line " + std::to_string(line_number) + " is " +
+                                              std::to_string(line->size()) +
+                                              " bytes, more than the log's max_payload of " +
+                                              std::to_string(w.max_payload()) + " bytes; " +
+                                              appended_before(line_number));
+    }
+  }
+  return exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// tail
+
+namespace {
+
+struct tail_options {
+  start_position from = start_position::oldest();
+  std::uint64_t count = 0;  // 0: no limit
+  bool follow = false;
+  bool print_offsets = false;
+};
+
+start_position parse_from(std::string_view text) {
+  if (text == "oldest") return start_position::oldest();
+  if (text == "latest") return start_position::latest();
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == text.npos;
+  if (!digits)
+    throw usage_error("bad --from '" + one_line(text) +
+                      "': expected oldest, latest or a byte offset");
+  return start_position::at(parse_unsigned("from", text, 0, ~std::uint64_t{0}));
+}
+
+tail_options tail_options_from(const parsed_args& args) {
+  tail_options t;
+  t.follow = args.has("follow");
+  t.print_offsets = args.has("print-offsets");
+  // Without --follow, "print what is held"; with it, "print what comes next", like tail -f
+  // on a busy file would if it had no history.
+  t.from = t.follow ? start_position::latest() : start_position::oldest();
+  if (const auto from = args.value("from")) t.from = parse_from(*from);
+  if (const auto count = args.value("count"))
+    t.count = parse_unsigned("count", *count, 1, ~std::uint64_t{0});
+  return t;
+}
+
+void print_record(const record_view& r, bool print_offsets) {
+  if (print_offsets) std::printf("%llu\t", static_cast<unsigned long long>(r.offset));
+  std::fwrite(r.payload.data(), 1, r.payload.size(), stdout);
+  std::putchar('\n');
+}
+
+void flush_stdout() {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw command_failure(exit_failure,
+                          std::string("writing stdout failed: ") + std::strerror(errno));
+}
+
+int report_lap(const lap_report& lap) {
+  flush_stdout();
+  std::fprintf(stderr,
+               "shmlog tail: lapped: wanted offset %llu but the oldest held offset is %llu (%llu "
+               "bytes lost)\n",
+               static_cast<unsigned long long>(lap.wanted_offset),
+               static_cast<unsigned long long>(lap.oldest_offset),
+               static_cast<unsigned long long>(lap.bytes_lost()));
+  return exit_lapped;
+}
+
+int report_corruption(const std::string& name, const corruption_report& c) {
+  flush_stdout();
+  std::fprintf(stderr, "shmlog tail: log '%s': corrupt record at offset %llu: %s\n", name.c_str(),
+               static_cast<unsigned long long>(c.offset), c.reason);
+  return exit_corrupt;
+}
+
+}  // namespace
+
+int run_tail(std::span<const std::string> argv) {
+  static constexpr const char* usage =
+      "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]";
+  const parsed_args args = parse_args(
+      argv, {{"from", true}, {"count", true}, {"follow", false}, {"print-offsets", false}});
+  if (args.has("help")) {
+    print_help(usage);
+    return exit_ok;
+  }
+  const std::string& name = single_name(args, usage);
+  const tail_options t = tail_options_from(args);
+  if (t.follow) catch_stop_signals();
+
+  // A person is watching: a short spin and yield, then sleep, so an idle tail costs no CPU.
+  const wait_policy idle_cheaply{.mode = wait_mode::adaptive,
+                                 .spin_for = std::chrono::microseconds(20),
+                                 .yield_for = std::chrono::microseconds(200)};
+  reader r = reader::attach(name, {.start = t.from, .wait = idle_cheaply, .label = "shmlog-tail"});
+  // Without --follow, stop at the master offset as of now, even if the writer keeps going.
+  const std::uint64_t end = r.master_offset();
+  std::vector<std::byte> buffer;
+  std::uint64_t printed = 0;
+  while (!stop_requested()) {
+    if (!t.follow && r.offset() >= end) break;
+    const poll_result p = r.poll_copy(buffer);
+    switch (p.status) {
+      case poll_status::record:
+        print_record(p.record, t.print_offsets);
+        if (++printed == t.count) return flush_stdout(), exit_ok;
+        break;
+      case poll_status::empty:
+        flush_stdout();
+        if (!t.follow) return exit_ok;
+        // Nothing more can arrive once the name is gone: no writer can open the log again.
+        if (!r.wait(std::chrono::milliseconds(100)) && r.log_removed())
+          throw command_failure(exit_failure, "log '" + name + "' was destroyed");
+        break;
+      case poll_status::lapped:
+        return report_lap(p.lap);
+      case poll_status::corrupt:
+        return report_corruption(name, p.corruption);
+    }
+  }
+  flush_stdout();
+  return exit_ok;
+}
+
+}  // namespace shmlog::cli

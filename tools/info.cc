@@ -1,0 +1,296 @@
+// shmlog info: the Redis INFO-style report of a log, as text or as one JSON object.
+#include <time.h>
+
+#include <cstdio>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "cli.h"
+#include "shmlog/shmlog.h"
+
+namespace shmlog::cli {
+
+namespace {
+
+// One field of the report. Text and JSON are printed from the same list, so they cannot
+// disagree about names or values.
+struct field {
+  std::string name;
+  std::variant<std::uint64_t, std::int64_t, bool, std::string> value;
+};
+
+struct reader_row {
+  std::vector<field> fields;
+};
+
+std::string iso_time(std::uint64_t realtime_ns) {
+  if (realtime_ns == 0) return "";
+  const auto seconds = static_cast<time_t>(realtime_ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&seconds, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<unsigned>(realtime_ns / 1'000'000 % 1000));
+  return buf;
+}
+
+std::string_view state_name(reader_state s) {
+  switch (s) {
+    case reader_state::free:
+      return "free";
+    case reader_state::reading:
+      return "reading";
+    case reader_state::spinning:
+      return "spinning";
+    case reader_state::yielding:
+      return "yielding";
+    case reader_state::sleeping:
+      return "sleeping";
+  }
+  return "unknown";
+}
+
+std::string_view fence_name(fence_mode f) {
+  switch (f) {
+    case fence_mode::none:
+      return "none";
+    case fence_mode::membarrier:
+      return "membarrier";
+    case fence_mode::seq_cst:
+      return "seq_cst";
+  }
+  return "unknown";
+}
+
+std::vector<field> log_fields(const log_info& i) {
+  return {
+      {"name", i.name},
+      {"layout_version", std::uint64_t{i.layout_version}},
+      {"mode", octal_mode(i.mode)},
+      {"creation_time", iso_time(i.creation_time_ns)},
+      {"creation_time_ms", i.creation_time_ns / 1'000'000},
+      {"segment_bytes", i.segment_bytes},
+      {"max_payload", i.max_payload},
+      {"intent_chunk", i.intent_chunk},
+      {"reader_slots", std::uint64_t{i.reader_slot_count}},
+  };
+}
+
+std::vector<field> writer_fields(const log_info& i) {
+  return {
+      {"writer_pid", std::uint64_t{i.writer_pid}},
+      {"writer_alive", i.writer_alive},
+      {"writer_generation", std::uint64_t{i.writer_generation}},
+      {"writer_start_time", iso_time(i.writer_start_time_ns)},
+      {"writer_start_time_ms", i.writer_start_time_ns / 1'000'000},
+      {"recovered_torn_bytes", i.recovered_torn_bytes},
+      {"fence", std::string(fence_name(i.fence))},
+  };
+}
+
+std::vector<field> replication_fields(const log_info& i) {
+  const std::uint64_t second = i.history.second_repl_offset;
+  return {
+      {"replid", i.history.replid.str()},
+      {"replid2", i.history.replid2.str()},
+      {"master_repl_offset", i.window.master_offset},
+      {"second_repl_offset", second == no_offset ? std::int64_t{-1} : std::int64_t(second)},
+      {"repl_backlog_size", i.capacity},
+      {"repl_backlog_first_byte_offset", i.window.first_byte_offset},
+      {"repl_backlog_histlen", i.histlen()},
+      {"write_intent", i.write_intent},
+      {"sync_full", i.sync_full},
+      {"sync_partial_ok", i.sync_partial_ok},
+      {"sync_partial_err", i.sync_partial_err},
+      {"lapped_total", i.lapped_total},
+  };
+}
+
+std::vector<field> reader_summary_fields(const log_info& i) {
+  return {
+      {"connected_readers", std::uint64_t{i.readers.size()}},
+      {"stale_reader_slots", std::uint64_t{i.stale_slots}},
+  };
+}
+
+std::vector<field> reader_fields(const reader_info& r) {
+  return {
+      {"slot", std::uint64_t{r.slot}},
+      {"pid", std::uint64_t{r.pid}},
+      {"offset", r.offset},
+      {"lag_bytes", r.lag_bytes},
+      {"lapped", r.lapped},
+      {"state", std::string(state_name(r.state))},
+      {"records", r.records},
+      {"heartbeat_age_ms", r.heartbeat_age_ns / 1'000'000},
+      {"label", r.label},
+  };
+}
+
+// --- text -----------------------------------------------------------------------------------
+
+// Text values may not break the line, and reader values may not break the key=value list:
+// escape what would (the label is free text).
+std::string text_escape(std::string_view s, bool in_list) {
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7F || c == '\\' || (in_list && (c == ',' || c == '='))) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string text_value(const field& f, bool in_list) {
+  return std::visit(
+      [&](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>)
+          return text_escape(v, in_list);
+        else if constexpr (std::is_same_v<T, bool>)
+          return v ? "1" : "0";
+        else
+          return std::to_string(v);
+      },
+      f.value);
+}
+
+void print_text_section(const char* title, const std::vector<field>& fields) {
+  std::printf("# %s\n", title);
+  for (const field& f : fields)
+    std::printf("%s:%s\n", f.name.c_str(), text_value(f, false).c_str());
+}
+
+void print_text(const log_info& i) {
+  print_text_section("Log", log_fields(i));
+  std::putchar('\n');
+  print_text_section("Writer", writer_fields(i));
+  std::putchar('\n');
+  print_text_section("Replication", replication_fields(i));
+  std::putchar('\n');
+  print_text_section("Readers", reader_summary_fields(i));
+  for (std::size_t n = 0; n < i.readers.size(); ++n) {
+    std::string line = "reader" + std::to_string(n) + ":";
+    bool first = true;
+    for (const field& f : reader_fields(i.readers[n])) {
+      line += (first ? "" : ",") + f.name + "=" + text_value(f, true);
+      first = false;
+    }
+    std::puts(line.c_str());
+  }
+}
+
+// --- JSON -----------------------------------------------------------------------------------
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if none starts there.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  const std::size_t n = b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 0;
+  if (n == 0 || b0 > 0xF4 || i + n > s.size()) return 0;
+  static constexpr std::uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
+  const std::uint32_t min = min_for_length[n];
+  std::uint32_t cp = b0 & (0x7F >> n);
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
+  return cp < min || cp > 0x10FFFF || surrogate ? 0 : n;
+}
+
+// A JSON string literal. Bytes that are not valid UTF-8 (a label cut at 15 bytes may end in
+// half a character) become U+FFFD, so the output is always valid JSON.
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      const std::size_t n = utf8_sequence(s, i);
+      out += n ? std::string(s.substr(i, n)) : "\\ufffd";
+      i += n ? n : 1;
+      continue;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+    ++i;
+  }
+  return out + "\"";
+}
+
+std::string json_value(const field& f) {
+  return std::visit(
+      [](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>)
+          return json_string(v);
+        else if constexpr (std::is_same_v<T, bool>)
+          return v ? "true" : "false";
+        else
+          return std::to_string(v);
+      },
+      f.value);
+}
+
+void append_json_members(std::string& out, const std::vector<field>& fields) {
+  for (const field& f : fields) {
+    if (out.back() != '{') out += ',';
+    out += json_string(f.name) + ":" + json_value(f);
+  }
+}
+
+void print_json(const log_info& i) {
+  std::string out = "{";
+  append_json_members(out, log_fields(i));
+  append_json_members(out, writer_fields(i));
+  append_json_members(out, replication_fields(i));
+  append_json_members(out, reader_summary_fields(i));
+  out += ",\"readers\":[";
+  for (std::size_t n = 0; n < i.readers.size(); ++n) {
+    out += n ? ",{" : "{";
+    append_json_members(out, reader_fields(i.readers[n]));
+    out += "}";
+  }
+  out += "]}";
+  std::puts(out.c_str());
+}
+
+}  // namespace
+
+int run_info(std::span<const std::string> argv) {
+  static constexpr const char* usage = "shmlog info NAME [--json]";
+  const parsed_args args = parse_args(argv, {{"json", false}});
+  if (args.has("help")) {
+    std::printf("usage: %s\n", usage);
+    return exit_ok;
+  }
+  const log_info info = inspect(single_name(args, usage));
+  if (args.has("json"))
+    print_json(info);
+  else
+    print_text(info);
+  return std::fflush(stdout) == 0 ? exit_ok : exit_failure;
+}
+
+}  // namespace shmlog::cli
