@@ -83,9 +83,9 @@ std::size_t label_length(const std::string& label, std::size_t limit) noexcept {
   return n;
 }
 
-// A sleeping reader wakes at least this often to refresh its heartbeat.
-constexpr std::uint64_t max_sleep_ns = 1'000'000'000;
 constexpr unsigned records_per_heartbeat = 256;
+// Sleeps longer than this (a century) are treated as "until woken".
+constexpr std::uint64_t forever_ns = std::uint64_t{1} << 62;
 
 }  // namespace
 
@@ -426,7 +426,10 @@ class reader_core {
       if (data_available()) return true;
       const std::uint64_t now = monotonic_ns();
       if (now >= deadline) return false;
-      futex_wait(wake_seq_, seq, std::min(deadline - now, max_sleep_ns));
+      const std::uint64_t heartbeat =
+          std::max<std::uint64_t>(saturating_deadline(0, policy_.heartbeat_interval), 1);
+      const std::uint64_t slice = std::min(deadline - now, heartbeat);
+      futex_wait(wake_seq_, seq, slice >= forever_ns ? std::nullopt : std::optional(slice));
       beat();
     }
   }

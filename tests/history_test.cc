@@ -19,7 +19,7 @@ history_state switched_history(std::uint64_t shared_up_to) {
   return {current, previous, shared_up_to};
 }
 
-TEST(HistoryId, RandomIdsAreFortyLowercaseHexAndDistinct) {
+TEST(history_ids, RandomIdsAreFortyLowercaseHexAndDistinct) {
   std::set<std::string> seen;
   for (int i = 0; i < 100; ++i) {
     const history_id id = history_id::random();
@@ -32,13 +32,13 @@ TEST(HistoryId, RandomIdsAreFortyLowercaseHexAndDistinct) {
   EXPECT_EQ(seen.size(), 100u);
 }
 
-TEST(HistoryId, ParseAcceptsFortyHexAnyCase) {
+TEST(history_ids, ParseAcceptsFortyHexAnyCase) {
   auto id = history_id::parse("ABCDEFabcdef0123456789abcdefABCDEF012345");
   ASSERT_TRUE(id);
   EXPECT_EQ(id->str(), "abcdefabcdef0123456789abcdefabcdef012345");
 }
 
-TEST(HistoryId, ParseRejectsWrongLengthAndNonHex) {
+TEST(history_ids, ParseRejectsWrongLengthAndNonHex) {
   EXPECT_FALSE(history_id::parse(""));
   EXPECT_FALSE(history_id::parse("?"));
   EXPECT_FALSE(history_id::parse(std::string(39, 'a')));
@@ -46,21 +46,21 @@ TEST(HistoryId, ParseRejectsWrongLengthAndNonHex) {
   EXPECT_FALSE(history_id::parse(std::string(39, 'a') + "g"));
 }
 
-TEST(HistoryId, DefaultIsNoneLikeAClearedRedisReplid2) {
+TEST(history_ids, DefaultIsNoneLikeAClearedRedisReplid2) {
   EXPECT_TRUE(history_id{}.is_none());
   EXPECT_EQ(history_id{}.str(), std::string(40, '0'));
 }
 
 // Seed 001's worked example in shmlog's zero-based offsets: a 1000-byte backlog held bytes
 // 101..1100 (Redis, one-based), i.e. offsets [100, 1100) with master offset 1100.
-TEST(ResyncDecision, RedisExampleReaderInsideWindowContinues) {
+TEST(resync_decisions, RedisExampleReaderInsideWindowContinues) {
   const auto d = decide_resync(fresh_history(), {100, 1100}, current, 800);
   EXPECT_EQ(d.kind, resync_kind::partial);
   EXPECT_EQ(d.reason, resync_reason::same_history);
   EXPECT_EQ(d.wanted_offset, 800u);
 }
 
-TEST(ResyncDecision, RedisExampleReaderBeforeWindowNeedsFullResync) {
+TEST(resync_decisions, RedisExampleReaderBeforeWindowNeedsFullResync) {
   const auto d = decide_resync(fresh_history(), {100, 1100}, current, 50);
   EXPECT_EQ(d.kind, resync_kind::full);
   EXPECT_EQ(d.reason, resync_reason::offset_before_backlog);
@@ -68,7 +68,7 @@ TEST(ResyncDecision, RedisExampleReaderBeforeWindowNeedsFullResync) {
   EXPECT_NE(d.describe().find("100"), std::string::npos);
 }
 
-TEST(ResyncDecision, WindowEdgesAreInclusive) {
+TEST(resync_decisions, WindowEdgesAreInclusive) {
   EXPECT_TRUE(decide_resync(fresh_history(), {100, 1100}, current, 100).is_partial());
   EXPECT_TRUE(decide_resync(fresh_history(), {100, 1100}, current, 1100).is_partial());
   EXPECT_EQ(decide_resync(fresh_history(), {100, 1100}, current, 99).reason,
@@ -77,35 +77,35 @@ TEST(ResyncDecision, WindowEdgesAreInclusive) {
             resync_reason::offset_after_master);
 }
 
-TEST(ResyncDecision, NoHistoryMeansFullResync) {
+TEST(resync_decisions, NoHistoryMeansFullResync) {
   EXPECT_EQ(decide_resync(fresh_history(), {0, 10}, std::nullopt, 0).reason,
             resync_reason::no_history);
   EXPECT_EQ(decide_resync(fresh_history(), {0, 10}, history_id{}, 0).reason,
             resync_reason::no_history);
 }
 
-TEST(ResyncDecision, UnknownHistoryMeansFullResync) {
+TEST(resync_decisions, UnknownHistoryMeansFullResync) {
   EXPECT_EQ(decide_resync(switched_history(500), {0, 1000}, stranger, 10).reason,
             resync_reason::unknown_history);
 }
 
-TEST(ResyncDecision, PreviousHistoryWithinSharedPrefixContinues) {
+TEST(resync_decisions, PreviousHistoryWithinSharedPrefixContinues) {
   const auto d = decide_resync(switched_history(500), {0, 1000}, previous, 500);
   EXPECT_EQ(d.kind, resync_kind::partial);
   EXPECT_EQ(d.reason, resync_reason::shared_prefix);
 }
 
-TEST(ResyncDecision, PreviousHistoryBeyondSharedPrefixNeedsFullResync) {
+TEST(resync_decisions, PreviousHistoryBeyondSharedPrefixNeedsFullResync) {
   EXPECT_EQ(decide_resync(switched_history(500), {0, 1000}, previous, 508).reason,
             resync_reason::beyond_shared_prefix);
 }
 
-TEST(ResyncDecision, PreviousHistoryStillNeedsTheOffsetHeld) {
+TEST(resync_decisions, PreviousHistoryStillNeedsTheOffsetHeld) {
   EXPECT_EQ(decide_resync(switched_history(500), {200, 1000}, previous, 100).reason,
             resync_reason::offset_before_backlog);
 }
 
-TEST(ResyncDecision, NoneIsNeverMistakenForAClearedReplid2) {
+TEST(resync_decisions, NoneIsNeverMistakenForAClearedReplid2) {
   // replid2 is none; a reader presenting the none id has no history, not the previous one.
   EXPECT_EQ(decide_resync(fresh_history(), {0, 10}, history_id{}, 5).reason,
             resync_reason::no_history);

@@ -8,14 +8,14 @@
 namespace shmlog {
 namespace {
 
-TEST(Layout, HeaderPacksLengthTypeAndTagIntoOneWord) {
+TEST(layout_rules, HeaderPacksLengthTypeAndTagIntoOneWord) {
   const std::uint64_t word = pack_record_header(0x12345678, 0xBEEF, 8 * 0x4321);
   EXPECT_EQ(header_length(word), 0x12345678u);
   EXPECT_EQ(header_type(word), 0xBEEF);
   EXPECT_EQ(header_tag(word), 0x4321);
 }
 
-TEST(Layout, HeaderIsLittleEndianLengthFirst) {
+TEST(layout_rules, HeaderIsLittleEndianLengthFirst) {
   const std::uint64_t word = pack_record_header(5, 7, 0);
   unsigned char bytes[8];
   std::memcpy(bytes, &word, 8);
@@ -23,34 +23,34 @@ TEST(Layout, HeaderIsLittleEndianLengthFirst) {
   EXPECT_EQ(bytes[4], 7);
 }
 
-TEST(Layout, FrameIsHeaderPlusPayloadRoundedToEight) {
+TEST(layout_rules, FrameIsHeaderPlusPayloadRoundedToEight) {
   EXPECT_EQ(record_frame_size(0), 8u);
   EXPECT_EQ(record_frame_size(1), 16u);
   EXPECT_EQ(record_frame_size(8), 16u);
   EXPECT_EQ(record_frame_size(9), 24u);
 }
 
-TEST(Layout, TagIsOffsetInWordsModulo65536) {
+TEST(layout_rules, TagIsOffsetInWordsModulo65536) {
   EXPECT_EQ(record_tag(0), 0);
   EXPECT_EQ(record_tag(8), 1);
   EXPECT_EQ(record_tag(8 * 65536), 0);
 }
 
-TEST(Layout, SizingRulesFollowCapacity) {
+TEST(layout_rules, SizingRulesFollowCapacity) {
   EXPECT_EQ(intent_chunk_for(4096), 256u);
   EXPECT_EQ(max_payload_for(4096), 1016u);
   EXPECT_EQ(record_frame_size(max_payload_for(4096)), 1024u);  // exactly a quarter
   EXPECT_EQ(max_payload_for(1 << 20), (1u << 18) - 8);
 }
 
-TEST(Layout, ReaderAreaIsWholePages) {
+TEST(layout_rules, ReaderAreaIsWholePages) {
   EXPECT_EQ(reader_area_size_for(1), 4096u);
   EXPECT_EQ(reader_area_size_for(62), 4096u);  // 128 + 62 * 64 = 4096
   EXPECT_EQ(reader_area_size_for(63), 8192u);
   EXPECT_EQ(segment_size_for(4096, 64), 4096u + 4096u + 8192u);
 }
 
-TEST(Layout, LockBytesDoNotOverlap) {
+TEST(layout_rules, LockBytesDoNotOverlap) {
   EXPECT_EQ(writer_lock_byte, 0u);
   EXPECT_EQ(reader_lock_byte(0), 1u);
   EXPECT_EQ(reader_lock_byte(max_reader_slots - 1), max_reader_slots);

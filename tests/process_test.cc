@@ -1,1 +1,681 @@
+// Multi-process tests: real writer and reader processes (tests/peer/test_peer.cc, started with
+// posix_spawn), real SIGKILL and SIGSTOP. Peers hand over through lines on pipes; the test never
+// sleeps to let something happen, it waits for a line or polls inspect() for a condition, always
+// under a deadline that turns a hang into a failure.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "shmlog/shmlog.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using steady = std::chrono::steady_clock;
+using shmlog::test::scoped_log;
+using shmlog::test::unique_log_name;
+
+// Hang guards, not expectations: each step normally takes milliseconds.
+constexpr auto line_timeout = 20s;
+constexpr auto exit_timeout = 20s;
+constexpr auto condition_timeout = 20s;
+
+// Peers that sleep do so until the writer wakes them (their heartbeat interval is infinite), so a
+// lost wake-up is a hang, which the deadlines above turn into a failure; no test judges latency.
+
+// A running shmlog_test_peer whose stdin and stdout are pipes held by the test. Failures to get
+// what the test waits for throw, which ends the test with the peer's transcript in the message;
+// the destructor kills (SIGKILL) and reaps a peer that is still running.
+class peer {
+ public:
+  explicit peer(std::vector<std::string> args) : args_(std::move(args)) {
+    int to_child[2];
+    int from_child[2];
+    // O_CLOEXEC: no other peer inherits these ends, so closing ours is an EOF the peer sees.
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe2 failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
+    // The test ignores SIGPIPE; a peer must not inherit that.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+
+    std::vector<char*> argv;
+    std::string program = SHMLOG_TEST_PEER;
+    argv.push_back(program.data());
+    for (std::string& a : args_)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string parent = "SHMLOG_PEER_PARENT=" + std::to_string(::getpid());
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e)
+      envp.push_back(*e);
+    envp.push_back(parent.data());
+    envp.push_back(nullptr);
+
+    const int rc = ::posix_spawn(&pid_, program.c_str(), &actions, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    stdin_fd_ = to_child[1];
+    stdout_fd_ = from_child[0];
+    if (rc != 0) {
+      pid_ = -1;
+      throw std::runtime_error("posix_spawn " + program + " failed: " + std::to_string(rc));
+    }
+  }
+
+  peer(const peer&) = delete;
+  peer& operator=(const peer&) = delete;
+
+  ~peer() {
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    close_stdin();
+    if (stdout_fd_ >= 0) ::close(stdout_fd_);
+  }
+
+  pid_t pid() const noexcept { return pid_; }
+
+  // The next line that starts with `word` (lines before it are skipped).
+  std::string await_line(std::string_view word, steady::duration timeout = line_timeout) {
+    const auto deadline = steady::now() + timeout;
+    for (;;) {
+      while (!lines_.empty()) {
+        std::string line = std::move(lines_.front());
+        lines_.pop_front();
+        if (line == word || line.rfind(std::string(word) + " ", 0) == 0) return line;
+      }
+      if (!read_more(deadline))
+        fail(std::string(eof_ ? "exited" : "timed out") + " before printing '" + std::string(word) +
+             "'");
+    }
+  }
+
+  void send_line(const std::string& line) {
+    const std::string data = line + "\n";
+    if (::write(stdin_fd_, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+      fail("could not write to its stdin");
+  }
+
+  void close_stdin() {
+    if (stdin_fd_ >= 0) ::close(stdin_fd_);
+    stdin_fd_ = -1;
+  }
+
+  void signal(int sig) {
+    // Once reaped, the pid may already belong to another process.
+    if (reaped_ || ::kill(pid_, sig) != 0) fail("cannot be sent signal " + std::to_string(sig));
+  }
+
+  // SIGSTOP, and return only once the kernel reports the peer stopped.
+  void stop() {
+    signal(SIGSTOP);
+    int status = 0;
+    if (::waitpid(pid_, &status, WUNTRACED) != pid_ || !WIFSTOPPED(status)) {
+      reaped_ = WIFEXITED(status) || WIFSIGNALED(status);
+      fail("did not stop");
+    }
+  }
+
+  // Waits for the peer to exit and returns its wait status. Its stdout reaches EOF when it
+  // exits (nobody else holds that pipe), so this needs no polling of waitpid.
+  int wait_exit(steady::duration timeout = exit_timeout) {
+    const auto deadline = steady::now() + timeout;
+    while (!eof_)
+      if (!read_more(deadline) && !eof_) fail("did not exit");
+    int status = 0;
+    if (::waitpid(pid_, &status, 0) != pid_) fail("waitpid failed");
+    reaped_ = true;
+    return status;
+  }
+
+  // wait_exit(), expecting exit code 0.
+  void expect_success() {
+    const int status = wait_exit();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("ended with " + describe(status));
+  }
+
+  static std::string describe(int status) {
+    if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
+    return "status " + std::to_string(status);
+  }
+
+ private:
+  // Reads what is available into lines_; false at EOF or when the deadline passed.
+  bool read_more(steady::time_point deadline) {
+    if (eof_) return false;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady::now());
+    if (left.count() <= 0) return false;
+    pollfd p{stdout_fd_, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) return true;
+    if (ready <= 0) return false;
+    char chunk[4096];
+    const ssize_t n = ::read(stdout_fd_, chunk, sizeof chunk);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    partial_.append(chunk, static_cast<std::size_t>(n));
+    for (std::size_t end; (end = partial_.find('\n')) != std::string::npos;) {
+      lines_.push_back(partial_.substr(0, end));
+      transcript_ += partial_.substr(0, end + 1);
+      partial_.erase(0, end + 1);
+    }
+    return true;
+  }
+
+  [[noreturn]] void fail(const std::string& what) {
+    std::string command;
+    for (const std::string& a : args_)
+      command += " " + a;
+    throw std::runtime_error("peer " + std::to_string(pid_) + " (" + command.substr(1) + ") " +
+                             what + "; it printed:\n" + transcript_ + partial_);
+  }
+
+  std::vector<std::string> args_;
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  int stdout_fd_ = -1;
+  bool eof_ = false;
+  bool reaped_ = false;
+  std::string partial_;
+  std::string transcript_;
+  std::deque<std::string> lines_;
+};
+
+// The key=value fields of a peer's line ("result records=5 bad=0" -> records: 5, bad: 0).
+class fields {
+ public:
+  explicit fields(const std::string& line) : line_(line) {
+    std::istringstream in(line);
+    std::string token;
+    while (in >> token)
+      if (const auto eq = token.find('='); eq != std::string::npos)
+        values_[token.substr(0, eq)] = token.substr(eq + 1);
+  }
+  std::uint64_t operator[](const std::string& key) const {
+    const auto it = values_.find(key);
+    if (it != values_.end()) {
+      try {
+        std::size_t used = 0;
+        const std::uint64_t v = std::stoull(it->second, &used);
+        if (used == it->second.size()) return v;
+      } catch (const std::logic_error&) {  // not a number: reported below
+      }
+    }
+    throw std::runtime_error("no number " + key + "=... in: " + line_);
+  }
+
+ private:
+  std::string line_;
+  std::map<std::string, std::string> values_;
+};
+
+// Polls inspect() until `done` holds for what it returns; throws after `timeout`.
+shmlog::log_info await_info(const std::string& name,
+                            const std::function<bool(const shmlog::log_info&)>& done,
+                            const std::string& what, steady::duration timeout = condition_timeout) {
+  const auto deadline = steady::now() + timeout;
+  for (;;) {
+    shmlog::log_info info = shmlog::inspect(name);
+    if (done(info)) return info;
+    if (steady::now() > deadline) throw std::runtime_error("timed out waiting until " + what);
+    std::this_thread::sleep_for(200us);  // the polling interval, not a synchronisation
+  }
+}
+
+const shmlog::reader_info* find_reader(const shmlog::log_info& info, std::uint64_t pid) {
+  for (const shmlog::reader_info& r : info.readers)
+    if (r.pid == pid) return &r;
+  return nullptr;
+}
+
+// Polls inspect() until every one of `readers` is asleep in wait().
+void await_sleeping(const std::string& name, const std::vector<peer*>& readers) {
+  await_info(
+      name,
+      [&](const shmlog::log_info& info) {
+        for (const peer* r : readers) {
+          const shmlog::reader_info* s = find_reader(info, static_cast<std::uint64_t>(r->pid()));
+          if (s == nullptr || s->state != shmlog::reader_state::sleeping) return false;
+        }
+        return true;
+      },
+      "the readers sleep");
+}
+
+class processes : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // Writing to a peer that died must fail the test, not kill it.
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+
+  void create_log(std::uint64_t capacity, std::uint32_t reader_slots = 8) {
+    shmlog::create(log_, {.capacity = capacity, .reader_slots = reader_slots});
+  }
+
+  // Starts `role` on this test's log; the peer is killed at the latest when the test ends.
+  peer& start(const std::string& role, std::vector<std::string> options = {}) {
+    options.insert(options.begin(), {role, log_.name()});
+    peers_.push_back(std::make_unique<peer>(std::move(options)));
+    return *peers_.back();
+  }
+
+  // A reader that starts at the oldest record and expects seq 0 first; attached on return.
+  peer& start_reader(const std::string& on_lap, std::vector<std::string> options) {
+    options.insert(options.begin(), {"--from", "oldest", "--first-seq", "0", "--on-lap", on_lap});
+    peer& p = start("reader", std::move(options));
+    p.await_line("ready");
+    return p;
+  }
+
+  void TearDown() override { peers_.clear(); }
+
+  scoped_log log_{unique_log_name("proc")};
+  std::vector<std::unique_ptr<peer>> peers_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(processes, OneWriterThreeReadersWithLaps) {
+  constexpr std::uint64_t capacity = 8192;
+  constexpr std::uint64_t records = 30000;  // ~8 MB: a thousand laps of the ring
+  create_log(capacity);
+  peer& spinner = start_reader("resume", {"--wait", "spin", "--view"});
+  peer& yielder = start_reader("resume", {"--wait", "yield"});
+  peer& slow = start_reader("resume", {"--wait", "sleep", "--slow", "8"});
+
+  // The slow reader stands still until the writer is two laps past it: it must be lapped.
+  slow.stop();
+  peer& w = start("writer",
+                  {"--records", std::to_string(records), "--max-payload", "512", "--end-marker"});
+  w.await_line("ready");
+  await_info(
+      log_,
+      [&](const shmlog::log_info& info) {
+        const shmlog::reader_info* r = find_reader(info, static_cast<std::uint64_t>(slow.pid()));
+        return r != nullptr && info.window.master_offset > r->offset + 2 * capacity;
+      },
+      "the writer is two laps past the stopped reader");
+  slow.signal(SIGCONT);
+
+  const fields written(w.await_line("result"));
+  w.expect_success();
+  EXPECT_EQ(written["records"], records + 1);
+  EXPECT_EQ(written["last_seq"], records);
+
+  std::uint64_t laps_seen = 0;
+  std::uint64_t slow_laps = 0;
+  for (peer* r : {&spinner, &yielder, &slow}) {
+    SCOPED_TRACE("reader pid " + std::to_string(r->pid()));
+    const fields got(r->await_line("result"));
+    r->expect_success();
+    EXPECT_EQ(got["bad"], 0u);
+    // Every sequence number was either delivered in order or skipped in a gap after a lap.
+    EXPECT_EQ(got["records"] + got["skipped"], written["records"]);
+    EXPECT_EQ(got["last_seq"], written["last_seq"]);
+    EXPECT_EQ(got["laps"], got["lapped_count"]);
+    EXPECT_LE(got["gaps"], got["laps"] + got["overruns"]);  // no jump without a cause
+    laps_seen += got["laps"];
+    if (r == &slow) slow_laps = got["laps"];
+  }
+  EXPECT_GE(slow_laps, 1u);
+  EXPECT_EQ(shmlog::inspect(log_).lapped_total, laps_seen);
+}
+
+TEST_F(processes, WriterKilledMidStreamNewWriterContinues) {
+  constexpr std::uint64_t capacity = 65536;
+  const std::string max_lag = std::to_string(capacity / 2);  // no reader can be lapped
+  create_log(capacity);
+  std::vector<peer*> readers;
+  for (const char* mode : {"yield", "sleep"})
+    readers.push_back(&start_reader("fail", {"--wait", mode, "--report-at", "2000"}));
+
+  peer& first = start("writer", {"--forever", "--max-lag", max_lag});
+  first.await_line("ready");
+  for (peer* r : readers)
+    r->await_line("progress");
+  first.signal(SIGKILL);  // it writes until killed, so this lands mid-stream
+  const int status = first.wait_exit();
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << peer::describe(status);
+  const shmlog::log_info crashed = shmlog::inspect(log_);
+  EXPECT_FALSE(crashed.writer_alive);
+  EXPECT_EQ(crashed.writer_pid, static_cast<std::uint32_t>(first.pid()));
+  EXPECT_EQ(crashed.writer_generation, 1u);
+
+  // The kernel dropped the dead writer's lock, so a new writer gets the role at once.
+  peer& second = start("writer", {"--continue", "--records", "3000", "--end-marker", "--max-lag",
+                                  max_lag, "--hold"});
+  const fields ready(second.await_line("ready"));
+  EXPECT_EQ(ready["crashed"], 1u);
+  EXPECT_EQ(ready["previous_pid"], static_cast<std::uint64_t>(first.pid()));
+  EXPECT_EQ(ready["master"], crashed.window.master_offset);
+  EXPECT_GT(ready["next_seq"], 2000u);  // the readers saw 2000 before the kill
+  const fields written(second.await_line("result"));
+  EXPECT_EQ(written["first_seq"], ready["next_seq"]);
+
+  const shmlog::log_info taken = shmlog::inspect(log_);
+  EXPECT_TRUE(taken.writer_alive);
+  EXPECT_EQ(taken.writer_pid, static_cast<std::uint32_t>(second.pid()));
+  EXPECT_EQ(taken.writer_generation, 2u);
+  EXPECT_EQ(taken.recovered_torn_bytes, ready["unpublished"]);
+  second.close_stdin();
+  second.expect_success();
+
+  // The same reader processes read on across the crash: seq 0 to the end marker, no gap.
+  for (peer* r : readers) {
+    SCOPED_TRACE("reader pid " + std::to_string(r->pid()));
+    const fields got(r->await_line("result"));
+    r->expect_success();
+    EXPECT_EQ(got["bad"], 0u);
+    EXPECT_EQ(got["laps"], 0u);
+    EXPECT_EQ(got["gaps"], 0u);
+    EXPECT_EQ(got["first_seq"], 0u);
+    EXPECT_EQ(got["last_seq"], written["last_seq"]);
+    EXPECT_EQ(got["records"], written["last_seq"] + 1);
+  }
+}
+
+// Writers in each write mode are killed mid-stream one after another; each next writer continues
+// the sequence after the last published record, and the same readers see one unbroken sequence.
+TEST_F(processes, WritersKilledInEveryModeReadersSeeOneSequence) {
+  constexpr std::uint64_t capacity = 65536;
+  const std::string max_lag = std::to_string(capacity / 2);  // no reader can be lapped
+  create_log(capacity);
+  std::vector<peer*> readers;
+  for (const char* mode : {"yield", "adaptive"})
+    readers.push_back(&start_reader("fail", {"--wait", mode}));
+
+  const std::vector<std::vector<std::string>> modes = {{}, {"--batch", "8"}, {"--claim"}};
+  std::uint64_t next_seq = 0;
+  for (const std::vector<std::string>& mode : modes) {
+    std::vector<std::string> options = {"--continue", "--forever", "--max-lag", max_lag};
+    options.insert(options.end(), mode.begin(), mode.end());
+    peer& w = start("writer", options);
+    const fields ready(w.await_line("ready"));
+    EXPECT_EQ(ready["crashed"], next_seq == 0 ? 0u : 1u);
+    EXPECT_GE(ready["next_seq"], next_seq);
+    next_seq = ready["next_seq"] + 1000;
+    // Both readers (which count from seq 0) took in 1000 records from this writer.
+    await_info(
+        log_,
+        [&](const shmlog::log_info& info) {
+          for (const peer* r : readers) {
+            const shmlog::reader_info* s = find_reader(info, static_cast<std::uint64_t>(r->pid()));
+            if (s == nullptr || s->records < next_seq) return false;
+          }
+          return true;
+        },
+        "the readers took in 1000 records");
+    w.signal(SIGKILL);
+    w.wait_exit();
+  }
+  peer& last =
+      start("writer", {"--continue", "--records", "1000", "--end-marker", "--max-lag", max_lag});
+  const fields written(last.await_line("result"));
+  last.expect_success();
+  EXPECT_EQ(shmlog::inspect(log_).writer_generation, modes.size() + 1);
+
+  for (peer* r : readers) {
+    SCOPED_TRACE("reader pid " + std::to_string(r->pid()));
+    const fields got(r->await_line("result"));
+    r->expect_success();
+    EXPECT_EQ(got["gaps"], 0u);
+    EXPECT_EQ(got["records"], written["last_seq"] + 1);
+  }
+}
+
+TEST_F(processes, SecondWriterRefusedNamingPid) {
+  create_log(4096);
+  peer& holder = start("hold-writer");
+  const std::uint64_t holder_pid = fields(holder.await_line("ready"))["pid"];
+  ASSERT_EQ(holder_pid, static_cast<std::uint64_t>(holder.pid()));
+  const std::string names_holder = "pid " + std::to_string(holder_pid);
+
+  peer& refused = start("writer", {"--records", "1"});
+  const std::string error = refused.await_line("error");
+  EXPECT_NE(error.find("code=writer_exists"), std::string::npos) << error;
+  EXPECT_NE(error.find(names_holder), std::string::npos) << error;
+  EXPECT_EQ(WEXITSTATUS(refused.wait_exit()), 3);
+  try {
+    shmlog::writer::open(log_);
+    ADD_FAILURE() << "a second writer opened the log in this process";
+  } catch (const shmlog::error& e) {
+    EXPECT_EQ(e.code(), shmlog::errc::writer_exists);
+    EXPECT_NE(std::string(e.what()).find(names_holder), std::string::npos) << e.what();
+  }
+
+  holder.close_stdin();  // a clean exit gives the role back
+  holder.expect_success();
+  peer& next = start("writer", {"--records", "10"});
+  const fields ready(next.await_line("ready"));
+  EXPECT_EQ(ready["previous_pid"], holder_pid);
+  EXPECT_EQ(ready["crashed"], 0u);
+  next.expect_success();
+}
+
+TEST_F(processes, WriterRoleFreedWhenHolderKilled) {
+  create_log(4096);
+  peer& holder = start("hold-writer");
+  holder.await_line("ready");
+  EXPECT_TRUE(shmlog::inspect(log_).writer_alive);
+  holder.signal(SIGKILL);
+  holder.wait_exit();
+  EXPECT_FALSE(shmlog::inspect(log_).writer_alive);
+
+  peer& next = start("writer", {"--records", "10"});
+  const fields ready(next.await_line("ready"));
+  EXPECT_EQ(ready["previous_pid"], static_cast<std::uint64_t>(holder.pid()));
+  EXPECT_EQ(ready["crashed"], 1u);
+  next.expect_success();
+}
+
+TEST_F(processes, StaleReaderSlotReclaimed) {
+  create_log(4096, 4);
+  peer& dead = start("hold-reader");
+  const std::uint64_t slot = fields(dead.await_line("ready"))["slot"];
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+
+  const shmlog::log_info stale = shmlog::inspect(log_);
+  EXPECT_EQ(stale.stale_slots, 1u);
+  EXPECT_EQ(find_reader(stale, static_cast<std::uint64_t>(dead.pid())), nullptr);
+
+  peer& next = start("hold-reader");
+  EXPECT_EQ(fields(next.await_line("ready"))["slot"], slot);
+  const shmlog::log_info reclaimed = shmlog::inspect(log_);
+  EXPECT_EQ(reclaimed.stale_slots, 0u);
+  const shmlog::reader_info* live = find_reader(reclaimed, static_cast<std::uint64_t>(next.pid()));
+  ASSERT_NE(live, nullptr);
+  EXPECT_EQ(live->slot, slot);
+  next.close_stdin();
+  next.expect_success();
+}
+
+TEST_F(processes, ReaderSlotsExhausted) {
+  create_log(4096, 2);
+  peer& first = start("hold-reader");
+  const std::uint64_t freed = fields(first.await_line("ready"))["slot"];
+  peer& second = start("hold-reader");
+  second.await_line("ready");
+
+  peer& third = start("hold-reader");
+  EXPECT_NE(third.await_line("error").find("code=no_free_reader_slot"), std::string::npos);
+  EXPECT_EQ(WEXITSTATUS(third.wait_exit()), 3);
+  try {
+    shmlog::reader::attach(log_);
+    ADD_FAILURE() << "a third reader attached to a log with two slots";
+  } catch (const shmlog::error& e) {
+    EXPECT_EQ(e.code(), shmlog::errc::no_free_reader_slot) << e.what();
+  }
+
+  first.signal(SIGKILL);
+  first.wait_exit();
+  peer& fourth = start("hold-reader");
+  EXPECT_EQ(fields(fourth.await_line("ready"))["slot"], freed);
+  fourth.close_stdin();
+  fourth.expect_success();
+}
+
+// Each round both readers announce "waiting" and a writer process appends one record. In even
+// rounds the record comes only once inspect() shows both asleep; in odd rounds it comes at once,
+// while a reader may still be spinning, yielding or on its way into sleep.
+TEST_F(processes, SleepingReaderWokenByWriterProcess) {
+  constexpr int rounds = 40;
+  create_log(4096);
+  peer& w = start("hold-writer");
+  w.await_line("ready");
+  std::vector<peer*> readers;
+  for (const char* mode : {"sleep", "adaptive"}) {
+    readers.push_back(&start("waiter", {"--wait", mode, "--rounds", std::to_string(rounds)}));
+    readers.back()->await_line("ready");
+  }
+
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    for (peer* r : readers)
+      r->await_line("waiting");
+    if (round % 2 == 0) {
+      await_sleeping(log_, readers);
+    }
+    w.send_line("append 1");
+    for (peer* r : readers)
+      EXPECT_EQ(fields(r->await_line("got"))["seq"], static_cast<std::uint64_t>(round));
+    w.await_line("appended");
+  }
+  for (peer* r : readers) {
+    EXPECT_EQ(fields(r->await_line("timeout"))["woke"], 0u);
+    r->expect_success();
+  }
+}
+
+// A reader that went to sleep under a writer that then died is woken by the next writer's
+// first record: a new writer cannot know who sleeps, so it wakes them once regardless.
+TEST_F(processes, ReaderAsleepAcrossWriterCrashWokenByNextWriter) {
+  create_log(4096);
+  peer& dead = start("hold-writer");
+  dead.await_line("ready");
+  peer& r = start("waiter", {"--wait", "sleep", "--rounds", "1"});
+  r.await_line("waiting");
+  await_sleeping(log_, {&r});
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+
+  peer& next = start("hold-writer");
+  next.await_line("ready");
+  next.send_line("append 1");
+  EXPECT_EQ(fields(r.await_line("got"))["seq"], 0u);
+}
+
+// The writer appends one record at a time, each once both sleeping readers have consumed the
+// one before and after a seeded random pause of up to 30 us, so that records land at every point
+// of a reader's way into sleep, 5000 times over. (Against a reader that checks for data before
+// announcing its sleep, about every other run of this test caught the lost wake-up.)
+TEST_F(processes, SleepingReadersNeverMissAWakeUp) {
+  create_log(65536);
+  std::vector<peer*> readers;
+  for (int i = 0; i < 2; ++i)
+    readers.push_back(&start_reader("fail", {"--wait", "sleep", "--wait-timeout-ms", "60000"}));
+  peer& w =
+      start("writer", {"--records", "5000", "--end-marker", "--ping-pong", "--jitter-us", "30"});
+  const fields written(w.await_line("result"));
+  w.expect_success();
+  for (peer* r : readers) {
+    const fields got(r->await_line("result"));
+    r->expect_success();
+    EXPECT_EQ(got["records"], written["records"]);
+  }
+}
+
+TEST_F(processes, TimedWaitReturnsFalseWithoutWriterActivity) {
+  create_log(4096);
+  peer& w = start("hold-writer");  // a live writer that appends nothing
+  w.await_line("ready");
+  std::vector<peer*> readers;
+  for (const char* mode : {"sleep", "adaptive"})
+    readers.push_back(&start("waiter", {"--wait", mode, "--timeout-ms", "1500"}));
+  for (peer* r : readers)
+    r->await_line("waiting-timeout");
+  // They really went to sleep, and come back on their own with false.
+  await_sleeping(log_, readers);
+  for (peer* r : readers) {
+    EXPECT_EQ(fields(r->await_line("timeout"))["woke"], 0u);
+    r->expect_success();
+  }
+}
+
+// Readers see every record intact when the writer publishes batches or fills claimed records in
+// place; --max-lag keeps the writer within reach of both, so every record must arrive.
+class processes_by_write_mode : public processes,
+                                public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(processes_by_write_mode, EveryRecordArrivesIntact) {
+  constexpr std::uint64_t capacity = 16384;
+  create_log(capacity);
+  std::vector<peer*> readers;
+  for (const char* mode : {"yield", "adaptive"})
+    readers.push_back(&start_reader("fail", {"--wait", mode}));
+  std::vector<std::string> options = {"--records", "20000", "--end-marker", "--max-lag",
+                                      std::to_string(capacity / 2)};
+  if (std::string(GetParam()) == "batch") {
+    options.insert(options.end(), {"--batch", "8"});
+  } else {
+    options.push_back("--claim");
+  }
+  peer& w = start("writer", options);
+  const fields written(w.await_line("result"));
+  w.expect_success();
+  for (peer* r : readers) {
+    SCOPED_TRACE("reader pid " + std::to_string(r->pid()));
+    const fields got(r->await_line("result"));
+    r->expect_success();
+    EXPECT_EQ(got["bad"], 0u);
+    EXPECT_EQ(got["gaps"], 0u);
+    EXPECT_EQ(got["records"], written["records"]);
+    EXPECT_EQ(got["last_seq"], written["last_seq"]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchAndClaim, processes_by_write_mode,
+                         ::testing::Values("batch", "claim"),
+                         [](const auto& param_info) { return std::string(param_info.param); });
+
+}  // namespace

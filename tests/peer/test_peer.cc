@@ -1,1 +1,593 @@
-int main() { return 2; }
+// shmlog_test_peer: one writer or reader process for tests/process_test.cc, which starts it with
+// posix_spawn and talks to it over pipes. It prints one line per event on stdout and exits with a
+// code that says how it ended; the test reads the lines and drives it by writing to or closing
+// its stdin. Nothing here sleeps to synchronise: every hand-over is a line on a pipe.
+//
+//   writer NAME [--records N | --forever] [--start-seq S | --continue] [--max-payload B]
+//               [--batch K | --claim] [--end-marker] [--max-lag BYTES] [--hold]
+//               [--ping-pong [--jitter-us J]]
+//       ready pid=P previous_pid=Q crashed=0|1 master=M unpublished=U next_seq=S
+//       result records=N first_seq=F last_seq=L master=M [longest_catch_up_us=T]
+//     Appends records S, S+1, ... (with --continue, S is one past the last published record),
+//     then with --end-marker one record of type end_record_type carrying the next sequence
+//     number. --max-lag keeps the writer at most BYTES ahead of the slowest live reader; with
+//     BYTES <= capacity / 2 no reader can be lapped (the write intent runs at most capacity / 16
+//     ahead). --hold: after the result, waits for stdin to close. --ping-pong: see ping_pong.
+//
+//   hold-writer NAME [--start-seq S] [--max-payload B]
+//       ready pid=P previous_pid=Q crashed=0|1 master=M
+//     Holds the writer role until stdin closes. Each stdin line "append K" appends K records and
+//     answers "appended last_seq=L master=M".
+//
+//   reader NAME [--from oldest|latest] [--wait spin|yield|sleep|adaptive] [--on-lap resume|fail]
+//               [--first-seq S] [--view] [--slow K] [--report-at SEQ] [--deadline-ms D]
+//               [--wait-timeout-ms T]
+//       ready slot=I pid=P
+//       progress seq=X                (once, when it accepted a record with seq >= SEQ)
+//       result records=R laps=L lapped_count=C gaps=G skipped=K overruns=O bad=B first_seq=F
+//              last_seq=X
+//     Reads until the end marker. Every record must pass verify_payload and follow the previous
+//     one (seq + 1); after a lap (which it answers with seek_oldest) or an overrun (a view that
+//     the writer came round to while it was being read, --view only) the next one may skip ahead
+//     and the skipped sequence numbers are counted. --first-seq: the first record expected.
+//     --slow K verifies each record K more times, to fall behind by honest work. When caught up
+//     it waits T ms at a time (default 100) per its wait mode.
+//
+//   hold-reader NAME
+//       ready slot=I pid=P
+//     Holds a reader slot until stdin closes.
+//
+//   waiter NAME --wait sleep|adaptive [--rounds R] [--timeout-ms T]
+//       ready slot=I pid=P
+//       waiting                        (R times, each followed by "got seq=X" once woken)
+//       waiting-timeout
+//       timeout woke=0|1
+//     Each round waits for exactly one record with a wait that never times out by itself; then
+//     one wait of T ms with no record expected.
+//
+// Any role that cannot open or attach prints "error code=<errc> message=<what>" and exits 3.
+// Exit codes: 0 success, 2 bad usage, 3 open/attach failed, 4 a verification failed, 5 a
+// deadline passed, 6 an unexpected exception.
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "shmlog/shmlog.h"
+#include "test_util.h"
+
+namespace {
+
+using shmlog::test::make_payload;
+using shmlog::test::payload_size_for;
+using shmlog::test::verify_payload;
+using steady = std::chrono::steady_clock;
+
+// The record that tells readers the writer is done. Its payload is an ordinary test payload.
+constexpr shmlog::record_type end_record_type = 2;
+
+constexpr int exit_ok = 0;
+constexpr int exit_usage = 2;
+constexpr int exit_open_failed = 3;
+constexpr int exit_verify_failed = 4;
+constexpr int exit_deadline = 5;
+constexpr int exit_exception = 6;
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One line on stdout, flushed at once: the test is waiting for it.
+void say(const std::string& line) {
+  std::fputs(line.c_str(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+std::string num(std::uint64_t v) {
+  return std::to_string(v);
+}
+
+// "--key value" options and "--flag" flags after the role and the log name.
+class arguments {
+ public:
+  arguments(int argc, char** argv, const std::set<std::string>& flags,
+            const std::set<std::string>& options) {
+    for (int i = 3; i < argc; ++i) {
+      const std::string key = argv[i];
+      if (flags.count(key)) {
+        flags_.insert(key);
+      } else if (options.count(key) && i + 1 < argc) {
+        values_[key] = argv[++i];
+      } else {
+        throw usage_error("unknown option or missing value: " + key);
+      }
+    }
+  }
+
+  bool flag(const std::string& key) const { return flags_.count(key) != 0; }
+  bool has(const std::string& key) const { return values_.count(key) != 0; }
+  std::string text(const std::string& key, const std::string& fallback) const {
+    const auto it = values_.find(key);
+    return it == values_.end() ? fallback : it->second;
+  }
+  std::uint64_t number(const std::string& key, std::uint64_t fallback) const {
+    const auto it = values_.find(key);
+    if (it == values_.end()) return fallback;
+    try {
+      std::size_t used = 0;
+      const std::uint64_t v = std::stoull(it->second, &used);
+      if (used == it->second.size()) return v;
+    } catch (const std::logic_error&) {  // not a number, or out of range: reported below
+    }
+    throw usage_error(key + " wants a number, not " + it->second);
+  }
+
+ private:
+  std::set<std::string> flags_;
+  std::map<std::string, std::string> values_;
+};
+
+std::string error_line(const shmlog::error& e) {
+  return "error code=" + std::string(shmlog::to_string(e.code())) + " message=" + e.what();
+}
+
+// Blocks until the test closes our stdin (or we get anything but more input).
+void wait_for_stdin_eof() {
+  std::string line;
+  while (std::getline(std::cin, line)) {
+  }
+}
+
+shmlog::wait_mode parse_wait_mode(const std::string& s) {
+  if (s == "spin") return shmlog::wait_mode::spin;
+  if (s == "yield") return shmlog::wait_mode::yield;
+  if (s == "sleep") return shmlog::wait_mode::sleep;
+  if (s == "adaptive") return shmlog::wait_mode::adaptive;
+  throw usage_error("--wait wants spin, yield, sleep or adaptive, not " + s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer side
+
+// Keeps the writer at most max_lag bytes ahead of the slowest live reader by looking at the
+// readers' published offsets (inspect()), so that a test can demand that no reader is lapped.
+// A reader publishes its offset when it polls, so the offset seen is never ahead of the reader.
+class flow_gate {
+ public:
+  flow_gate(std::string name, std::uint64_t max_lag) : name_(std::move(name)), max_lag_(max_lag) {}
+
+  // Returns once `bytes` more bytes after `master` stay within max_lag of every live reader.
+  void admit(std::uint64_t master, std::uint64_t bytes) {
+    if (max_lag_ == 0) return;
+    if (bytes > max_lag_) throw usage_error("--max-lag is smaller than one append");
+    while (master + bytes > limit_) {
+      const shmlog::log_info info = shmlog::inspect(name_);
+      if (info.readers.empty()) return;  // nobody to protect; look again next time
+      std::uint64_t slowest = std::numeric_limits<std::uint64_t>::max();
+      for (const shmlog::reader_info& r : info.readers)
+        slowest = std::min(slowest, r.offset);
+      limit_ = slowest + max_lag_;
+      if (master + bytes > limit_) ::sched_yield();
+    }
+  }
+
+ private:
+  std::string name_;
+  std::uint64_t max_lag_ = 0;
+  std::uint64_t limit_ = 0;  // the master offset may grow to here without looking again
+};
+
+// --ping-pong: after each record, waits until every live reader has consumed it (its published
+// offset reached the master offset), then spins for a seeded random 0..jitter microseconds, so
+// that the next record lands at varying points of the readers' way into sleep. Peers sleep
+// until woken (no heartbeat), so a lost wake-up leaves a reader asleep for good and the 20 s
+// deadline below fails the run.
+class ping_pong {
+ public:
+  ping_pong(std::string name, std::uint64_t jitter_us)
+      : name_(std::move(name)), jitter_ns_(jitter_us * 1000) {}
+
+  void after_append(std::uint64_t master) {
+    const auto start = steady::now();
+    for (;;) {
+      const shmlog::log_info info = shmlog::inspect(name_);
+      if (std::all_of(info.readers.begin(), info.readers.end(),
+                      [&](const shmlog::reader_info& r) { return r.offset >= master; }))
+        break;
+      if (steady::now() - start > std::chrono::seconds(20))
+        throw std::runtime_error("readers did not catch up within 20 s");
+      ::sched_yield();
+    }
+    longest_ = std::max(longest_, steady::now() - start);
+    const auto until = steady::now() + std::chrono::nanoseconds(random_() % (jitter_ns_ + 1));
+    while (steady::now() < until) {
+    }
+  }
+
+  std::uint64_t longest_us() const {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(longest_).count());
+  }
+
+ private:
+  std::string name_;
+  std::uint64_t jitter_ns_ = 0;
+  std::mt19937_64 random_{20261121};  // fixed seed: the same pauses every run
+  steady::duration longest_{0};
+};
+
+// Room a record may take, padding at the ring's end included.
+std::uint64_t worst_case_bytes(std::size_t payload) {
+  return 2 * shmlog::record_frame_size(payload);
+}
+
+// The sequence number after the last record published in the log (reading it as a reader in
+// this process would), or nullopt if the log holds no record.
+std::optional<std::uint64_t> next_seq_after_log(const shmlog::writer& w) {
+  shmlog::reader r =
+      shmlog::reader::attach(w, {.start = shmlog::start_position::oldest(), .label = "peer-scan"});
+  std::vector<std::byte> buffer;
+  std::optional<std::uint64_t> last;
+  for (;;) {
+    const shmlog::poll_result p = r.poll_copy(buffer);
+    if (p.status == shmlog::poll_status::empty) return last ? std::optional(*last + 1) : last;
+    if (p.status != shmlog::poll_status::record)
+      throw std::runtime_error("scan: poll returned neither a record nor empty");
+    std::uint64_t seq = 0;
+    if (!verify_payload(p.record.payload, &seq))
+      throw std::runtime_error("scan: bad payload at offset " + num(p.record.offset));
+    if (last && seq != *last + 1)
+      throw std::runtime_error("scan: seq " + num(seq) + " follows " + num(*last));
+    last = seq;
+  }
+}
+
+std::string ready_line(const shmlog::writer& w) {
+  const shmlog::takeover_info& t = w.takeover();
+  return "ready pid=" + num(static_cast<std::uint64_t>(::getpid())) +
+         " previous_pid=" + num(t.previous_pid) + " crashed=" + (t.previous_crashed ? "1" : "0") +
+         " master=" + num(t.master_offset) + " unpublished=" + num(t.unpublished_bytes);
+}
+
+int run_writer(const std::string& name, int argc, char** argv) {
+  const arguments a(
+      argc, argv, {"--forever", "--continue", "--claim", "--end-marker", "--hold", "--ping-pong"},
+      {"--records", "--start-seq", "--max-payload", "--batch", "--max-lag", "--jitter-us"});
+  std::optional<shmlog::writer> opened;
+  try {
+    opened.emplace(shmlog::writer::open(name));
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return exit_open_failed;
+  }
+  shmlog::writer& w = *opened;
+  const std::size_t max_payload =
+      std::min<std::uint64_t>(a.number("--max-payload", 256), w.max_payload());
+  const std::uint64_t batch = a.number("--batch", 1);
+  const bool claim = a.flag("--claim");
+  if (batch == 0 || (batch > 1 && claim)) throw usage_error("--batch K (K >= 1) or --claim");
+
+  std::uint64_t seq = a.number("--start-seq", 0);
+  if (a.flag("--continue")) seq = next_seq_after_log(w).value_or(seq);
+  const std::uint64_t first_seq = seq;
+  const std::uint64_t end_seq = a.flag("--forever") ? std::numeric_limits<std::uint64_t>::max()
+                                                    : seq + a.number("--records", 0);
+  say(ready_line(w) + " next_seq=" + num(seq));
+
+  flow_gate gate(name, a.number("--max-lag", 0));
+  std::optional<ping_pong> ping;
+  if (a.flag("--ping-pong")) ping.emplace(name, a.number("--jitter-us", 0));
+  std::vector<std::vector<std::byte>> payloads(batch);
+  std::vector<shmlog::record_ref> refs;
+  while (seq < end_seq) {
+    if (claim) {
+      const std::size_t size = payload_size_for(seq, max_payload);
+      gate.admit(w.master_offset(), worst_case_bytes(max_payload));
+      // Claim the most a record may take and commit what this one uses, so that the claim's
+      // placement (padding for the largest size) and the committed size differ.
+      shmlog::claimed_record c = w.claim(max_payload);
+      make_payload(seq, size, c.payload().first(size));
+      c.commit(size);
+      ++seq;
+    } else {
+      const std::uint64_t count = std::min(batch, end_seq - seq);
+      refs.clear();
+      std::uint64_t bytes = worst_case_bytes(max_payload);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        payloads[i] = make_payload(seq + i, payload_size_for(seq + i, max_payload));
+        refs.push_back({payloads[i], shmlog::default_record_type});
+        bytes += shmlog::record_frame_size(payloads[i].size());
+      }
+      gate.admit(w.master_offset(), bytes);
+      if (count == 1) {
+        w.append(payloads[0]);
+      } else {
+        w.append_batch(refs);
+      }
+      seq += count;
+    }
+    if (ping) ping->after_append(w.master_offset());
+  }
+  if (a.flag("--end-marker")) {
+    gate.admit(w.master_offset(), worst_case_bytes(max_payload));
+    w.append(make_payload(seq, payload_size_for(seq, max_payload)), end_record_type);
+    ++seq;
+  }
+  say("result records=" + num(seq - first_seq) + " first_seq=" + num(first_seq) +
+      " last_seq=" + num(seq - 1) + " master=" + num(w.master_offset()) +
+      (ping ? " longest_catch_up_us=" + num(ping->longest_us()) : ""));
+  if (a.flag("--hold")) wait_for_stdin_eof();
+  return exit_ok;
+}
+
+int run_hold_writer(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {}, {"--start-seq", "--max-payload"});
+  std::optional<shmlog::writer> opened;
+  try {
+    opened.emplace(shmlog::writer::open(name));
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return exit_open_failed;
+  }
+  shmlog::writer& w = *opened;
+  const std::size_t max_payload =
+      std::min<std::uint64_t>(a.number("--max-payload", 256), w.max_payload());
+  std::uint64_t seq = a.number("--start-seq", 0);
+  say(ready_line(w));
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    const std::string command = "append ";
+    if (line.rfind(command, 0) != 0) throw usage_error("unknown command: " + line);
+    const std::uint64_t count = std::stoull(line.substr(command.size()));
+    for (std::uint64_t i = 0; i < count; ++i, ++seq)
+      w.append(make_payload(seq, payload_size_for(seq, max_payload)));
+    say("appended last_seq=" + num(seq - 1) + " master=" + num(w.master_offset()));
+  }
+  return exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader side
+
+// Checks that accepted sequence numbers follow each other, allowing one jump forward after
+// each lap or overrun, and counts what was skipped.
+class sequence_check {
+ public:
+  explicit sequence_check(std::optional<std::uint64_t> first) : expected_(first) {}
+
+  void allow_gap() noexcept { gap_allowed_ = true; }
+
+  // False if `seq` breaks the order (a repeat, a step back, or a jump without a lap).
+  bool accept(std::uint64_t seq) noexcept {
+    if (expected_ && seq != *expected_) {
+      if (!gap_allowed_ || seq < *expected_) return false;
+      ++gaps_;
+      skipped_ += seq - *expected_;
+    }
+    if (!first_) first_ = seq;
+    gap_allowed_ = false;
+    expected_ = seq + 1;
+    last_ = seq;
+    ++records_;
+    return true;
+  }
+
+  std::string summary() const {
+    return "records=" + num(records_) + " gaps=" + num(gaps_) + " skipped=" + num(skipped_) +
+           " first_seq=" + (first_ ? num(*first_) : "none") +
+           " last_seq=" + (records_ ? num(last_) : "none");
+  }
+
+ private:
+  std::optional<std::uint64_t> expected_;
+  std::optional<std::uint64_t> first_;
+  bool gap_allowed_ = false;
+  std::uint64_t last_ = 0;
+  std::uint64_t records_ = 0;
+  std::uint64_t gaps_ = 0;
+  std::uint64_t skipped_ = 0;
+};
+
+std::optional<shmlog::reader> attach_or_say(const std::string& name,
+                                            const shmlog::reader_options& options) {
+  try {
+    shmlog::reader r = shmlog::reader::attach(name, options);
+    say("ready slot=" + num(r.slot()) + " pid=" + num(static_cast<std::uint64_t>(::getpid())));
+    return r;
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return std::nullopt;
+  }
+}
+
+int run_reader(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {"--view"},
+                    {"--from", "--wait", "--on-lap", "--first-seq", "--slow", "--report-at",
+                     "--deadline-ms", "--wait-timeout-ms"});
+  const std::string from = a.text("--from", "oldest");
+  const std::string on_lap = a.text("--on-lap", "resume");
+  if (from != "oldest" && from != "latest") throw usage_error("--from wants oldest or latest");
+  if (on_lap != "resume" && on_lap != "fail") throw usage_error("--on-lap wants resume or fail");
+  const bool view = a.flag("--view");
+  const std::uint64_t slow = a.number("--slow", 0);
+  const std::uint64_t report_at =
+      a.number("--report-at", std::numeric_limits<std::uint64_t>::max());
+  const auto deadline = steady::now() + std::chrono::milliseconds(a.number("--deadline-ms", 60000));
+  const std::chrono::milliseconds wait_timeout(a.number("--wait-timeout-ms", 100));
+
+  shmlog::reader_options options;
+  options.start =
+      from == "oldest" ? shmlog::start_position::oldest() : shmlog::start_position::latest();
+  options.wait.mode = parse_wait_mode(a.text("--wait", "adaptive"));
+  // Only the writer may wake a sleeping peer: a lost wake-up then shows as a hang that the
+  // test's deadline turns into a failure, not as a delay that timing would have to judge.
+  options.wait.heartbeat_interval = std::chrono::nanoseconds::max();
+  options.label = "peer-reader";
+  std::optional<shmlog::reader> attached = attach_or_say(name, options);
+  if (!attached) return exit_open_failed;
+  shmlog::reader& r = *attached;
+
+  sequence_check order(a.has("--first-seq") ? std::optional(a.number("--first-seq", 0))
+                                            : std::nullopt);
+  std::uint64_t laps = 0;
+  std::uint64_t overruns = 0;
+  std::uint64_t bad = 0;
+  bool reported = false;
+  const auto result = [&](const std::string& extra) {
+    say("result " + order.summary() + " laps=" + num(laps) + " lapped_count=" +
+        num(r.lapped_count()) + " overruns=" + num(overruns) + " bad=" + num(bad) + extra);
+  };
+
+  std::vector<std::byte> buffer;
+  for (;;) {
+    const shmlog::poll_result p = view ? r.poll() : r.poll_copy(buffer);
+    switch (p.status) {
+      case shmlog::poll_status::record: {
+        std::uint64_t seq = 0;
+        bool intact = verify_payload(p.record.payload, &seq);
+        for (std::uint64_t i = 0; i < slow; ++i)
+          intact = verify_payload(p.record.payload) && intact;
+        // A view is only as good as still_valid() says after the bytes were used: a torn view
+        // is an overrun (expected under laps), a torn copy or a torn valid view is a bug.
+        if (view && !r.still_valid(p.record)) {
+          ++overruns;
+          order.allow_gap();
+          break;
+        }
+        const bool known_type =
+            p.record.type == shmlog::default_record_type || p.record.type == end_record_type;
+        if (!intact || !known_type) {
+          ++bad;
+          result(" failed=bad_payload offset=" + num(p.record.offset));
+          return exit_verify_failed;
+        }
+        if (!order.accept(seq)) {
+          result(" failed=order seq=" + num(seq) + " offset=" + num(p.record.offset));
+          return exit_verify_failed;
+        }
+        if (!reported && seq >= report_at) {
+          reported = true;
+          say("progress seq=" + num(seq));
+        }
+        if (p.record.type == end_record_type) {
+          result("");
+          return laps == r.lapped_count() ? exit_ok : exit_verify_failed;
+        }
+        break;
+      }
+      case shmlog::poll_status::empty:
+        if (steady::now() > deadline) {
+          result(" failed=deadline");
+          return exit_deadline;
+        }
+        r.wait(wait_timeout);
+        break;
+      case shmlog::poll_status::lapped:
+        ++laps;
+        if (on_lap == "fail") {
+          result(" failed=lapped wanted=" + num(p.lap.wanted_offset) +
+                 " oldest=" + num(p.lap.oldest_offset));
+          return exit_verify_failed;
+        }
+        r.seek_oldest();
+        order.allow_gap();
+        break;
+      case shmlog::poll_status::corrupt:
+        ++bad;
+        result(" failed=corrupt offset=" + num(p.corruption.offset) +
+               " reason=" + p.corruption.reason);
+        return exit_verify_failed;
+    }
+  }
+}
+
+int run_hold_reader(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {}, {});
+  std::optional<shmlog::reader> attached = attach_or_say(name, {.label = "peer-hold"});
+  if (!attached) return exit_open_failed;
+  wait_for_stdin_eof();
+  return exit_ok;
+}
+
+int run_waiter(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {}, {"--wait", "--rounds", "--timeout-ms"});
+  shmlog::reader_options options;
+  options.start = shmlog::start_position::latest();
+  options.wait.mode = parse_wait_mode(a.text("--wait", "sleep"));
+  options.wait.heartbeat_interval = std::chrono::nanoseconds::max();  // as in run_reader
+  options.label = "peer-waiter";
+  std::optional<shmlog::reader> attached = attach_or_say(name, options);
+  if (!attached) return exit_open_failed;
+  shmlog::reader& r = *attached;
+
+  std::vector<std::byte> buffer;
+  const std::uint64_t rounds = a.number("--rounds", 0);
+  for (std::uint64_t i = 0; i < rounds; ++i) {
+    say("waiting");
+    // No timeout of our own: only the writer's record may end this wait.
+    if (!r.wait()) {
+      say("error wait() without a timeout returned false");
+      return exit_verify_failed;
+    }
+    const shmlog::poll_result p = r.poll_copy(buffer);
+    std::uint64_t seq = 0;
+    if (p.status != shmlog::poll_status::record || !verify_payload(p.record.payload, &seq)) {
+      say("error woken but no intact record");
+      return exit_verify_failed;
+    }
+    say("got seq=" + num(seq));
+  }
+  say("waiting-timeout");
+  const bool woke = r.wait(std::chrono::milliseconds(a.number("--timeout-ms", 100)));
+  say(std::string("timeout woke=") + (woke ? "1" : "0"));
+  return exit_ok;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 3) throw usage_error("usage: shmlog_test_peer ROLE NAME [options]");
+  const std::string role = argv[1];
+  const std::string name = argv[2];
+  if (role == "writer") return run_writer(name, argc, argv);
+  if (role == "hold-writer") return run_hold_writer(name, argc, argv);
+  if (role == "reader") return run_reader(name, argc, argv);
+  if (role == "hold-reader") return run_hold_reader(name, argc, argv);
+  if (role == "waiter") return run_waiter(name, argc, argv);
+  throw usage_error("unknown role " + role);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Die with the test: a peer left behind by a crashed test would hold its log's roles.
+  if (const char* parent = std::getenv("SHMLOG_PEER_PARENT")) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (std::to_string(::getppid()) != parent) return exit_deadline;  // the parent is gone
+  }
+  try {
+    return run(argc, argv);
+  } catch (const usage_error& e) {
+    say(std::string("error code=usage message=") + e.what());
+    return exit_usage;
+  } catch (const std::exception& e) {
+    say(std::string("error code=exception message=") + e.what());
+    return exit_exception;
+  }
+}

@@ -57,6 +57,9 @@ struct wait_policy {
   wait_mode mode = wait_mode::adaptive;
   std::chrono::nanoseconds spin_for = std::chrono::microseconds(50);
   std::chrono::nanoseconds yield_for = std::chrono::milliseconds(2);
+  // A sleeping reader wakes on its own at least this often to refresh its heartbeat (shown by
+  // shmlog info). nanoseconds::max(): never; only the writer or the timeout wakes it.
+  std::chrono::nanoseconds heartbeat_interval = std::chrono::seconds(1);
 };
 
 struct reader_options {
