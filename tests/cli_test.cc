@@ -197,6 +197,14 @@ std::string describe(const run_result& r) {
 }
 
 // Runs a command that must succeed and returns its stdout.
+// A failed command: the given status, nothing on stdout, one line on stderr containing `what`.
+void expect_one_error_line(const run_result& r, int status, const std::string& what) {
+  EXPECT_EQ(r.status, status) << describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+}
+
 std::string ok(std::vector<std::string> args, std::string_view input = {}) {
   const run_result r = run(args, input);
   EXPECT_EQ(r.status, 0) << describe(r);
@@ -643,10 +651,7 @@ TEST(cli, FromOutsideTheWindowOrInsideARecordIsOneClearError) {
   }
   for (const std::uint64_t offset : {first + 8, first + 3}) {
     const run_result r = run({"tail", log, "--from", std::to_string(offset)});
-    EXPECT_EQ(r.status, 1) << describe(r);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(line_count(r.err), 1u) << r.err;
-    EXPECT_NE(r.err.find("does not start a record"), std::string::npos) << r.err;
+    expect_one_error_line(r, 1, "does not start a record");
   }
 }
 
@@ -879,10 +884,7 @@ TEST(cli, ASegmentThatIsNotALogIsNamedAsSuch) {
   }
   for (const char* cmd : {"info", "tail", "write"}) {
     const run_result r = run({cmd, log});
-    EXPECT_EQ(r.status, 1) << describe(r);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(line_count(r.err), 1u) << r.err;
-    EXPECT_NE(r.err.find("is not a shmlog segment"), std::string::npos) << r.err;
+    expect_one_error_line(r, 1, "is not a shmlog segment");
   }
 }
 
@@ -901,10 +903,7 @@ TEST(cli, PermissionDeniedIsOneClearError) {
     if (run_as && (r.status == 126 || r.status == 127))
       GTEST_SKIP() << "cannot run " << SHMLOG_CLI << " as uid " << *run_as << " (status "
                    << r.status << ": setuid or exec failed)";
-    EXPECT_EQ(r.status, 1) << describe(r);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(line_count(r.err), 1u) << r.err;
-    EXPECT_NE(r.err.find("permission denied"), std::string::npos) << r.err;
+    expect_one_error_line(r, 1, "permission denied");
   }
 }
 

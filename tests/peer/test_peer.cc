@@ -267,17 +267,22 @@ std::string ready_line(const shmlog::writer& w) {
          " master=" + num(t.master_offset) + " unpublished=" + num(t.unpublished_bytes);
 }
 
+// Opens the log as its writer, or says why not (the caller then exits with exit_open_failed).
+std::optional<shmlog::writer> open_or_say(const std::string& name) {
+  try {
+    return shmlog::writer::open(name);
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return std::nullopt;
+  }
+}
+
 int run_writer(const std::string& name, int argc, char** argv) {
   const arguments a(
       argc, argv, {"--forever", "--continue", "--claim", "--end-marker", "--hold", "--ping-pong"},
       {"--records", "--start-seq", "--max-payload", "--batch", "--max-lag", "--jitter-us"});
-  std::optional<shmlog::writer> opened;
-  try {
-    opened.emplace(shmlog::writer::open(name));
-  } catch (const shmlog::error& e) {
-    say(error_line(e));
-    return exit_open_failed;
-  }
+  std::optional<shmlog::writer> opened = open_or_say(name);
+  if (!opened) return exit_open_failed;
   shmlog::writer& w = *opened;
   const std::size_t max_payload =
       std::min<std::uint64_t>(a.number("--max-payload", 256), w.max_payload());
@@ -340,13 +345,8 @@ int run_writer(const std::string& name, int argc, char** argv) {
 
 int run_hold_writer(const std::string& name, int argc, char** argv) {
   const arguments a(argc, argv, {}, {"--start-seq", "--max-payload"});
-  std::optional<shmlog::writer> opened;
-  try {
-    opened.emplace(shmlog::writer::open(name));
-  } catch (const shmlog::error& e) {
-    say(error_line(e));
-    return exit_open_failed;
-  }
+  std::optional<shmlog::writer> opened = open_or_say(name);
+  if (!opened) return exit_open_failed;
   shmlog::writer& w = *opened;
   const std::size_t max_payload =
       std::min<std::uint64_t>(a.number("--max-payload", 256), w.max_payload());
