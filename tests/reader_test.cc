@@ -3,6 +3,9 @@
 #include "shmlog/reader.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <csignal>
 
 #include "raw_segment.h"
 #include "shmlog/writer.h"
@@ -285,6 +288,33 @@ TEST_F(reader_fixture, ClosedReaderGivesItsSlotBack) {
   const log_info info = inspect(log.name());
   EXPECT_EQ(info.readers.size(), 1u);
   EXPECT_EQ(info.stale_slots, 0u);
+}
+
+// A faulty reader cannot corrupt the log for others: writing through a view faults.
+TEST_F(reader_fixture, ReaderMapsTheRingReadOnly) {
+  w.append("protected");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  constexpr int faulted = 77;
+  if (child == 0) {
+    // Our own handler, so that sanitizers (which report faults and exit) do not hide the signal.
+    struct sigaction on_fault {};
+    on_fault.sa_handler = [](int) { ::_exit(faulted); };
+    ::sigaction(SIGSEGV, &on_fault, nullptr);
+    ::sigaction(SIGBUS, &on_fault, nullptr);
+    reader r = reader::attach(log.name(), {.start = start_position::oldest()});
+    const poll_result p = r.poll();
+    if (p.status != poll_status::record) ::_exit(1);
+    auto* bytes = const_cast<std::byte*>(p.record.payload.data());
+    *static_cast<volatile std::byte*>(bytes) = std::byte{'X'};  // must fault
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), faulted) << "the write through a view did not fault";
+  reader r = attach();
+  EXPECT_EQ(r.poll_copy(buffer).record.text(), "protected");
 }
 
 TEST_F(reader_fixture, InProcessReaderSharesTheWritersMapping) {
