@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "copy.h"
 #include "mapping.h"
 #include "os.h"
 #include "shmlog/error.h"
@@ -50,9 +51,8 @@ inline std::uint64_t racy_load_header(const std::byte* at) noexcept {
 }
 
 inline void racy_copy(std::byte* to, const std::byte* from, std::size_t n) noexcept {
-  if (n == 0) return;  // `to` may be null then, which memcpy does not allow
   SHMLOG_RACY_READS_BEGIN();
-  std::memcpy(to, from, n);
+  copy_payload(to, from, n);  // n == 0 touches nothing, so a null `to` is fine
   SHMLOG_RACY_READS_END();
 }
 
@@ -128,27 +128,33 @@ class reader_core {
 
   // --- polling: reader thread only ----------------------------------------------------------
 
+  // The hot state lives in locals for the length of a poll: the compiler cannot tell that the
+  // stores to our slot (shared memory) do not alias this object, and would reload it all.
   template <bool copy>
   poll_result poll(std::vector<std::byte>* buffer) {
-    // Everything before offset_ has been handed out and the caller is back for more.
-    slot_->offset.store(offset_, std::memory_order_relaxed);
+    std::uint64_t offset = offset_;
+    std::uint64_t master = known_master_;
+    // Everything before `offset` has been handed out and the caller is back for more.
+    slot_->offset.store(offset, std::memory_order_relaxed);
     for (;;) {
-      if (offset_ == known_master_) {
+      if (offset == master) {
         // acquire: pairs with the writer's release store of master_offset in publish();
         // every record before the loaded offset is then completely written.
-        known_master_ = master_->load(std::memory_order_acquire);
-        if (offset_ == known_master_) {
+        master = master_->load(std::memory_order_acquire);
+        known_master_ = master;
+        if (offset == master) {
+          offset_ = offset;
           note_idle();
           return {};
         }
       }
       // Read: the header, and with `copy` the payload, while the writer may be lapping us.
-      const std::byte* at = ring_ + (offset_ & mask_);
+      const std::byte* at = ring_ + (offset & mask_);
       const std::uint64_t word = racy_load_header(at);
       const std::uint32_t length = header_length(word);
       const record_type type = header_type(word);
       const std::uint64_t frame = record_frame_size(length);
-      const char* problem = check_header(word, frame);
+      const char* problem = check_header_at(word, offset, frame, master);
       std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
       if constexpr (copy) {
         if (problem == nullptr && type != padding_record_type) {
@@ -164,18 +170,19 @@ class reader_core {
       // intent I, this load sees I or later.
       std::atomic_thread_fence(std::memory_order_acquire);
       const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-      if (intent > offset_ + capacity_) [[unlikely]]
-        return lapped();
-      if (problem != nullptr) [[unlikely]]
-        return corrupt(problem);
+      if (intent > offset + capacity_ || problem != nullptr) [[unlikely]] {
+        offset_ = offset;
+        return intent > offset + capacity_ ? lapped() : corrupt(problem);
+      }
       // Deliver.
-      const std::uint64_t start = offset_;
-      offset_ += frame;
+      const std::uint64_t start = offset;
+      offset += frame;
       if (type == padding_record_type) continue;
+      offset_ = offset;
       note_record();
       poll_result r;
       r.status = poll_status::record;
-      r.record = record_view{start, offset_, type, payload};
+      r.record = record_view{start, offset, type, payload};
       return r;
     }
   }
@@ -326,11 +333,7 @@ class reader_core {
   void set_validation_hook(std::function<void()> hook) { validation_hook_ = std::move(hook); }
 
  private:
-  // nullptr if the header at offset_ could be a record the writer wrote there.
-  const char* check_header(std::uint64_t word, std::uint64_t frame) const noexcept {
-    return check_header_at(word, offset_, frame, known_master_);
-  }
-
+  // nullptr if the header at `offset` could be a record the writer wrote there.
   const char* check_header_at(std::uint64_t word, std::uint64_t offset, std::uint64_t frame,
                               std::uint64_t master) const noexcept {
     const std::uint64_t index = offset & mask_;
@@ -437,9 +440,14 @@ class reader_core {
   void set_state(reader_state s) noexcept {
     slot_->state.store(static_cast<std::uint32_t>(s), std::memory_order_relaxed);
   }
-  void beat() noexcept { slot_->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed); }
+  // The record count goes out with the heartbeat (every 256 records, and whenever the reader
+  // runs out of records), not with every record: it is for monitoring only.
+  void beat() noexcept {
+    slot_->records.store(records_, std::memory_order_relaxed);
+    slot_->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+  }
   void note_record() noexcept {
-    slot_->records.store(++records_, std::memory_order_relaxed);
+    ++records_;
     if (++since_beat_ >= records_per_heartbeat) {
       since_beat_ = 0;
       beat();

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <vector>
+
+#include "copy.h"
 
 namespace shmlog {
 namespace {
@@ -58,3 +61,23 @@ TEST(layout_rules, LockBytesDoNotOverlap) {
 
 }  // namespace
 }  // namespace shmlog
+
+namespace shmlog::detail {
+namespace {
+
+// The inline copy must copy every length exactly and never touch a byte outside either range.
+TEST(copy_payload_rules, EveryLengthUpTo200CopiesExactlyAndStaysInBounds) {
+  for (std::size_t n = 0; n <= 200; ++n) {
+    std::vector<std::byte> from(n + 32), to(n + 32, std::byte{0xEE});
+    for (std::size_t i = 0; i < from.size(); ++i)
+      from[i] = static_cast<std::byte>(i * 7 + n);
+    copy_payload(to.data() + 16, from.data() + 16, n);
+    for (std::size_t i = 0; i < to.size(); ++i) {
+      const bool inside = i >= 16 && i < 16 + n;
+      ASSERT_EQ(to[i], inside ? from[i] : std::byte{0xEE}) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace shmlog::detail

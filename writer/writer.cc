@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "copy.h"
 #include "mapping.h"
 #include "os.h"
 #include "shmlog/error.h"
@@ -27,6 +28,7 @@ class writer_core {
     chunk_ = g.intent_chunk;
     chunk_shift_ = static_cast<unsigned>(__builtin_ctzll(g.intent_chunk));
     max_payload_ = g.max_payload;
+    set_claim_pending(false);
     master_ = &h.master_offset;
     intent_ = &h.write_intent;
     wake_seq_ = &h.wake_seq;
@@ -42,9 +44,34 @@ class writer_core {
 
   // --- the append path: writer thread only ----------------------------------------------
 
+  // The common case inline and without calls: a small record that needs no padding, no new
+  // intent chunk and no checkpoint. Anything else takes append_general(), which runs the same
+  // steps in full. (docs/design.md, "The append path"; docs/benchmarks.md for the counts.)
   std::uint64_t append(const std::byte* data, std::size_t length, record_type type) {
-    check_can_append(length);
-    const std::uint64_t offset = write_record(data, static_cast<std::uint32_t>(length), type);
+    if (length >= append_ceiling_) [[unlikely]]
+      throw_cannot_append(length);
+    const std::uint64_t start = written_end_;
+    const std::uint64_t end = start + record_frame_size(length);
+    const std::uint64_t index = start & mask_;
+    const bool simple = length <= 64 && index + (end - start) <= capacity_ &&
+                        end <= intent_local_ && end < next_checkpoint_;
+    if (!simple) [[unlikely]]
+      return append_general(data, static_cast<std::uint32_t>(length), type);
+    // 1. The intent already covers [start, end). 2. No padding. 3. Header. 4. Payload.
+    std::byte* at = ring_ + index;
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(at),
+                     pack_record_header(static_cast<std::uint32_t>(length), type, start),
+                     __ATOMIC_RELAXED);
+    copy_payload(at + record_header_size, data, length);
+    written_end_ = end;
+    // 5. No checkpoint boundary passed. 6-7. Publish and wake.
+    publish_at(end);
+    return start;
+  }
+
+  [[gnu::noinline]] std::uint64_t append_general(const std::byte* data, std::uint32_t length,
+                                                 record_type type) {
+    const std::uint64_t offset = write_record(data, length, type);
     publish();
     return offset;
   }
@@ -71,7 +98,7 @@ class writer_core {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
     if (p.end > intent_local_) advance_intent(p.end);
-    claim_pending_ = true;
+    set_claim_pending(true);
     std::byte* payload = ring_ + (p.start & mask_) + record_header_size;
     return claimed_record(this, {payload, max_length}, p.start, type);
   }
@@ -88,11 +115,11 @@ class writer_core {
     store_header(start, static_cast<std::uint32_t>(used), c.type_);
     written_end_ = start + record_frame_size(used);
     note_record_end(written_end_);
-    claim_pending_ = false;
+    set_claim_pending(false);
     publish();
   }
 
-  void abort_claim() noexcept { claim_pending_ = false; }
+  void abort_claim() noexcept { set_claim_pending(false); }
 
   // --- writer's own view --------------------------------------------------------------------
 
@@ -112,17 +139,28 @@ class writer_core {
   };
 
   void check_can_append(std::size_t length) const {
-    if (claim_pending_) throw_claim_pending();
-    if (length > max_payload_) [[unlikely]]
-      throw error(errc::record_too_large,
-                  "log '" + name() + "': a record of " + std::to_string(length) +
-                      " bytes exceeds the largest payload this log takes, " +
-                      std::to_string(max_payload_) + " bytes (a quarter of the " +
-                      std::to_string(capacity_) + "-byte ring, less the " +
-                      std::to_string(record_header_size) + "-byte header); nothing was appended");
+    if (length >= append_ceiling_) [[unlikely]]
+      throw_cannot_append(length);
   }
 
-  [[noreturn]] void throw_claim_pending() const {
+  // Out of line and cold: building the message would otherwise cost the append path registers
+  // and instructions even when nothing is thrown.
+  [[noreturn, gnu::noinline, gnu::cold]] void throw_cannot_append(std::size_t length) const {
+    if (claim_pending_) throw_claim_pending();
+    throw error(errc::record_too_large,
+                "log '" + name() + "': a record of " + std::to_string(length) +
+                    " bytes exceeds the largest payload this log takes, " +
+                    std::to_string(max_payload_) + " bytes (a quarter of the " +
+                    std::to_string(capacity_) + "-byte ring, less the " +
+                    std::to_string(record_header_size) + "-byte header); nothing was appended");
+  }
+
+  void set_claim_pending(bool pending) noexcept {
+    claim_pending_ = pending;
+    append_ceiling_ = pending ? 0 : max_payload_ + 1;
+  }
+
+  [[noreturn, gnu::noinline, gnu::cold]] void throw_claim_pending() const {
     throw error(errc::claim_pending,
                 "log '" + name() + "': a claimed record is neither committed nor aborted");
   }
@@ -147,17 +185,19 @@ class writer_core {
     // 3. Write the header.
     store_header(p.start, length, type);
     // 4. Copy the payload.
-    if (length != 0) std::memcpy(ring_ + (p.start & mask_) + record_header_size, data, length);
+    copy_payload(ring_ + (p.start & mask_) + record_header_size, data, length);
     written_end_ = p.end;
     note_record_end(written_end_);
     return p.start;
   }
 
-  // 5. Publish, then 6. wake sleepers if any announced itself.
-  void publish() noexcept {
+  void publish() noexcept { publish_at(written_end_); }
+
+  // 6. Publish `end` (= written_end_), then 7. wake sleepers if any announced itself.
+  void publish_at(std::uint64_t end) noexcept {
     // release: a reader that loads this master offset (acquire) sees every byte before it.
-    master_->store(written_end_, std::memory_order_release);
-    published_ = written_end_;
+    master_->store(end, std::memory_order_release);
+    published_ = end;
     // Store-load fence between the master store above and the sleep_epoch load below; pairs
     // with the fence a reader issues between announcing sleep and re-checking the master
     // offset (docs/design.md, "No lost wake-up"). In membarrier mode the reader's membarrier()
@@ -205,7 +245,7 @@ class writer_core {
       }
   }
 
-  void wake_sleepers(std::uint32_t epoch) noexcept {
+  [[gnu::noinline]] void wake_sleepers(std::uint32_t epoch) noexcept {
     seen_sleep_epoch_ = epoch;
     // release: a sleeper that loads the new value (acquire) also sees the master offset
     // stored above, so it does not go back to sleep on stale data.
@@ -262,6 +302,9 @@ class writer_core {
   std::uint32_t wake_count_ = 0;
   fence_mode fence_ = fence_mode::seq_cst;
   bool claim_pending_ = false;
+  // One compare on the append path checks both rules: max_payload_ + 1, or 0 while a claim is
+  // open (then no length passes).
+  std::uint64_t append_ceiling_ = 0;
   takeover_info takeover_;
 };
 
