@@ -128,10 +128,62 @@ class reader_core {
 
   // --- polling: reader thread only ----------------------------------------------------------
 
+  // The common case without calls, so without a stack frame: the next record is published, is
+  // not padding, passes every header check, (poll_copy: fits the buffer and is at most 64
+  // bytes, copied inline), no heartbeat is due, no test hook is set, and the writer has not
+  // come round. Anything else goes to poll_general(), which reads the record again from the
+  // start and handles every case; nothing below has changed any state by then except
+  // known_master_ (always safe to refresh) and the slot's offset (stored again there).
+  template <bool copy>
+  poll_result poll(std::vector<std::byte>* buffer) {
+    const std::uint64_t offset = offset_;
+    std::uint64_t master = known_master_;
+    slot_->offset.store(offset, std::memory_order_relaxed);
+    if (offset == master) {
+      master = master_->load(std::memory_order_acquire);  // pairs with publish()'s release
+      known_master_ = master;
+      if (offset == master) {
+        // Empty. poll_general() only if the idle heartbeat is due (it loads the master
+        // offset again; a spinning reader should not touch that line twice per poll).
+        if (records_ != records_at_beat_) [[unlikely]]
+          return poll_general<copy>(buffer);
+        return {};
+      }
+    }
+    const std::uint64_t index = offset & mask_;
+    const std::byte* at = ring_ + index;
+    const std::uint64_t word = racy_load_header(at);
+    const std::uint32_t length = header_length(word);
+    const record_type type = header_type(word);
+    const std::uint64_t frame = record_frame_size(length);
+    const std::uint64_t records = records_ + 1;
+    bool plain = header_tag(word) == record_tag(offset) && type != padding_record_type &&
+                 length <= max_payload_ && index + frame <= capacity_ && offset + frame <= master &&
+                 records % records_per_heartbeat != 0 && !has_validation_hook_;
+    if constexpr (copy) plain = plain && length <= 64 && length <= buffer->size();
+    if (!plain) [[unlikely]]
+      return poll_general<copy>(buffer);
+    std::span<const std::byte> payload(at + record_header_size, length);
+    if constexpr (copy) {
+      racy_copy(buffer->data(), at + record_header_size, length);
+      payload = std::span<const std::byte>(buffer->data(), length);
+    }
+    // Validate, as in poll_general().
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (intent_->load(std::memory_order_relaxed) > offset + capacity_) [[unlikely]]
+      return poll_general<copy>(buffer);  // lapped: the intent never moves back
+    offset_ = offset + frame;
+    records_ = records;
+    poll_result r;
+    r.status = poll_status::record;
+    r.record = record_view{offset, offset + frame, type, payload};
+    return r;
+  }
+
   // The hot state lives in locals for the length of a poll: the compiler cannot tell that the
   // stores to our slot (shared memory) do not alias this object, and would reload it all.
   template <bool copy>
-  poll_result poll(std::vector<std::byte>* buffer) {
+  [[gnu::noinline]] poll_result poll_general(std::vector<std::byte>* buffer) {
     std::uint64_t offset = offset_;
     std::uint64_t master = known_master_;
     // Everything before `offset` has been handed out and the caller is back for more.
@@ -330,7 +382,10 @@ class reader_core {
   std::uint64_t capacity() const noexcept { return capacity_; }
   std::uint64_t max_payload() const noexcept { return max_payload_; }
   const std::string& name() const noexcept { return map_->name(); }
-  void set_validation_hook(std::function<void()> hook) { validation_hook_ = std::move(hook); }
+  void set_validation_hook(std::function<void()> hook) {
+    validation_hook_ = std::move(hook);
+    has_validation_hook_ = static_cast<bool>(validation_hook_);
+  }
 
  private:
   // nullptr if the header at `offset` could be a record the writer wrote there.
@@ -443,21 +498,17 @@ class reader_core {
   // The record count goes out with the heartbeat (every 256 records, and whenever the reader
   // runs out of records), not with every record: it is for monitoring only.
   void beat() noexcept {
+    records_at_beat_ = records_;
     slot_->records.store(records_, std::memory_order_relaxed);
     slot_->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
   }
+  // A heartbeat every records_per_heartbeat records (the fast path in poll() leaves those
+  // records to poll_general), and when the reader runs out of records after reading some.
   void note_record() noexcept {
-    ++records_;
-    if (++since_beat_ >= records_per_heartbeat) {
-      since_beat_ = 0;
-      beat();
-    }
+    if (++records_ % records_per_heartbeat == 0) beat();
   }
   void note_idle() noexcept {
-    if (since_beat_ != 0) {
-      since_beat_ = 0;
-      beat();
-    }
+    if (records_ != records_at_beat_) beat();
   }
 
   void take_slot(const std::string& label) {
@@ -508,8 +559,9 @@ class reader_core {
   std::uint64_t lapped_at_ = no_offset;
   std::uint64_t lapped_ = 0;
   std::uint64_t records_ = 0;
-  unsigned since_beat_ = 0;
+  std::uint64_t records_at_beat_ = 0;
   std::function<void()> validation_hook_;
+  bool has_validation_hook_ = false;
 };
 
 }  // namespace detail

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <utility>
@@ -52,21 +53,26 @@ class writer_core {
       throw_cannot_append(length);
     const std::uint64_t start = written_end_;
     const std::uint64_t end = start + record_frame_size(length);
-    const std::uint64_t index = start & mask_;
-    const bool simple = length <= 64 && index + (end - start) <= capacity_ &&
-                        end <= intent_local_ && end < next_checkpoint_;
-    if (!simple) [[unlikely]]
+    if (length > 64 || end > fast_end_) [[unlikely]]
       return append_general(data, static_cast<std::uint32_t>(length), type);
     // 1. The intent already covers [start, end). 2. No padding. 3. Header. 4. Payload.
-    std::byte* at = ring_ + index;
-    __atomic_store_n(reinterpret_cast<std::uint64_t*>(at),
-                     pack_record_header(static_cast<std::uint32_t>(length), type, start),
-                     __ATOMIC_RELAXED);
-    copy_payload(at + record_header_size, data, length);
+    write_simple(ring_, mask_, start, data, length, type);
     written_end_ = end;
     // 5. No checkpoint boundary passed. 6-7. Publish and wake.
     publish_at(end);
     return start;
+  }
+
+  // Steps 3-4 for a record that ends at or before fast_end_: no intent, padding or checkpoint
+  // work. Takes the ring and mask as arguments so that a loop can keep them in registers (the
+  // byte stores below may alias any member, so the compiler reloads members after them).
+  static void write_simple(std::byte* ring, std::uint64_t mask, std::uint64_t start,
+                           const std::byte* data, std::size_t length, record_type type) noexcept {
+    std::byte* at = ring + (start & mask);
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(at),
+                     pack_record_header(static_cast<std::uint32_t>(length), type, start),
+                     __ATOMIC_RELAXED);
+    copy_payload(at + record_header_size, data, length);
   }
 
   [[gnu::noinline]] std::uint64_t append_general(const std::byte* data, std::uint32_t length,
@@ -80,16 +86,39 @@ class writer_core {
     if (claim_pending_) throw_claim_pending();
     for (const record_ref& r : records)
       check_can_append(r.payload.size());
-    if (records.empty()) return published_;
+    if (records.empty()) return written_end_;
+    // The loop's state in locals, written back around the rare general path: the ring stores
+    // may alias any member, so members would be reloaded after every record.
+    std::byte* const ring = ring_;
+    const std::uint64_t mask = mask_;
+    const std::uint64_t part_limit = capacity_ / 4;
+    std::uint64_t end = written_end_;
+    std::uint64_t fast_end = fast_end_;
+    std::uint64_t part_start = end;
     std::uint64_t first = no_offset;
     for (const record_ref& r : records) {
-      const std::uint64_t offset =
-          write_record(r.payload.data(), static_cast<std::uint32_t>(r.payload.size()), r.type);
+      const std::size_t length = r.payload.size();
+      const std::uint64_t next = end + record_frame_size(length);
+      std::uint64_t offset = end;
+      if (length <= 64 && next <= fast_end) [[likely]] {
+        write_simple(ring, mask, end, r.payload.data(), length, r.type);
+        end = next;
+      } else {
+        written_end_ = end;
+        offset = write_record(r.payload.data(), static_cast<std::uint32_t>(length), r.type);
+        end = written_end_;
+        fast_end = fast_end_;
+      }
       if (first == no_offset) first = offset;
       // Publish in parts if the batch would otherwise overwrite its own beginning before
       // readers could see it.
-      if (written_end_ - published_ >= capacity_ / 4) publish();
+      if (end - part_start >= part_limit) [[unlikely]] {
+        written_end_ = end;
+        publish();
+        part_start = end;
+      }
     }
+    written_end_ = end;
     publish();
     return first;
   }
@@ -104,10 +133,8 @@ class writer_core {
   }
 
   void commit(claimed_record& c, std::size_t used) {
-    if (used > c.payload_.size())
-      throw error(errc::invalid_argument, "commit of " + std::to_string(used) +
-                                              " bytes exceeds the " +
-                                              std::to_string(c.payload_.size()) + " bytes claimed");
+    if (used > c.payload_.size()) [[unlikely]]
+      throw_commit_too_large(used, c.payload_.size());
     // The payload is already in place where claim() put it (after padding if the claimed size
     // did not fit before the ring's end); write the padding and header around it.
     const std::uint64_t start = c.offset_;
@@ -123,7 +150,9 @@ class writer_core {
 
   // --- writer's own view --------------------------------------------------------------------
 
-  std::uint64_t master_offset() const noexcept { return published_; }
+  // Between calls the writer has published everything it wrote (a claim writes nothing until
+  // its commit), so its own view of the master offset is written_end_.
+  std::uint64_t master_offset() const noexcept { return written_end_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
   std::uint64_t max_payload() const noexcept { return max_payload_; }
   const std::string& name() const noexcept { return map_->name(); }
@@ -158,6 +187,13 @@ class writer_core {
   void set_claim_pending(bool pending) noexcept {
     claim_pending_ = pending;
     append_ceiling_ = pending ? 0 : max_payload_ + 1;
+  }
+
+  [[noreturn, gnu::noinline, gnu::cold]] static void throw_commit_too_large(std::size_t used,
+                                                                            std::size_t claimed) {
+    throw error(errc::invalid_argument, "commit of " + std::to_string(used) +
+                                            " bytes exceeds the " + std::to_string(claimed) +
+                                            " bytes claimed");
   }
 
   [[noreturn, gnu::noinline, gnu::cold]] void throw_claim_pending() const {
@@ -197,7 +233,6 @@ class writer_core {
   void publish_at(std::uint64_t end) noexcept {
     // release: a reader that loads this master offset (acquire) sees every byte before it.
     master_->store(end, std::memory_order_release);
-    published_ = end;
     // Store-load fence between the master store above and the sleep_epoch load below; pairs
     // with the fence a reader issues between announcing sleep and re-checking the master
     // offset (docs/design.md, "No lost wake-up"). In membarrier mode the reader's membarrier()
@@ -217,6 +252,7 @@ class writer_core {
     // release: whoever reads this intent (acquire) also sees the checkpoints written before
     // it (read_window relies on that).
     intent_->store(intent_local_, std::memory_order_release);
+    update_fast_end();
     // release fence: the intent store is ordered before every ring store that follows. Pairs
     // with the acquire fence a reader issues after copying and before loading write_intent:
     // if its copy saw any of our following stores, it also sees this intent.
@@ -234,6 +270,12 @@ class writer_core {
     note_record_end(offset + pad);
   }
 
+  // A record ending at or before fast_end_ needs none of steps 1, 2 and 5: it ends within the
+  // announced intent, and it ends before the next chunk boundary, so it passes no checkpoint
+  // and does not wrap (the ring's end is a chunk boundary; next_checkpoint_ is the first
+  // boundary after written_end_). One compare on the append path instead of three.
+  void update_fast_end() noexcept { fast_end_ = std::min(intent_local_, next_checkpoint_ - 1); }
+
   // Checkpoints: every chunk boundary at or before `end` that has no entry yet gets `end`,
   // the first record start at or after it. Relaxed: published with master_offset.
   void note_record_end(std::uint64_t end) noexcept {
@@ -242,6 +284,7 @@ class writer_core {
         checkpoints_[(next_checkpoint_ >> chunk_shift_) % checkpoint_count].store(
             end, std::memory_order_relaxed);
         next_checkpoint_ += chunk_;
+        update_fast_end();
       }
   }
 
@@ -258,12 +301,13 @@ class writer_core {
     writer_block& wb = h.writer;
     takeover_.previous_pid = wb.pid.load(std::memory_order_relaxed);
     takeover_.previous_crashed = wb.open.load(std::memory_order_relaxed) != 0;
-    published_ = master_->load(std::memory_order_relaxed);
-    written_end_ = published_;
+    const std::uint64_t published = master_->load(std::memory_order_relaxed);
+    written_end_ = published;
     intent_local_ = intent_->load(std::memory_order_relaxed);  // never moves back
-    takeover_.master_offset = published_;
-    takeover_.unpublished_bytes = intent_local_ > published_ ? intent_local_ - published_ : 0;
-    next_checkpoint_ = ((published_ >> chunk_shift_) + 1) << chunk_shift_;
+    takeover_.master_offset = published;
+    takeover_.unpublished_bytes = intent_local_ > published ? intent_local_ - published : 0;
+    next_checkpoint_ = ((published >> chunk_shift_) + 1) << chunk_shift_;
+    update_fast_end();
     // A reader may have gone to sleep under the previous writer: wake once at the first
     // publish by making the epoch look new.
     seen_sleep_epoch_ = sleep_epoch_->load(std::memory_order_relaxed) - 1;
@@ -294,10 +338,10 @@ class writer_core {
   std::atomic<std::uint32_t>* wake_seq_ = nullptr;
   std::atomic<std::uint64_t>* checkpoints_ = nullptr;
   const std::atomic<std::uint32_t>* sleep_epoch_ = nullptr;
-  std::uint64_t published_ = 0;     // master offset as last stored
-  std::uint64_t written_end_ = 0;   // end of the last record written (>= published_)
+  std::uint64_t written_end_ = 0;   // end of the last record written (published between calls)
   std::uint64_t intent_local_ = 0;  // write_intent as last stored
   std::uint64_t next_checkpoint_ = 0;
+  std::uint64_t fast_end_ = 0;  // see update_fast_end()
   std::uint32_t seen_sleep_epoch_ = 0;
   std::uint32_t wake_count_ = 0;
   fence_mode fence_ = fence_mode::seq_cst;
@@ -402,10 +446,6 @@ claimed_record& claimed_record::operator=(claimed_record&& other) noexcept {
     type_ = other.type_;
   }
   return *this;
-}
-
-claimed_record::~claimed_record() {
-  abort();
 }
 
 void claimed_record::commit(std::size_t used) {

@@ -99,7 +99,9 @@ class claimed_record {
   claimed_record& operator=(claimed_record&& other) noexcept;
   claimed_record(const claimed_record&) = delete;
   claimed_record& operator=(const claimed_record&) = delete;
-  ~claimed_record();
+  ~claimed_record() {
+    if (core_ != nullptr) abort();  // inline: a committed claim costs one test, not two calls
+  }
 
   // The reserved payload bytes, straight in the ring. Valid until commit() or abort().
   std::span<std::byte> payload() const noexcept { return payload_; }
