@@ -105,6 +105,8 @@ class reader_core {
     wake_seq_ = &h.wake_seq;
     checkpoints_ = h.checkpoints;
     area_ = &map_->reader_area();
+    asymmetric_fence_ =
+        static_cast<fence_mode>(h.descriptor.writer_fence) == fence_mode::membarrier;
 
     switch (options.start.where) {
       case start_position::kind::oldest:
@@ -248,9 +250,15 @@ class reader_core {
   // --- waiting: reader thread only ----------------------------------------------------------
 
   bool wait(std::chrono::nanoseconds timeout) {
-    if (data_available()) return true;
-    const std::uint64_t now = monotonic_ns();
+    if (offset_ != known_master_) return true;  // unread records: no need to look
+    std::uint64_t now = monotonic_ns();
     const std::uint64_t deadline = saturating_deadline(now, timeout);
+    // Dense: more than one record since the last wait, so records are piling up faster than we
+    // come back for them. Then give the writer the grace before pulling the line back.
+    const bool dense = records_ - records_at_wait_ >= 2;
+    records_at_wait_ = records_;
+    if (dense) now = catch_up_grace(now, deadline);
+    if (data_available()) return true;
     bool ready = false;
     switch (policy_.mode) {
       case wait_mode::spin:
@@ -449,6 +457,17 @@ class reader_core {
     return offset_ != known_master_;
   }
 
+  // Keep off the master offset's line for a moment after catching up (see wait_policy).
+  std::uint64_t catch_up_grace(std::uint64_t now, std::uint64_t deadline) noexcept {
+    const std::uint64_t until =
+        std::min(deadline, saturating_deadline(now, policy_.catch_up_grace));
+    while (now < until) {
+      cpu_relax();
+      now = monotonic_ns();
+    }
+    return now;
+  }
+
   bool spin_until(std::uint64_t limit) noexcept {
     set_state(reader_state::spinning);
     for (unsigned i = 0;; ++i) {
@@ -477,7 +496,7 @@ class reader_core {
       // the writer's fence between its master store and its sleep_epoch load: seq_cst thread
       // fence against a seq_cst writer, membarrier() against a compiler-fence-only writer.
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      membarrier_global();
+      if (asymmetric_fence_) membarrier_global();
       // 3. acquire: pairs with the writer's release store of wake_seq in wake_sleepers().
       const std::uint32_t seq = wake_seq_->load(std::memory_order_acquire);
       // 4. Re-check, then sleep only if the wake word is still what we saw.
@@ -560,6 +579,8 @@ class reader_core {
   std::uint64_t lapped_ = 0;
   std::uint64_t records_ = 0;
   std::uint64_t records_at_beat_ = 0;
+  bool asymmetric_fence_ = false;      // the log's writers fence with membarrier (sleep_until)
+  std::uint64_t records_at_wait_ = 0;  // records_ when wait() last ran (catch-up grace)
   std::function<void()> validation_hook_;
   bool has_validation_hook_ = false;
 };

@@ -44,7 +44,7 @@ std::string quoted(std::string_view name) {
 }
 
 std::uint32_t descriptor_crc(const segment_descriptor& d) {
-  // Everything after the magic and before the checksum itself.
+  // Everything after the magic and before the checksum itself (bytes 8 .. 59).
   const auto* base = reinterpret_cast<const std::byte*>(&d);
   return crc32c(base + sizeof(std::uint64_t),
                 offsetof(segment_descriptor, descriptor_crc) - sizeof(std::uint64_t));
@@ -77,6 +77,9 @@ geometry validate_descriptor(std::string_view name, const segment_descriptor& d)
     bad("intent_chunk " + std::to_string(d.intent_chunk) + " != capacity / 16");
   if (d.max_payload != max_payload_for(d.capacity))
     bad("max_payload " + std::to_string(d.max_payload) + " != capacity / 4 - 8");
+  if (d.writer_fence != static_cast<std::uint32_t>(fence_mode::seq_cst) &&
+      d.writer_fence != static_cast<std::uint32_t>(fence_mode::membarrier))
+    bad("writer_fence " + std::to_string(d.writer_fence) + " is not a known fence mode");
   if (d.descriptor_crc != descriptor_crc(d)) bad("descriptor checksum mismatch");
   geometry g;
   g.capacity = d.capacity;
@@ -223,6 +226,7 @@ void initialise_segment(std::byte* base, const create_options& options) {
   d.intent_chunk = static_cast<std::uint32_t>(intent_chunk_for(options.capacity));
   d.max_payload = static_cast<std::uint32_t>(max_payload_for(options.capacity));
   d.creation_time_ns = realtime_ns();
+  d.writer_fence = static_cast<std::uint32_t>(options.writer_fence);
   d.descriptor_crc = descriptor_crc(d);
 
   const history_id id = history_id::random();

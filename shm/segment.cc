@@ -115,6 +115,8 @@ void validate_create_options(const create_options& o) {
   char octal[24];
   std::snprintf(octal, sizeof octal, "0%o", static_cast<unsigned>(o.mode));
   if (o.mode & ~mode_t{0777}) bad(std::string("mode ") + octal + " has bits outside 0777");
+  if (o.writer_fence != fence_mode::seq_cst && o.writer_fence != fence_mode::membarrier)
+    bad("writer fence must be seq_cst or membarrier");
   if ((o.mode & 0600) != 0600)
     bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
@@ -179,6 +181,7 @@ log_info inspect(std::string_view name) {
   info.writer_generation = h.writer.generation.load(std::memory_order_relaxed);
   info.writer_start_time_ns = h.writer.start_time_ns.load(std::memory_order_relaxed);
   info.recovered_torn_bytes = h.writer.recovered_torn_bytes.load(std::memory_order_relaxed);
+  info.writer_fence = static_cast<fence_mode>(h.descriptor.writer_fence);
   info.fence = static_cast<fence_mode>(h.writer.fence.load(std::memory_order_relaxed));
 
   const reader_area_header& ra = m->reader_area();

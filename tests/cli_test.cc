@@ -930,6 +930,7 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"create", fresh, "--capacity", "2048G"},
       {"create", fresh, "--capacity", "4K", "--mode", "999"},
       {"create", fresh, "--capacity", "4K", "--mode", "abc"},
+      {"create", fresh, "--capacity", "4K", "--fence", "bogus"},
       {"create", fresh, "--capacity", "4K", "--mode", ""},
       {"create", fresh, "--capacity", "4K", "--mode", "17777"},
       {"create", fresh, "--capacity", "4K", "--mode", "0400"},

@@ -288,8 +288,10 @@ class processes : public ::testing::Test {
     ::signal(SIGPIPE, SIG_IGN);
   }
 
-  void create_log(std::uint64_t capacity, std::uint32_t reader_slots = 8) {
-    shmlog::create(log_, {.capacity = capacity, .reader_slots = reader_slots});
+  void create_log(std::uint64_t capacity, std::uint32_t reader_slots = 8,
+                  shmlog::fence_mode fence = shmlog::fence_mode::seq_cst) {
+    shmlog::create(log_,
+                   {.capacity = capacity, .reader_slots = reader_slots, .writer_fence = fence});
   }
 
   // Starts `role` on this test's log; the peer is killed at the latest when the test ends.
@@ -609,8 +611,13 @@ TEST_F(processes, ReaderAsleepAcrossWriterCrashWokenByNextWriter) {
 // one before and after a seeded random pause of up to 30 us, so that records land at every point
 // of a reader's way into sleep, 5000 times over. (Against a reader that checks for data before
 // announcing its sleep, about every other run of this test caught the lost wake-up.)
-TEST_F(processes, SleepingReadersNeverMissAWakeUp) {
-  create_log(65536);
+// Both ways of ordering the writer's publish against its check for sleepers (docs/design.md,
+// "No lost wake-up"): a fence on every publish, or a membarrier() by each reader going to sleep.
+class processes_by_fence : public processes,
+                           public ::testing::WithParamInterface<shmlog::fence_mode> {};
+
+TEST_P(processes_by_fence, SleepingReadersNeverMissAWakeUp) {
+  create_log(65536, 8, GetParam());
   std::vector<peer*> readers;
   for (int i = 0; i < 2; ++i)
     readers.push_back(&start_reader("fail", {"--wait", "sleep", "--wait-timeout-ms", "60000"}));
@@ -624,6 +631,14 @@ TEST_F(processes, SleepingReadersNeverMissAWakeUp) {
     EXPECT_EQ(got["records"], written["records"]);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fences, processes_by_fence,
+                         ::testing::Values(shmlog::fence_mode::seq_cst,
+                                           shmlog::fence_mode::membarrier),
+                         [](const auto& param_info) {
+                           return param_info.param == shmlog::fence_mode::seq_cst ? "seq_cst"
+                                                                                  : "membarrier";
+                         });
 
 TEST_F(processes, TimedWaitReturnsFalseWithoutWriterActivity) {
   create_log(4096);

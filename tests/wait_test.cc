@@ -19,8 +19,11 @@ using test::scoped_log;
 using test::unique_log_name;
 
 struct wait_fixture : ::testing::Test {
+  explicit wait_fixture(fence_mode fence = fence_mode::seq_cst)
+      : w(writer::create(log, {.capacity = 4096, .writer_fence = fence})) {}
+
   scoped_log log{unique_log_name("wait")};
-  writer w = writer::create(log, {.capacity = 4096});
+  writer w;
 
   reader attach(wait_mode mode) {
     return reader::attach(log.name(),
@@ -75,6 +78,32 @@ TEST_F(wait_fixture, SleepingReaderIsWokenByAnAppend) {
     std::vector<std::byte> buffer;
     EXPECT_EQ(r.poll_copy(buffer).record.text(), "wake up");
   }
+}
+
+// The same with a membarrier() writer (the fence in each publish is then only a compiler one).
+struct wait_with_membarrier : wait_fixture {
+  wait_with_membarrier() : wait_fixture(fence_mode::membarrier) {}
+};
+
+TEST_F(wait_with_membarrier, SleepingReaderIsWokenByAnAppend) {
+  EXPECT_EQ(w.fence(), fence_mode::membarrier);  // this kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED
+  EXPECT_EQ(inspect(log.name()).writer_fence, fence_mode::membarrier);
+  for (int round = 0; round < 30; ++round) {
+    reader r = attach(wait_mode::sleep);
+    bool woke = false;
+    std::thread t([&] { woke = r.wait(60s); });
+    await_state(reader_state::sleeping);
+    w.append("wake up");
+    t.join();
+    EXPECT_TRUE(woke);
+  }
+}
+
+TEST_F(wait_fixture, DefaultWriterFenceIsSeqCst) {
+  EXPECT_EQ(w.fence(), fence_mode::seq_cst);
+  const log_info info = inspect(log.name());
+  EXPECT_EQ(info.writer_fence, fence_mode::seq_cst);
+  EXPECT_EQ(info.fence, fence_mode::seq_cst);
 }
 
 TEST_F(wait_fixture, AdaptiveWaitEndsUpAsleepAndIsWoken) {

@@ -22,9 +22,10 @@ void print_help(const char* usage) {
 
 int run_create(std::span<const std::string> argv) {
   static constexpr const char* usage =
-      "shmlog create NAME --capacity SIZE [--mode OCTAL] [--readers N]";
+      "shmlog create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence "
+      "seq_cst|membarrier]";
   const parsed_args args =
-      parse_args(argv, {{"capacity", true}, {"mode", true}, {"readers", true}});
+      parse_args(argv, {{"capacity", true}, {"mode", true}, {"readers", true}, {"fence", true}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
@@ -41,6 +42,15 @@ int run_create(std::span<const std::string> argv) {
   if (const auto readers = args.value("readers"))
     options.reader_slots =
         static_cast<std::uint32_t>(parse_unsigned("readers", *readers, 1, max_reader_slots));
+  if (const auto fence = args.value("fence")) {
+    if (*fence == "seq_cst") {
+      options.writer_fence = fence_mode::seq_cst;
+    } else if (*fence == "membarrier") {
+      options.writer_fence = fence_mode::membarrier;
+    } else {
+      throw usage_error("bad --fence '" + one_line(*fence) + "': expected seq_cst or membarrier");
+    }
+  }
   validate_create_options(options);
   create(name, options);
   return exit_ok;

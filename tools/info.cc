@@ -87,6 +87,7 @@ std::vector<field> writer_fields(const log_info& i) {
       {"writer_start_time", iso_time(i.writer_start_time_ns)},
       {"writer_start_time_ms", i.writer_start_time_ns / 1'000'000},
       {"recovered_torn_bytes", i.recovered_torn_bytes},
+      {"writer_fence", std::string(fence_name(i.writer_fence))},
       {"fence", std::string(fence_name(i.fence))},
   };
 }

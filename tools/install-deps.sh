@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages shmlog needs to build, test and benchmark, if any are missing.
-# Runs apt-get only when something is missing, so it is cheap to call before every build.
+# Installs the Debian 12 packages shmlog needs to build and test, if any are missing; with the
+# argument "bench", also what bench/run.sh needs to measure and plot. Runs apt-get only when
+# something is missing, so it is cheap to call before every build.
+#   tools/install-deps.sh [bench]
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,13 @@ packages=(
   libgtest-dev              # GoogleTest, for tests/
   libbenchmark-dev          # Google Benchmark, for bench/
 )
+if [ "${1:-}" = "bench" ]; then
+  packages+=(
+    gnuplot-nox             # bench/plot.sh draws the figures in docs/benchmarks.md
+    valgrind                # callgrind: instructions per append and per read
+    linux-perf              # bench/perf/: perf stat and perf record
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

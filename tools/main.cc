@@ -16,7 +16,7 @@ constexpr const char* usage_text =
     R"(usage: shmlog COMMAND [ARGS]
 
 Commands:
-  create NAME --capacity SIZE [--mode OCTAL] [--readers N]
+  create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence seq_cst|membarrier]
                           create a log; SIZE is bytes or K/M/G (powers of 1024), a power of two
                           from 4K to 1024G; mode defaults to 0600, reader slots to 64
   destroy NAME            remove a log

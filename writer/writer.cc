@@ -313,7 +313,13 @@ class writer_core {
     seen_sleep_epoch_ = sleep_epoch_->load(std::memory_order_relaxed) - 1;
     wake_count_ = wake_seq_->load(std::memory_order_relaxed);
 
-    fence_ = membarrier_register_global() ? fence_mode::membarrier : fence_mode::seq_cst;
+    // The log says which fence every writer uses; readers decide from the same field whether
+    // to issue membarrier(). Without kernel support this writer falls back to seq_cst, which
+    // is correct whatever the readers do (they then issue a membarrier() that is not needed).
+    const bool asymmetric =
+        static_cast<fence_mode>(h.descriptor.writer_fence) == fence_mode::membarrier;
+    fence_ =
+        asymmetric && membarrier_register_global() ? fence_mode::membarrier : fence_mode::seq_cst;
     wb.fence.store(static_cast<std::uint32_t>(fence_), std::memory_order_relaxed);
     if (takeover_.previous_crashed)
       wb.recovered_torn_bytes.store(takeover_.unpublished_bytes, std::memory_order_relaxed);

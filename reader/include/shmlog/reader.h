@@ -57,6 +57,12 @@ struct wait_policy {
   wait_mode mode = wait_mode::adaptive;
   std::chrono::nanoseconds spin_for = std::chrono::microseconds(50);
   std::chrono::nanoseconds yield_for = std::chrono::milliseconds(2);
+  // In a dense stream (more than one record read since the last wait), a reader that has read
+  // everything waits this long before it looks at the master offset again, so that the writer
+  // can publish several records without losing that cache line to the reader each time
+  // (docs/design.md, "Catch-up grace"). Records that come one per wait are never delayed.
+  // Zero turns it off.
+  std::chrono::nanoseconds catch_up_grace = std::chrono::nanoseconds(250);
   // A sleeping reader wakes on its own at least this often to refresh its heartbeat (shown by
   // shmlog info). nanoseconds::max(): never; only the writer or the timeout wakes it.
   std::chrono::nanoseconds heartbeat_interval = std::chrono::seconds(1);

@@ -118,10 +118,12 @@ inline constexpr std::uint32_t header_size = 4096;
 inline constexpr std::size_t history_id_size = 40;  // hex characters, like a Redis replid
 inline constexpr std::uint64_t no_offset = ~std::uint64_t{0};
 
+// How a writer orders its publication against the check for sleeping readers (docs/design.md,
+// "No lost wake-up"). Chosen when the log is created; every writer of the log uses it.
 enum class fence_mode : std::uint32_t {
-  none = 0,        // no writer has opened the log yet
-  membarrier = 1,  // writer: compiler fence only; sleeping readers issue membarrier()
-  seq_cst = 2,     // writer: std::atomic_thread_fence(seq_cst) after every publish
+  none = 0,        // (writer block only) no writer has opened the log yet
+  membarrier = 1,  // writer: compiler fence only; a reader going to sleep issues membarrier()
+  seq_cst = 2,     // writer: std::atomic_thread_fence(seq_cst) after every publish (default)
 };
 
 // Written once by the creator, before the magic; never changed afterwards.
@@ -136,8 +138,8 @@ struct alignas(cache_line_size) segment_descriptor {
   std::uint32_t intent_chunk;      // capacity / 16 (the field keeps old segments readable)
   std::uint32_t max_payload;       // capacity / 4 - record_header_size
   std::uint64_t creation_time_ns;  // CLOCK_REALTIME
-  std::uint32_t descriptor_crc;    // CRC-32C of the bytes before this field
-  std::uint32_t reserved;
+  std::uint32_t writer_fence;      // the fence_mode every writer of this log uses
+  std::uint32_t descriptor_crc;    // CRC-32C of bytes 8 .. 59 (after the magic, before this)
 };
 
 // The history of the log, like a Redis master's replid / replid2 / second_replid_offset.
@@ -158,7 +160,7 @@ struct alignas(cache_line_size) writer_block {
   std::atomic<std::uint32_t> generation;            // writers that have opened the log so far
   std::atomic<std::uint64_t> start_time_ns;         // CLOCK_REALTIME when it took over
   std::atomic<std::uint64_t> recovered_torn_bytes;  // unpublished bytes it found and dropped
-  std::atomic<std::uint32_t> fence;                 // a fence_mode
+  std::atomic<std::uint32_t> fence;                 // the fence_mode it uses (see writer_fence)
   std::atomic<std::uint32_t> open;  // 1 while a writer has it; 1 at takeover: it died
 };
 
@@ -205,7 +207,8 @@ static_assert(offsetof(segment_descriptor, reader_slot_count) == 36);
 static_assert(offsetof(segment_descriptor, intent_chunk) == 40);
 static_assert(offsetof(segment_descriptor, max_payload) == 44);
 static_assert(offsetof(segment_descriptor, creation_time_ns) == 48);
-static_assert(offsetof(segment_descriptor, descriptor_crc) == 56);
+static_assert(offsetof(segment_descriptor, writer_fence) == 56);
+static_assert(offsetof(segment_descriptor, descriptor_crc) == 60);
 static_assert(offsetof(history_block, replid) == 8);
 static_assert(offsetof(history_block, replid2) == 8 + history_id_size);
 static_assert(offsetof(history_block, second_repl_offset) == 8 + 2 * history_id_size);

@@ -18,6 +18,10 @@ struct create_options {
   std::uint64_t capacity = 1 << 20;  // ring bytes: a power of two in [4 KiB, 1 TiB]
   std::uint32_t reader_slots = default_reader_slots;  // most readers attached at once
   mode_t mode = 0600;  // permissions of /dev/shm/<name>, applied exactly (no umask)
+  // seq_cst (default): the writer fences every publish, ~1-2 ns. membarrier: the writer saves
+  // that fence and a reader going to sleep pays a membarrier() instead, which interrupts the
+  // writer's CPU: worth it on bare metal, costly in VMs (docs/design.md, "No lost wake-up").
+  fence_mode writer_fence = fence_mode::seq_cst;
 };
 
 // Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
@@ -72,7 +76,8 @@ struct log_info {
   std::uint32_t writer_generation = 0;
   std::uint64_t writer_start_time_ns = 0;
   std::uint64_t recovered_torn_bytes = 0;
-  fence_mode fence = fence_mode::none;
+  fence_mode writer_fence = fence_mode::seq_cst;  // chosen at creation
+  fence_mode fence = fence_mode::none;            // what the current or last writer used
 
   std::uint64_t sync_full = 0;
   std::uint64_t sync_partial_ok = 0;
