@@ -1,0 +1,700 @@
+// The parent of a case: sets up the transport, starts the processes, says "go", collects what
+// they report and turns it into the case's JSON object.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/interprocess/ipc/message_queue.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+
+#include "clock.h"
+#include "harness.h"
+#include "histogram.h"
+#include "process.h"
+#include "shmlog/reader.h"
+#include "shmlog/segment.h"
+#include "transports.h"
+
+namespace shmlog::bench {
+
+double measure_clock_overhead_ns() {
+  constexpr int calls = 2'000'000;
+  std::uint64_t sink = 0;
+  for (int i = 0; i < calls / 10; ++i)  // warm the vDSO page and the branch predictors
+    sink += now_ns();
+  const std::uint64_t start = now_ns();
+  for (int i = 0; i < calls; ++i)
+    sink += now_ns();
+  const std::uint64_t elapsed = now_ns() - start;
+  asm volatile("" : : "r"(sink));
+  return double(elapsed) / calls;
+}
+
+std::uint64_t warmup_ns(const case_config& c) {
+  return std::max(min_warmup_ns, static_cast<std::uint64_t>(c.seconds * warmup_fraction * 1e9));
+}
+
+bool is_shmlog(const std::string& transport) {
+  return transport == "shmlog" || transport == "shmlog-view";
+}
+
+bool is_floor_stream(const std::string& transport) {
+  return transport == "floor-stream" || transport == "floor-stream-view";
+}
+
+std::uint64_t effective_grace_ns(const case_config& c) {
+  return c.catch_up_grace_ns.value_or(
+      static_cast<std::uint64_t>(wait_policy{}.catch_up_grace.count()));
+}
+
+std::uint64_t floor_stream_slots(const case_config& c) {
+  return c.record_bytes ? c.capacity / c.record_bytes : 0;
+}
+
+std::string default_wait(const std::string& transport) {
+  if (is_shmlog(transport)) return "adaptive";
+  if (transport == "floor-pingpong" || is_floor_stream(transport)) return "spin";
+  if (transport == "memcpy") return "none";
+  return "block";
+}
+
+void validate(case_config& c) {
+  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  const std::string& t = c.transport;
+  const bool known = is_shmlog(t) || t == "floor-pingpong" || is_floor_stream(t) || t == "memcpy" ||
+                     t == "boost-mq" || t == "pipe" || t == "unix-socket";
+  if (!known)
+    bad("--transport must be shmlog, shmlog-view, floor-pingpong, floor-stream, "
+        "floor-stream-view, memcpy, boost-mq, pipe or unix-socket, not '" +
+        t + "'");
+  if (c.mode != "throughput" && c.mode != "latency")
+    bad("--mode must be throughput or latency, not '" + c.mode + "'");
+  if (c.wait.empty()) c.wait = default_wait(t);
+  if (is_shmlog(t)) {
+    if (c.wait != "spin" && c.wait != "yield" && c.wait != "sleep" && c.wait != "adaptive")
+      bad("--wait for shmlog must be spin, yield, sleep or adaptive, not '" + c.wait + "'");
+  } else if (c.wait != default_wait(t)) {
+    bad("--wait for " + t + " can only be " + default_wait(t));
+  }
+  if (t == "memcpy") {
+    if (c.mode != "throughput") bad("memcpy measures throughput only");
+    c.readers = 0;
+  }
+  if (t == "floor-pingpong") {
+    if (c.mode != "latency") bad("floor-pingpong measures latency only (one-way, RTT / 2)");
+    c.readers = 1;
+    c.record_bytes = 8;  // one counter on one cache line
+    c.rate = 0;          // not paced: back to back
+  }
+  if (is_floor_stream(t)) {
+    if (c.mode != "throughput") bad(t + " measures throughput only");
+    if (c.readers != 1) bad(t + " is single-consumer: --readers must be 1");
+    if (c.capacity > (std::uint64_t{1} << 32)) bad("--capacity for " + t + " is limited to 4 GiB");
+    if (c.record_bytes > 0 && floor_stream_slots(c) < 2)
+      bad("--capacity " + std::to_string(c.capacity) + " holds fewer than two " +
+          std::to_string(c.record_bytes) + "-byte blocks; raise --capacity");
+  }
+  if (c.catch_up_grace_ns && !is_shmlog(t)) bad("--catch-up-grace applies to shmlog only");
+  if (c.catch_up_grace_ns && *c.catch_up_grace_ns > 1'000'000'000)
+    bad("--catch-up-grace is limited to 1 s (1e9 ns)");
+  if (c.record_bytes < 8) bad("--record-bytes must be at least 8 (the sequence number)");
+  if (c.mode == "latency" && t != "floor-pingpong" && c.record_bytes < 16)
+    bad("latency mode needs --record-bytes of at least 16 (sequence number and due time)");
+  if (c.record_bytes > (64u << 20)) bad("--record-bytes is limited to 64 MiB");
+  if (!is_shmlog(t) && t != "memcpy" && t != "floor-pingpong" && c.readers == 0)
+    bad(t + " needs at least one reader");
+  if (c.readers > 1000) bad("--readers is limited to 1000");
+  if (c.idle_readers > 0 && !is_shmlog(t)) bad("--idle-readers applies to shmlog only");
+  if (c.readers + c.idle_readers > max_reader_slots)
+    bad("--readers plus --idle-readers must be at most " + std::to_string(max_reader_slots));
+  if (c.mode == "latency" && t != "floor-pingpong" && (c.rate == 0 || c.rate > 1'000'000'000))
+    bad("--rate must be between 1 and 1e9 records per second");
+  if (!(c.seconds > 0 && c.seconds <= 3600)) bad("--seconds must be in (0, 3600]");
+  if (is_shmlog(t)) {
+    validate_create_options({.capacity = c.capacity});
+    if (c.record_bytes > max_payload_for(c.capacity))
+      bad("--record-bytes " + std::to_string(c.record_bytes) +
+          " exceeds the largest payload of a " + std::to_string(c.capacity) + "-byte ring (" +
+          std::to_string(max_payload_for(c.capacity)) + "); raise --capacity");
+  }
+}
+
+std::map<std::string, std::string> to_args(const case_config& c) {
+  std::ostringstream seconds;
+  seconds.precision(17);
+  seconds << c.seconds;
+  return {{"transport", c.transport},
+          {"mode", c.mode},
+          {"record_bytes", std::to_string(c.record_bytes)},
+          {"readers", std::to_string(c.readers)},
+          {"wait", c.wait},
+          {"rate", std::to_string(c.rate)},
+          {"seconds", seconds.str()},
+          {"capacity", std::to_string(c.capacity)},
+          {"pin", c.pin ? "1" : "0"},
+          {"idle_readers", std::to_string(c.idle_readers)},
+          {"catch_up_grace",
+           c.catch_up_grace_ns ? std::to_string(*c.catch_up_grace_ns) : std::string("default")}};
+}
+
+case_config from_args(const std::map<std::string, std::string>& args) {
+  auto get = [&](const char* k) {
+    const auto it = args.find(k);
+    if (it == args.end()) throw std::runtime_error(std::string("child: missing ") + k);
+    return it->second;
+  };
+  case_config c;
+  c.transport = get("transport");
+  c.mode = get("mode");
+  c.record_bytes = std::stoull(get("record_bytes"));
+  c.readers = static_cast<unsigned>(std::stoul(get("readers")));
+  c.wait = get("wait");
+  c.rate = std::stoull(get("rate"));
+  c.seconds = std::stod(get("seconds"));
+  c.capacity = std::stoull(get("capacity"));
+  c.pin = get("pin") == "1";
+  c.idle_readers = static_cast<unsigned>(std::stoul(get("idle_readers")));
+  if (const std::string g = get("catch_up_grace"); g != "default")
+    c.catch_up_grace_ns = std::stoull(g);
+  return c;
+}
+
+json_object machine_info() {
+  json_object m;
+  std::string model = "unknown";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) model = line.substr(line.find_first_not_of(' ', colon + 1));
+      break;
+    }
+  }
+  m.set_string("cpu_model", model);
+  m.set_u64("cores", static_cast<std::uint64_t>(online_cpus()));
+  utsname u{};
+  ::uname(&u);
+  m.set_string("kernel", u.release);
+#if defined(__clang__)
+  m.set_string("compiler", std::string("clang++ ") + __clang_version__);
+#elif defined(__GNUC__)
+  m.set_string("compiler", std::string("g++ ") + __VERSION__);
+#else
+  m.set_string("compiler", __VERSION__);
+#endif
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  m.set_string("date", date);
+  m.set_string("build_type", SHMLOG_BENCH_BUILD_TYPE);
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+using result_map = std::map<std::string, std::string>;
+
+result_map parse_lines(const std::vector<std::string>& lines) {
+  result_map m;
+  for (const std::string& line : lines) {
+    const auto space = line.find(' ');
+    if (space == std::string::npos) {
+      m[line] = "";
+    } else {
+      m[line.substr(0, space)] = line.substr(space + 1);
+    }
+  }
+  return m;
+}
+
+std::uint64_t u64(const result_map& m, const std::string& key) {
+  const auto it = m.find(key);
+  return it == m.end() ? 0 : std::strtoull(it->second.c_str(), nullptr, 10);
+}
+
+int read_pipe_max_size() {
+  std::ifstream f("/proc/sys/fs/pipe-max-size");
+  int n = 0;
+  return (f >> n) ? n : (1 << 20);
+}
+
+// Everything a case creates, undone however the case ends.
+class case_resources {
+ public:
+  case_resources() = default;
+  case_resources(const case_resources&) = delete;
+  case_resources& operator=(const case_resources&) = delete;
+  ~case_resources() {
+    for (child_process& c : children) {
+      kill_and_reap(c);
+    }
+    for (const int fd : fds)
+      ::close(fd);
+    if (!log_name.empty()) {
+      try {
+        destroy(log_name);
+      } catch (...) {
+      }
+    }
+    for (const std::string& q : queues)
+      boost::interprocess::message_queue::remove(q.c_str());
+  }
+  // The parent's copies of descriptors handed to children: closed once they are started, so
+  // a child that dies shows up as end of file on the other side.
+  void close_fds() {
+    for (const int fd : fds)
+      ::close(fd);
+    fds.clear();
+  }
+
+  std::vector<child_process> children;  // active ones first, then idle readers
+  std::vector<int> fds;
+  std::string log_name;
+  std::vector<std::string> queues;
+};
+
+std::string unique_base() {
+  static unsigned counter = 0;
+  return "shmlog-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+int reader_cpu(unsigned index, int ncpu) {
+  return ncpu > 1 ? 1 + static_cast<int>(index % static_cast<unsigned>(ncpu - 1)) : 0;
+}
+
+void check_interrupted() {
+  if (interrupted.load()) throw std::runtime_error("interrupted");
+}
+
+// Waits until every child said ready; throws naming the first that died first.
+void wait_ready(std::vector<child_process>& children, std::uint64_t timeout_ns) {
+  std::vector<child_process*> all;
+  for (child_process& c : children)
+    all.push_back(&c);
+  const std::uint64_t deadline = now_ns() + timeout_ns;
+  for (;;) {
+    check_interrupted();
+    bool everyone = true;
+    for (child_process& c : children) {
+      if (c.ready) continue;
+      everyone = false;
+      if (c.result < 0) {
+        reap(c);
+        std::string why;
+        for (const std::string& line : c.lines)
+          if (line.rfind("failed ", 0) == 0) why = ": " + line.substr(7);
+        throw std::runtime_error(c.role + " " + describe_status(c.status) + " before it was ready" +
+                                 why);
+      }
+    }
+    if (everyone) return;
+    if (now_ns() > deadline) throw std::runtime_error("children were not ready in time");
+    pump_results(all, 100);
+  }
+}
+
+// Collects until the active children close their result pipes. A child that died abnormally
+// ends the case at once: its peers may never finish (a writer blocked on a dead reader's full
+// queue waits forever).
+void collect(std::vector<child_process*>& active, std::uint64_t deadline) {
+  for (;;) {
+    check_interrupted();
+    for (child_process* c : active) {
+      if (c->result >= 0 || !try_reap(*c)) continue;
+      if (!(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0)) {
+        std::string why;
+        for (const std::string& line : c->lines)
+          if (line.rfind("failed ", 0) == 0) why = ": " + line.substr(7);
+        throw std::runtime_error(c->role + " " + describe_status(c->status) + why);
+      }
+    }
+    if (std::all_of(active.begin(), active.end(), [](child_process* c) { return c->result < 0; }))
+      return;
+    if (now_ns() > deadline) {
+      std::string who;
+      for (child_process* c : active)
+        if (c->result >= 0) who += (who.empty() ? "" : ", ") + c->role;
+      throw std::runtime_error("timed out waiting for " + who);
+    }
+    // A quarter of a second: the parent is not pinned, and every wake-up of it can preempt a
+    // spinner; an end of file wakes it at once anyway.
+    pump_results(active, 250);
+  }
+}
+
+void set_latency_fields(json_object& j, const histogram& h) {
+  j.set_u64("p50_ns", h.percentile(50));
+  j.set_u64("p90_ns", h.percentile(90));
+  j.set_u64("p99_ns", h.percentile(99));
+  j.set_u64("p999_ns", h.percentile(99.9));
+  j.set_u64("p9999_ns", h.percentile(99.99));
+  j.set_u64("max_ns", h.max());
+  j.set_u64("min_ns", h.min());
+  j.set_f64("mean_ns", h.mean());
+  j.set_u64("count", h.count());
+  j.set_raw("percentiles", spectrum_json(percentile_spectrum(h)));
+}
+
+}  // namespace
+
+namespace {
+
+json_object run_case_once(case_config c, double clock_overhead_ns) {
+  json_object j;
+  try {
+    validate(c);
+  } catch (const std::exception& e) {
+    j.set_string("transport", c.transport);
+    j.set_string("mode", c.mode);
+    j.set_string("error", e.what());
+    return j;
+  }
+  const bool latency = c.mode == "latency";
+  j.set_string("transport", c.transport);
+  j.set_string("mode", c.mode);
+  j.set_u64("record_bytes", c.record_bytes);
+  j.set_u64("readers", c.readers);
+  j.set_string("wait", c.wait);
+  if (latency) j.set_u64("rate", c.rate);
+  j.set_f64("seconds", c.seconds);
+  j.set_f64("warmup_seconds", double(warmup_ns(c)) / 1e9);
+  if (c.idle_readers) j.set_u64("idle_readers", c.idle_readers);
+  if (is_shmlog(c.transport)) j.set_u64("catch_up_grace_ns", effective_grace_ns(c));
+
+  try {
+    const std::uint64_t busy_before = machine_busy_ns();
+    const std::uint64_t own_before = own_cpu_ns();
+    const std::uint64_t wall_before = now_ns();
+    case_resources res;
+    const int ncpu = online_cpus();
+    const std::string base = unique_base();
+    std::map<std::string, std::string> args = to_args(c);
+    std::vector<child_process>& kids = res.children;
+    kids.reserve(2 + c.readers + c.idle_readers);
+    auto spawn = [&](const std::string& role, const std::string& label, int cpu,
+                     std::map<std::string, std::string> extra, const std::vector<int>& inherit) {
+      std::map<std::string, std::string> a = args;
+      a["role"] = role;
+      a["cpu"] = std::to_string(cpu);
+      for (auto& [k, v] : extra)
+        a[k] = v;
+      kids.push_back(spawn_child(label, std::move(a), inherit));
+    };
+    const std::string& t = c.transport;
+
+    if (is_shmlog(t)) {
+      res.log_name = base;
+      create(base,
+             {.capacity = c.capacity, .reader_slots = std::max(1u, c.readers + c.idle_readers)});
+      j.set_u64("capacity", c.capacity);
+      j.set_string("resync", "seek_oldest");
+      spawn("writer", "writer", 0, {{"name", base}}, {});
+      for (unsigned i = 0; i < c.readers; ++i)
+        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu), {{"name", base}}, {});
+      for (unsigned i = 0; i < c.idle_readers; ++i)
+        spawn("idle", "idle reader " + std::to_string(i), reader_cpu(c.readers + i, ncpu),
+              {{"name", base}}, {});
+    } else if (t == "boost-mq") {
+      // The same byte budget as the shmlog ring, as whole messages: capacity / B, kept within
+      // [16, 4096] messages (Boost preallocates every slot).
+      const std::uint64_t depth = std::clamp<std::uint64_t>(c.capacity / c.record_bytes, 16, 4096);
+      j.set_u64("queue_depth", depth);
+      std::string names;
+      for (unsigned i = 0; i < c.readers; ++i) {
+        const std::string q = base + "-mq" + std::to_string(i);
+        boost::interprocess::message_queue::remove(q.c_str());
+        res.queues.push_back(q);
+        boost::interprocess::message_queue(boost::interprocess::create_only, q.c_str(), depth,
+                                           c.record_bytes);
+        names += (names.empty() ? "" : ",") + q;
+      }
+      spawn("writer", "writer", 0, {{"queues", names}}, {});
+      for (unsigned i = 0; i < c.readers; ++i)
+        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu),
+              {{"queue", res.queues[i]}}, {});
+    } else if (t == "pipe" || t == "unix-socket") {
+      std::vector<int> write_ends;
+      std::vector<int> read_ends;
+      for (unsigned i = 0; i < c.readers; ++i) {
+        int fds[2];
+        if (t == "pipe") {
+          if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+          read_ends.push_back(fds[0]);
+          write_ends.push_back(fds[1]);
+          // The same byte budget as the shmlog ring, up to what an unprivileged process may
+          // ask for (/proc/sys/fs/pipe-max-size, 1 MiB by default).
+          const int want = static_cast<int>(std::min<std::uint64_t>(
+              c.capacity, static_cast<std::uint64_t>(read_pipe_max_size())));
+          const int got = ::fcntl(fds[1], F_SETPIPE_SZ, want);
+          j.set_u64("pipe_bytes",
+                    static_cast<std::uint64_t>(got > 0 ? got : ::fcntl(fds[1], F_GETPIPE_SZ)));
+        } else {
+          if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+            throw std::runtime_error("socketpair failed");
+          write_ends.push_back(fds[0]);
+          read_ends.push_back(fds[1]);
+          // Asked for the ring's size; the kernel caps it at net.core.wmem_max / rmem_max.
+          const int want = static_cast<int>(std::min<std::uint64_t>(c.capacity, 1u << 30));
+          ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+          ::setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+          int got = 0;
+          socklen_t len = sizeof got;
+          ::getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &got, &len);
+          j.set_u64("socket_sndbuf_bytes", static_cast<std::uint64_t>(got));
+        }
+        res.fds.push_back(fds[0]);
+        res.fds.push_back(fds[1]);
+      }
+      std::string list;
+      for (const int fd : write_ends)
+        list += (list.empty() ? "" : ",") + std::to_string(fd);
+      spawn("writer", "writer", 0, {{"fds", list}}, write_ends);
+      for (unsigned i = 0; i < c.readers; ++i)
+        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu),
+              {{"fd", std::to_string(read_ends[i])}}, {read_ends[i]});
+    } else if (is_floor_stream(t)) {
+      const std::uint64_t slots = floor_stream_slots(c);
+      const int fd = ::memfd_create("shmlog-bench-stream", MFD_CLOEXEC);
+      if (fd < 0) throw std::runtime_error("memfd failed");
+      res.fds.push_back(fd);
+      if (::ftruncate(fd, static_cast<off_t>(floor_stream_bytes(slots, c.record_bytes))) != 0)
+        throw std::runtime_error("floor-stream: cannot size the memfd");
+      j.set_u64("capacity", c.capacity);
+      j.set_u64("slots", slots);
+      j.set_u64("ring_bytes", slots * c.record_bytes);
+      j.set_bool("back_pressure", true);
+      spawn("writer", "writer", 0, {{"fd", std::to_string(fd)}}, {fd});
+      spawn("reader", "reader 0", reader_cpu(0, ncpu), {{"fd", std::to_string(fd)}}, {fd});
+    } else if (t == "memcpy") {
+      spawn("memcpy", "memcpy", 0, {}, {});
+    } else {  // floor-pingpong
+      const int fd = ::memfd_create("shmlog-bench-floor", MFD_CLOEXEC);
+      if (fd < 0 || ::ftruncate(fd, 4096) != 0) throw std::runtime_error("memfd failed");
+      res.fds.push_back(fd);
+      spawn("pinger", "pinger", 0, {{"fd", std::to_string(fd)}}, {fd});
+      spawn("ponger", "ponger", reader_cpu(0, ncpu), {{"fd", std::to_string(fd)}}, {fd});
+    }
+    res.close_fds();
+
+    wait_ready(kids, 60'000'000'000u);
+    const std::size_t active_count = kids.size() - c.idle_readers;
+    std::vector<child_process*> active;
+    for (std::size_t i = 0; i < active_count; ++i)
+      active.push_back(&kids[i]);
+    // t0 a little ahead, so every child has read "go" before the writer starts.
+    const std::uint64_t t0 = now_ns() + 20'000'000;
+    const std::string go = "go " + std::to_string(t0) + "\n";
+    for (child_process* k : active)
+      write_all(k->control, go.data(), go.size());
+    const std::uint64_t run_ns = warmup_ns(c) + static_cast<std::uint64_t>(c.seconds * 1e9);
+    collect(active, t0 + run_ns + 60'000'000'000u);
+    // Idle readers leave when their control pipe closes.
+    for (child_process& k : kids) {
+      ::close(k.control);
+      k.control = -1;
+    }
+    bool all_pinned = c.pin;
+    std::string failure;
+    std::vector<result_map> results;
+    for (child_process& k : kids) {
+      reap(k);
+      const result_map m = parse_lines(k.lines);
+      if (u64(m, "pinned") == 0) all_pinned = false;
+      if (m.count("failed") && failure.empty()) failure = k.role + ": " + m.at("failed");
+      if (!(WIFEXITED(k.status) && WEXITSTATUS(k.status) == 0) && failure.empty())
+        failure = k.role + " " + describe_status(k.status);
+      results.push_back(m);
+    }
+    j.set_bool("pinned", all_pinned);
+    if (!failure.empty()) throw std::runtime_error(failure);
+
+    // How much of the machine went to anything but this case: busy CPU time minus the time of
+    // this case's processes (and of the parent). A quiet machine shows ~0 (to within the 10 ms
+    // tick of /proc/stat per CPU); more means the numbers shared the CPUs with someone.
+    std::uint64_t ours = own_cpu_ns() - own_before;
+    for (const child_process& k : kids)
+      ours += k.cpu_ns;
+    const std::uint64_t busy = machine_busy_ns() - busy_before;
+    j.set_f64("case_wall_seconds", double(now_ns() - wall_before) / 1e9);
+    j.set_f64("foreign_cpu_seconds", busy > ours ? double(busy - ours) / 1e9 : 0.0);
+    std::uint64_t invol_writer = u64(results[0], "involuntary_switches");
+    std::uint64_t invol_readers = 0;
+    std::uint64_t vol_readers = 0;
+    for (std::size_t i = 1; i < active_count; ++i) {
+      invol_readers += u64(results[i], "involuntary_switches");
+      vol_readers += u64(results[i], "voluntary_switches");
+    }
+    // CPU time over each process's life (set-up and the wait for "go" included): what waiting
+    // costs, e.g. a sleep-mode reader that sleeps versus one that never gets to.
+    j.set_f64("writer_cpu_seconds", double(kids[0].cpu_ns) / 1e9);
+    if (active_count > 1) {
+      std::uint64_t reader_cpu = 0;
+      for (std::size_t i = 1; i < active_count; ++i)
+        reader_cpu += kids[i].cpu_ns;
+      j.set_f64("reader_cpu_seconds", double(reader_cpu) / 1e9);
+    }
+    j.set_u64("writer_involuntary_switches", invol_writer);
+    j.set_u64("writer_voluntary_switches", u64(results[0], "voluntary_switches"));
+    if (active_count > 1) {
+      j.set_u64("reader_involuntary_switches", invol_readers);
+      j.set_u64("reader_voluntary_switches", vol_readers);
+    }
+
+    const double seconds = c.seconds;
+    std::uint64_t errors = 0;
+    if (t == "memcpy") {
+      const result_map& m = results[0];
+      const double rate = double(u64(m, "copies")) / (double(u64(m, "window_ns")) / 1e9);
+      j.set_f64("msgs_per_s", rate);
+      j.set_f64("bytes_per_s", rate * double(c.record_bytes));
+      j.set_string("buffers", "one source and one destination buffer, reused (cache-hot)");
+    } else if (t == "floor-pingpong") {
+      const result_map& m = results[0];
+      const auto h = histogram::parse(m.count("hist") ? m.at("hist") : "");
+      if (!h) throw std::runtime_error("pinger sent no histogram");
+      const double trips = double(u64(m, "trips"));
+      const double rate = 2 * trips / (double(u64(m, "sample_ns")) / 1e9);
+      j.set_u64("rate", 0);
+      j.set_f64("msgs_per_s", rate);
+      j.set_f64("bytes_per_s", rate * 8);
+      set_latency_fields(j, *h);
+      j.set_f64("mean_oneway_batch_ns",
+                double(u64(m, "batch_ns")) / double(u64(m, "batch_trips")) / 2);
+      j.set_u64("batch_round_trips", u64(m, "batch_trips"));
+      // Every round trip the pinger counted was answered once by the ponger.
+      if (u64(results[1], "answered") != u64(m, "total_trips")) ++errors;
+    } else {
+      const result_map& w = results[0];
+      const std::uint64_t sent = u64(w, "sent");
+      errors += u64(w, "errors");
+      double writer_rate = 0;
+      if (latency) {
+        writer_rate = double(sent - u64(w, "warm_seq")) / seconds;
+        j.set_u64("writer_max_behind_ns", u64(w, "behind_max_ns"));
+      } else {
+        writer_rate = double(sent - u64(w, "warm_seq")) /
+                      (double(u64(w, "end_ns") - u64(w, "warm_ns")) / 1e9);
+      }
+      double sum = 0;
+      double slowest = 0;
+      std::uint64_t laps = 0;
+      std::uint64_t lost = 0;
+      std::uint64_t max_lag = 0;
+      std::uint64_t corrupt = 0;
+      std::uint64_t torn = 0;
+      std::string first_error;
+      histogram merged;
+      for (unsigned i = 0; i < c.readers; ++i) {
+        const result_map& m = results[1 + i];
+        errors += u64(m, "errors");
+        if (m.count("first_error") && first_error.empty())
+          first_error = "reader " + std::to_string(i) + ": " + m.at("first_error");
+        // Every record the writer sent is either delivered or counted lost.
+        if (u64(m, "total") + u64(m, "lost") != sent) {
+          ++errors;
+          if (first_error.empty())
+            first_error = "reader " + std::to_string(i) + ": delivered " +
+                          std::to_string(u64(m, "total")) + " + lost " +
+                          std::to_string(u64(m, "lost")) + " != sent " + std::to_string(sent);
+        }
+        double rate = 0;
+        if (latency) {
+          rate = double(u64(m, "measured")) / seconds;
+          const auto h = histogram::parse(m.count("hist") ? m.at("hist") : "");
+          if (!h) throw std::runtime_error("reader " + std::to_string(i) + " sent no histogram");
+          merged.merge(*h);
+        } else {
+          const std::uint64_t start = u64(m, "window_start_ns");
+          const std::uint64_t end = u64(m, "window_end_ns");
+          rate = end > start ? double(u64(m, "measured")) / (double(end - start) / 1e9) : 0;
+        }
+        sum += rate;
+        slowest = i == 0 ? rate : std::min(slowest, rate);
+        laps += u64(m, "laps");
+        lost += u64(m, "lost");
+        max_lag = std::max(max_lag, u64(m, "max_lag_bytes"));
+        corrupt += u64(m, "corrupt");
+        torn += u64(m, "torn_views");
+      }
+      // msgs_per_s: records delivered per second to a reader, the mean over readers; with no
+      // reader, the writer's rate.
+      const double per_reader = c.readers ? sum / c.readers : writer_rate;
+      j.set_f64("msgs_per_s", per_reader);
+      j.set_f64("bytes_per_s", per_reader * double(c.record_bytes));
+      j.set_f64("writer_msgs_per_s", writer_rate);
+      if (c.readers > 1) {
+        j.set_f64("slowest_reader_msgs_per_s", slowest);
+        j.set_f64("aggregate_msgs_per_s", sum);
+      }
+      if (is_shmlog(t)) {
+        j.set_u64("laps", laps);
+        j.set_u64("lost_msgs", lost);
+        j.set_u64("max_lag_bytes", max_lag);
+        if (corrupt) j.set_u64("corrupt", corrupt);
+        if (t == "shmlog-view") j.set_u64("torn_views", torn);
+      }
+      if (is_floor_stream(t)) {
+        j.set_u64("writer_full_waits", u64(w, "full_waits"));
+        j.set_u64("reader_catch_ups", u64(results[1], "catch_ups"));
+      }
+      j.set_u64("sent", sent);
+      if (latency) set_latency_fields(j, merged);
+      if (!first_error.empty()) j.set_string("first_error", first_error);
+    }
+    j.set_u64("errors", errors);
+    j.set_f64("clock_overhead_ns", clock_overhead_ns);
+  } catch (const std::exception& e) {
+    j.set_string("error", e.what());
+  }
+  return j;
+}
+
+// One-way p50 of a short floor ping-pong between the case's writer and reader CPUs.
+std::optional<double> floor_probe(double clock_overhead_ns) {
+  case_config f;
+  f.transport = "floor-pingpong";
+  f.mode = "latency";
+  f.seconds = 0.05;
+  f.pin = true;
+  const json_object r = run_case_once(f, clock_overhead_ns);
+  // A probe that another process preempted through much of its 50 ms says nothing about the
+  // line (seen here: no round trip at all, or a p50 of 24 ms): no figure then. The threshold is
+  // loose because /proc/stat counts in 10 ms ticks, a tenth of the probe's wall time.
+  if (r.has("error") || r.number("count").value_or(0) < 1000 ||
+      r.number("foreign_cpu_seconds").value_or(0) > 0.3 * r.number("case_wall_seconds").value_or(0))
+    return std::nullopt;
+  return r.number("p50_ns");
+}
+
+}  // namespace
+
+json_object run_case(case_config c, double clock_overhead_ns) {
+  const bool probe = c.floor_probe && c.pin && c.readers > 0 && c.transport != "floor-pingpong" &&
+                     c.transport != "memcpy";
+  const std::optional<double> before = probe ? floor_probe(clock_overhead_ns) : std::nullopt;
+  json_object j = run_case_once(c, clock_overhead_ns);
+  if (probe && !j.has("error") && !interrupted.load()) {
+    const std::optional<double> after = floor_probe(clock_overhead_ns);
+    if (before) j.set_f64("floor_before_p50_ns", *before);
+    if (after) j.set_f64("floor_after_p50_ns", *after);
+  }
+  return j;
+}
+
+}  // namespace shmlog::bench
