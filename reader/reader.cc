@@ -89,6 +89,12 @@ constexpr std::uint64_t forever_ns = std::uint64_t{1} << 62;
 
 }  // namespace
 
+// The history as a reader synchronised with it, and the epoch that goes with it.
+struct sync_point {
+  std::uint64_t epoch = 0;
+  history_state history;
+};
+
 class reader_core {
  public:
   reader_core(segment_file lock_file, std::shared_ptr<mapping> map, const reader_options& options)
@@ -102,6 +108,7 @@ class reader_core {
     max_payload_ = g.max_payload;
     master_ = &h.master_offset;
     intent_ = &h.write_intent;
+    epoch_word_ = &h.history_epoch;
     wake_seq_ = &h.wake_seq;
     checkpoints_ = h.checkpoints;
     area_ = &map_->reader_area();
@@ -172,8 +179,9 @@ class reader_core {
     }
     // Validate, as in poll_general().
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (intent_->load(std::memory_order_relaxed) > offset + capacity_) [[unlikely]]
-      return poll_general<copy>(buffer);  // lapped: the intent never moves back
+    if (intent_->load(std::memory_order_relaxed) > offset + capacity_ ||
+        epoch_word_->load(std::memory_order_relaxed) != epoch_) [[unlikely]]
+      return poll_general<copy>(buffer);  // lapped or a new history: neither ever goes back
     offset_ = offset + frame;
     records_ = records;
     poll_result r;
@@ -224,8 +232,12 @@ class reader_core {
       // intent I, this load sees I or later.
       std::atomic_thread_fence(std::memory_order_acquire);
       const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-      if (intent > offset + capacity_ || problem != nullptr) [[unlikely]] {
+      // The epoch, on the intent's line: a starting writer changed the history (and may have
+      // taken the master offset back), so what we read may belong to either; never deliver it.
+      const std::uint64_t epoch = epoch_word_->load(std::memory_order_relaxed);
+      if (intent > offset + capacity_ || epoch != epoch_ || problem != nullptr) [[unlikely]] {
         offset_ = offset;
+        if (epoch != epoch_) return history_changed();
         return intent > offset + capacity_ ? lapped() : corrupt(problem);
       }
       // Deliver.
@@ -244,7 +256,8 @@ class reader_core {
   bool still_valid(const record_view& v) const noexcept {
     // Pairs with the writer's release fence after its intent store, as in poll().
     std::atomic_thread_fence(std::memory_order_acquire);
-    return intent_->load(std::memory_order_relaxed) <= v.offset + capacity_;
+    return intent_->load(std::memory_order_relaxed) <= v.offset + capacity_ &&
+           epoch_word_->load(std::memory_order_relaxed) == epoch_;
   }
 
   // --- waiting: reader thread only ----------------------------------------------------------
@@ -288,7 +301,11 @@ class reader_core {
 
   // --- positioning: reader thread only ------------------------------------------------------
 
-  void seek(std::uint64_t target) {
+  void seek(std::uint64_t target) { seek_with(target, begin_sync()); }
+
+  // Positions within the history `sync` saw; if the history changes after that, the next poll
+  // says history_changed.
+  void seek_with(std::uint64_t target, const sync_point& sync) {
     for (int attempt = 0; attempt < 16; ++attempt) {
       const backlog_window w = window();
       if (target < w.first_byte_offset || target > w.master_offset)
@@ -316,13 +333,18 @@ class reader_core {
       std::atomic_thread_fence(std::memory_order_acquire);  // pairs as in poll()
       if (intent_->load(std::memory_order_relaxed) > walk_start + capacity_)
         continue;  // lapped mid-walk
+      if (epoch_word_->load(std::memory_order_relaxed) != sync.epoch)
+        throw error(errc::offset_out_of_range, "log '" + name() +
+                                                   "': the writer changed the history while "
+                                                   "seeking to offset " +
+                                                   std::to_string(target));
       if (problem)
         throw error(errc::corrupt_record, "log '" + name() + "': record at offset " +
                                               std::to_string(pos) + " is corrupt: " + problem);
       if (pos != target)
         throw_not_boundary(target, "it falls inside the record at " + std::to_string(previous) +
                                        " (next record at " + std::to_string(pos) + ")");
-      move_to(target);
+      move_to(target, sync);
       return;
     }
     throw error(errc::offset_out_of_range, "log '" + name() + "': offset " +
@@ -330,10 +352,17 @@ class reader_core {
                                                " was overwritten while seeking to it");
   }
 
-  void seek_oldest() { move_to(window().first_byte_offset); }
-  void seek_latest() { move_to(master_->load(std::memory_order_acquire)); }
+  void seek_oldest() {
+    const sync_point sync = begin_sync();
+    move_to(window().first_byte_offset, sync);
+  }
+  void seek_latest() {
+    const sync_point sync = begin_sync();
+    move_to(master_->load(std::memory_order_acquire), sync);
+  }
 
   std::uint64_t skip_corruption() {
+    const sync_point sync = begin_sync();
     const backlog_window w = window();
     const std::uint64_t next_boundary = (offset_ & ~(chunk_ - 1)) + chunk_;
     std::uint64_t target = w.master_offset;
@@ -341,15 +370,16 @@ class reader_core {
       target = std::max(next_boundary > w.first_byte_offset ? checkpoint(next_boundary) : 0,
                         w.first_byte_offset);
     const std::uint64_t skipped = target > offset_ ? target - offset_ : 0;
-    move_to(std::max(target, offset_));
+    move_to(std::max(target, offset_), sync);
     return skipped;
   }
 
   resync_decision resync(std::optional<history_id> replid, std::uint64_t offset) {
-    resync_decision d = decide_resync(history(), window(), replid, offset);
+    const sync_point sync = begin_sync();
+    resync_decision d = decide_resync(sync.history, window(), replid, offset);
     if (d.is_partial()) {
       try {
-        seek(offset);
+        seek_with(offset, sync);
       } catch (const error& e) {
         d.kind = resync_kind::full;
         if (e.code() == errc::not_a_record_boundary) {
@@ -382,6 +412,7 @@ class reader_core {
   }
 
   std::uint64_t offset() const noexcept { return offset_; }
+  const history_id& replid() const noexcept { return replid_; }
   std::uint64_t master_offset() const noexcept { return master_->load(std::memory_order_acquire); }
   backlog_window window() const { return read_window(name(), map_->header(), map_->geo()); }
   history_state history() const { return read_history(name(), map_->header()); }
@@ -423,11 +454,28 @@ class reader_core {
     return checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_acquire);
   }
 
-  void move_to(std::uint64_t offset) noexcept {
+  // The history as of now. The epoch is read first: if the writer changes the history after
+  // that, the epoch we keep is the old one, and the next poll says history_changed.
+  sync_point begin_sync() const {
+    sync_point p;
+    p.epoch = epoch_word_->load(std::memory_order_acquire);  // pairs with change_history()
+    p.history = history();
+    return p;
+  }
+
+  void move_to(std::uint64_t offset, const sync_point& sync) noexcept {
+    epoch_ = sync.epoch;
+    replid_ = sync.history.replid;
     offset_ = offset;
     known_master_ = offset;  // forces a fresh master load at the next poll
     lapped_at_ = no_offset;
     if (slot_) slot_->offset.store(offset_, std::memory_order_relaxed);
+  }
+
+  poll_result history_changed() const noexcept {
+    poll_result r;
+    r.status = poll_status::history_changed;
+    return r;
   }
 
   poll_result lapped() {
@@ -568,6 +616,9 @@ class reader_core {
   std::uint64_t max_payload_ = 0;
   const std::atomic<std::uint64_t>* master_ = nullptr;
   const std::atomic<std::uint64_t>* intent_ = nullptr;
+  const std::atomic<std::uint64_t>* epoch_word_ = nullptr;
+  std::uint64_t epoch_ = 0;  // history_epoch when this reader last synchronised
+  history_id replid_;        // the history of the records it has been given
   const std::atomic<std::uint32_t>* wake_seq_ = nullptr;
   const std::atomic<std::uint64_t>* checkpoints_ = nullptr;
   reader_area_header* area_ = nullptr;
@@ -642,6 +693,9 @@ bool reader::log_removed() const {
 }
 std::uint64_t reader::offset() const noexcept {
   return core_->offset();
+}
+const history_id& reader::replid() const noexcept {
+  return core_->replid();
 }
 std::uint64_t reader::master_offset() const noexcept {
   return core_->master_offset();

@@ -143,4 +143,62 @@ resync_decision decide_resync(const history_state& history, const backlog_window
   return d;
 }
 
+std::string_view to_string(history_action action) noexcept {
+  switch (action) {
+    case history_action::keep:
+      return "keep";
+    case history_action::branch:
+      return "branch";
+    case history_action::restart:
+      return "restart";
+  }
+  return "unknown";
+}
+
+std::string history_plan::describe() const {
+  const std::string master = std::to_string(master_offset);
+  switch (action) {
+    case history_action::keep:
+      return "same history, continuing at offset " + master;
+    case history_action::branch:
+      if (!rewinds)
+        return "new history sharing the log's first " + std::to_string(shared_up_to) +
+               " bytes, which the ring no longer holds; continuing at offset " + master;
+      return "new history sharing the log's first " + std::to_string(shared_up_to) +
+             " bytes; the master offset goes back from " + master + " to " +
+             std::to_string(shared_up_to);
+    case history_action::restart:
+      return "new history sharing nothing with the log; continuing at offset " + master;
+  }
+  return "unknown";
+}
+
+// Guard clauses, each stating the wanted and the available offsets, as in decide_resync.
+history_plan plan_writer_history(const history_state& log, std::uint64_t master_offset,
+                                 std::optional<history_id> state_replid, std::uint64_t state_offset,
+                                 std::uint64_t lowest_rewind) {
+  history_plan plan;
+  plan.master_offset = master_offset;
+  // Wanted: nothing in particular. Available: the log as it is.
+  if (!state_replid) return plan;
+  // Wanted: state_offset in the current history. Available: exactly master_offset.
+  const bool current = *state_replid == log.replid;
+  if (current && state_offset == master_offset) return plan;
+  // Wanted: a prefix of the current history, or of the previous one up to where it is shared.
+  const bool prefix_of_current = current && state_offset < master_offset;
+  const bool prefix_of_previous = !log.replid2.is_none() && *state_replid == log.replid2 &&
+                                  state_offset <= log.second_repl_offset &&
+                                  state_offset <= master_offset;
+  if (prefix_of_current || prefix_of_previous) {
+    plan.action = history_action::branch;
+    plan.shared_up_to = state_offset;
+    // Going back is only worth it (and only readable) while the ring still holds the offsets.
+    plan.rewinds = state_offset >= lowest_rewind;
+    return plan;
+  }
+  // Anything else: an unknown history, or an offset beyond what the log and the state share.
+  plan.action = history_action::restart;
+  return plan;
+}
+
 }  // namespace shmlog

@@ -257,7 +257,10 @@ backlog_window read_window(std::string_view name, const segment_header& h, const
             std::memory_order_acquire);
     // If the intent moved, the entry may already describe a later lap: look again.
     if (h.write_intent.load(std::memory_order_acquire) != intent) continue;
-    if (first < boundary || first > master) break;  // cannot happen with a sound writer
+    if (first < boundary) break;  // cannot happen with a sound writer
+    // After a history branch took the master offset back by more than the ring holds, the
+    // oldest intact record is of the old history, beyond the new master: nothing is held.
+    if (first > master) return {master, master};
     return {first, master};
   }
   throw error(errc::corrupt_header, "log " + quoted(name) +

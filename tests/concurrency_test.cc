@@ -64,6 +64,11 @@ reader_tally read_until_end(reader r) {
         ++t.bad;
         r.skip_corruption();
         break;
+      case poll_status::history_changed:  // one writer, never restarted: cannot happen
+        ++t.bad;
+        r.seek_oldest();
+        have_previous = false;
+        break;
     }
   }
   return t;

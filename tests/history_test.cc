@@ -113,3 +113,56 @@ TEST(resync_decisions, NoneIsNeverMistakenForAClearedReplid2) {
 
 }  // namespace
 }  // namespace shmlog
+
+namespace shmlog {
+namespace {
+
+// plan_writer_history: what a starting writer does, given its producer's state.
+TEST(writer_history_plans, NoStateKeepsTheLogAsItIs) {
+  EXPECT_EQ(plan_writer_history(fresh_history(), 1000, std::nullopt, 0).action,
+            history_action::keep);
+}
+
+TEST(writer_history_plans, StateAtTheMasterOffsetKeepsTheHistory) {
+  EXPECT_EQ(plan_writer_history(fresh_history(), 1000, current, 1000).action, history_action::keep);
+}
+
+TEST(writer_history_plans, StateBehindTheMasterBranchesAtIt) {
+  const history_plan p = plan_writer_history(fresh_history(), 1000, current, 640);
+  EXPECT_EQ(p.action, history_action::branch);
+  EXPECT_EQ(p.shared_up_to, 640u);
+  EXPECT_NE(p.describe().find("640"), std::string::npos);
+}
+
+TEST(writer_history_plans, BranchGoesBackOnlyWhereTheRingStillHoldsOffsets) {
+  EXPECT_TRUE(plan_writer_history(fresh_history(), 1000, current, 640, 600).rewinds);
+  EXPECT_TRUE(plan_writer_history(fresh_history(), 1000, current, 640, 640).rewinds);
+  const history_plan far = plan_writer_history(fresh_history(), 1000, current, 640, 648);
+  EXPECT_EQ(far.action, history_action::branch);
+  EXPECT_FALSE(far.rewinds);
+  EXPECT_NE(far.describe().find("no longer holds"), std::string::npos);
+}
+
+TEST(writer_history_plans, StateOfThePreviousHistoryWithinTheSharedPrefixBranches) {
+  const history_plan p = plan_writer_history(switched_history(500), 1000, previous, 480);
+  EXPECT_EQ(p.action, history_action::branch);
+  EXPECT_EQ(p.shared_up_to, 480u);
+}
+
+TEST(writer_history_plans, StateOfThePreviousHistoryBeyondTheSharedPrefixRestarts) {
+  EXPECT_EQ(plan_writer_history(switched_history(500), 1000, previous, 520).action,
+            history_action::restart);
+}
+
+TEST(writer_history_plans, UnknownHistoryRestarts) {
+  EXPECT_EQ(plan_writer_history(fresh_history(), 1000, stranger, 1000).action,
+            history_action::restart);
+}
+
+TEST(writer_history_plans, StateAheadOfTheLogRestarts) {
+  EXPECT_EQ(plan_writer_history(fresh_history(), 1000, current, 1008).action,
+            history_action::restart);
+}
+
+}  // namespace
+}  // namespace shmlog

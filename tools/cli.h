@@ -16,10 +16,11 @@ namespace shmlog::cli {
 
 enum exit_status : int {
   exit_ok = 0,
-  exit_failure = 1,  // the command could not be done (not found, writer exists, ...)
-  exit_usage = 2,    // the command line itself is wrong
-  exit_lapped = 3,   // tail: the writer overwrote records before tail read them
-  exit_corrupt = 4,  // tail: a record header in the ring is corrupt
+  exit_failure = 1,          // the command could not be done (not found, writer exists, ...)
+  exit_usage = 2,            // the command line itself is wrong
+  exit_lapped = 3,           // tail: the writer overwrote records before tail read them
+  exit_corrupt = 4,          // tail: a record header in the ring is corrupt
+  exit_history_changed = 5,  // tail: a new writer changed the history, not sharing tail's position
 };
 
 // Thrown for a bad command line; main() prints "shmlog <command>: <what>" and exits 2.

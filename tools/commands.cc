@@ -197,6 +197,15 @@ int report_lap(const lap_report& lap) {
   return exit_lapped;
 }
 
+int report_history_change(const resync_decision& d) {
+  flush_stdout();
+  std::fprintf(
+      stderr,
+      "shmlog tail: the log's history changed and offset %llu is not part of the new one: %s\n",
+      static_cast<unsigned long long>(d.wanted_offset), d.describe().c_str());
+  return exit_history_changed;
+}
+
 int report_corruption(const std::string& name, const corruption_report& c) {
   flush_stdout();
   std::fprintf(stderr, "shmlog tail: log '%s': corrupt record at offset %llu: %s\n", name.c_str(),
@@ -247,6 +256,14 @@ int run_tail(std::span<const std::string> argv) {
         return report_lap(p.lap);
       case poll_status::corrupt:
         return report_corruption(name, p.corruption);
+      case poll_status::history_changed: {
+        // A writer started from another state: PSYNC again from where we stand.
+        const resync_decision d = r.resync(r.replid(), r.offset());
+        if (!d.is_partial()) return report_history_change(d);
+        flush_stdout();
+        std::fprintf(stderr, "shmlog tail: the log's history changed; %s\n", d.describe().c_str());
+        break;
+      }
     }
   }
   flush_stdout();

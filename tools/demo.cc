@@ -221,6 +221,11 @@ int run_demo_reader(std::span<const std::string> argv) {
         v.resyncing = true;
         r.skip_corruption();
         break;
+      case poll_status::history_changed:  // the demo's one writer never restarts
+        v.fail(r.offset(), "the log's history changed");
+        v.resyncing = true;
+        r.seek_oldest();
+        break;
     }
   }
   report_line("result " + std::to_string(v.read) + " " + std::to_string(v.lost) + " " +

@@ -19,7 +19,7 @@ namespace detail {
 // moved without moving this. See docs/design.md, "The append path", for the argument.
 class writer_core {
  public:
-  writer_core(segment_file file, std::shared_ptr<mapping> map)
+  writer_core(segment_file file, std::shared_ptr<mapping> map, const writer_options& options)
       : file_(std::move(file)), map_(std::move(map)) {
     const geometry& g = map_->geo();
     segment_header& h = map_->writable_header();
@@ -35,7 +35,7 @@ class writer_core {
     wake_seq_ = &h.wake_seq;
     checkpoints_ = h.checkpoints;
     sleep_epoch_ = &map_->reader_area().sleep_epoch;
-    take_over(h);
+    take_over(h, options);
   }
 
   ~writer_core() {
@@ -296,11 +296,19 @@ class writer_core {
     futex_wake_all(wake_seq_);
   }
 
-  // Called once, holding the writer lock: continue where the last writer published.
-  void take_over(segment_header& h) {
+  // Called once, holding the writer lock: continue where the last writer published, or start
+  // the history the producer's state calls for (docs/design.md, "History across restarts").
+  void take_over(segment_header& h, const writer_options& options) {
     writer_block& wb = h.writer;
     takeover_.previous_pid = wb.pid.load(std::memory_order_relaxed);
     takeover_.previous_crashed = wb.open.load(std::memory_order_relaxed) != 0;
+    takeover_.previous_master_offset = master_->load(std::memory_order_relaxed);
+    const history_state before = read_history(map_->name(), h);
+    const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
+    takeover_.plan =
+        plan_writer_history(before, takeover_.previous_master_offset, options.state_replid,
+                            options.state_offset, intent > capacity_ ? intent - capacity_ : 0);
+    if (takeover_.plan.action != history_action::keep) change_history(h, before);
     const std::uint64_t published = master_->load(std::memory_order_relaxed);
     written_end_ = published;
     intent_local_ = intent_->load(std::memory_order_relaxed);  // never moves back
@@ -327,6 +335,45 @@ class writer_core {
     wb.generation.fetch_add(1, std::memory_order_relaxed);
     wb.open.store(1, std::memory_order_relaxed);
     wb.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
+  }
+
+  // Writes the planned history under the history seqlock, bumps the epoch so that every
+  // reader re-synchronises before it can take a byte of the new history for the old, and, for
+  // a branch, takes the master offset back to where the histories diverge. Holding the writer
+  // lock, before anything is appended.
+  void change_history(segment_header& h, const history_state& before) {
+    const history_plan& plan = takeover_.plan;
+    history_state after;
+    after.replid = history_id::random();
+    if (plan.action == history_action::branch) {
+      after.replid2 = before.replid;
+      after.second_repl_offset = plan.shared_up_to;
+    }
+    history_block& hb = h.history;
+    const std::uint32_t seq = hb.seq.load(std::memory_order_relaxed);
+    hb.seq.store(seq + 1, std::memory_order_relaxed);     // odd: readers retry
+    std::atomic_thread_fence(std::memory_order_release);  // odd before the fields
+    store_history_id(hb.replid, after.replid);
+    store_history_id(hb.replid2, after.replid2);
+    hb.second_repl_offset.store(after.second_repl_offset, std::memory_order_relaxed);
+    hb.seq.store(seq + 2, std::memory_order_release);  // pairs with read_history's acquire
+    // release, then a release fence: the new epoch is ordered before every byte written from
+    // now on, as the write intent is (pairs with the readers' acquire fence before they load
+    // history_epoch with write_intent).
+    h.history_epoch.store(h.history_epoch.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_release);
+    if (plan.action == history_action::branch && plan.rewinds)
+      master_->store(plan.shared_up_to, std::memory_order_release);
+    takeover_.new_history = after;
+  }
+
+  static void store_history_id(std::atomic<std::uint64_t>* words, const history_id& id) {
+    for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+      std::uint64_t v = 0;
+      std::memcpy(&v, id.view().data() + 8 * w, 8);
+      words[w].store(v, std::memory_order_relaxed);
+    }
   }
 
   segment_file file_;  // holds the writer lock for as long as this object lives
@@ -377,18 +424,19 @@ namespace {
 }  // namespace
 }  // namespace detail
 
-writer writer::open(std::string_view name) {
+writer writer::open(std::string_view name, const writer_options& options) {
   auto file = detail::segment_file::open(name, true);
   if (!detail::try_lock_byte(file.fd(), writer_lock_byte)) detail::throw_writer_exists(file);
   auto map = detail::mapping::map(file, detail::map_access::writer);
-  return writer(std::make_unique<detail::writer_core>(std::move(file), std::move(map)));
+  return writer(std::make_unique<detail::writer_core>(std::move(file), std::move(map), options));
 }
 
-writer writer::create(std::string_view name, const create_options& options) {
+writer writer::create(std::string_view name, const create_options& options,
+                      const writer_options& writer_opts) {
   shmlog::create(name, options);
   // Between create() closing the object and this open, another writer could take the role;
   // then open() reports it, naming its pid, as it would for any existing log.
-  return open(name);
+  return open(name, writer_opts);
 }
 
 writer::writer(std::unique_ptr<detail::writer_core> core) : core_(std::move(core)) {}

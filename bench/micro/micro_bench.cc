@@ -342,6 +342,10 @@ void bm_concurrent(benchmark::State& state) {
             ++local.corrupt;
             r.skip_corruption();
             break;
+          case shmlog::poll_status::history_changed:  // one writer, never restarted
+            ++local.corrupt;
+            r.seek_latest();
+            break;
         }
       }
       stats = local;  // published to the benchmark thread by join()

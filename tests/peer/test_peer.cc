@@ -47,7 +47,8 @@
 //
 // Any role that cannot open or attach prints "error code=<errc> message=<what>" and exits 3.
 // Exit codes: 0 success, 2 bad usage, 3 open/attach failed, 4 a verification failed, 5 a
-// deadline passed, 6 an unexpected exception.
+// deadline passed, 6 an unexpected exception, 7 a history change left the reader outside the
+// new history (a full resync is due).
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -89,6 +90,8 @@ constexpr int exit_open_failed = 3;
 constexpr int exit_verify_failed = 4;
 constexpr int exit_deadline = 5;
 constexpr int exit_exception = 6;
+constexpr int exit_full_resync_needed =
+    7;  // a history change left the reader outside the new history
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -515,6 +518,18 @@ int run_reader(const std::string& name, int argc, char** argv) {
         result(" failed=corrupt offset=" + num(p.corruption.offset) +
                " reason=" + p.corruption.reason);
         return exit_verify_failed;
+      case shmlog::poll_status::history_changed: {
+        // A new writer changed the history: PSYNC again from where we stand (the test that
+        // restarts writers checks which way each reader goes).
+        const shmlog::resync_decision d = r.resync(r.replid(), r.offset());
+        say(std::string("history_changed ") + (d.is_partial() ? "partial" : "full") +
+            " offset=" + num(r.offset()) + " reason=" + std::string(shmlog::to_string(d.reason)));
+        if (!d.is_partial()) {
+          result(" failed=history_changed");
+          return exit_full_resync_needed;
+        }
+        break;
+      }
     }
   }
 }

@@ -108,6 +108,11 @@ enum class poll_status {
   empty,    // caught up with the writer
   lapped,   // result.lap says where we were and what is left; the reader did not move
   corrupt,  // result.corruption says where and why; the reader did not move
+  // A writer that started since changed the log's history (docs/design.md, "History across
+  // restarts"); nothing was delivered and the reader did not move. Call
+  // resync(replid(), offset()): partial if the new history shares the reader's position, else
+  // a full resync is due.
+  history_changed,
 };
 
 struct poll_result {
@@ -169,7 +174,10 @@ class reader {
   // open it again, so nothing more will arrive. The reader's mapping stays valid.
   bool log_removed() const;
 
-  std::uint64_t offset() const noexcept;         // next byte this reader will read
+  std::uint64_t offset() const noexcept;  // next byte this reader will read
+  // The history the records this reader has been given belong to: the log's replid when it
+  // attached or last resynchronised (or sought).
+  const history_id& replid() const noexcept;
   std::uint64_t master_offset() const noexcept;  // any thread; a fresh load, may be stale
   backlog_window window() const;                 // any thread; may be stale
   history_state history() const;

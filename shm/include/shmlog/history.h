@@ -84,4 +84,33 @@ resync_decision decide_resync(const history_state& history, const backlog_window
 
 std::string_view to_string(resync_reason reason) noexcept;
 
+// What a starting writer does with the log's history, given what its producer's state is
+// (Redis PSYNC2 as seen from a restarted master; docs/design.md, "History across restarts").
+enum class history_action {
+  keep,     // same history: the producer has no state of its own, or its state is exactly the
+            // log's content (same id, offset == master offset)
+  branch,   // new id sharing [0, shared_up_to) with the log: replid2 = the log's replid,
+            // second_repl_offset = shared_up_to, and the master offset goes back to it
+  restart,  // new id sharing nothing: the producer's state is not any prefix of this log
+};
+
+struct history_plan {
+  history_action action = history_action::keep;
+  std::uint64_t shared_up_to = no_offset;  // branch: where the histories diverge
+  std::uint64_t master_offset = 0;         // the log's master offset when it decided
+  // branch: whether the master offset goes back to shared_up_to. Only if the ring still holds
+  // offsets there (shared_up_to >= lowest_rewind); otherwise no reader can use the shared
+  // prefix anyway, and the new history goes on from the master offset.
+  bool rewinds = false;
+  std::string describe() const;
+};
+
+// `state_replid` empty: the producer keeps no state (it only appends, like shmlog write).
+// `lowest_rewind`: the lowest offset the master offset can go back to and still be readable,
+// write_intent - capacity (the intent never moves back).
+history_plan plan_writer_history(const history_state& log, std::uint64_t master_offset,
+                                 std::optional<history_id> state_replid, std::uint64_t state_offset,
+                                 std::uint64_t lowest_rewind = 0);
+std::string_view to_string(history_action action) noexcept;
+
 }  // namespace shmlog

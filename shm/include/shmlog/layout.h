@@ -164,6 +164,23 @@ struct alignas(cache_line_size) writer_block {
   std::atomic<std::uint32_t> open;  // 1 while a writer has it; 1 at takeover: it died
 };
 
+inline constexpr std::size_t snapshot_path_size = 256;
+
+// The newest snapshot file: written by the producer when it publishes one, under a seqlock
+// (seq odd while it changes). Readers that need a full resync read it, and load the file.
+struct alignas(cache_line_size) snapshot_block {
+  std::atomic<std::uint32_t> seq;
+  std::uint32_t reserved;
+  std::atomic<std::uint64_t> generation;       // snapshots published so far; 0: none yet
+  std::atomic<std::uint64_t> offset;           // the state reflects every record before this
+  std::atomic<std::uint64_t> requests_served;  // the snapshot_requests count it answers
+  std::atomic<std::uint64_t> created_ns;       // CLOCK_REALTIME when the state was saved
+  std::atomic<std::uint64_t> save_ns;          // how long saving it took
+  std::atomic<std::uint64_t> bytes;            // file size
+  std::atomic<std::uint64_t> replid[history_id_size / 8];   // the history it belongs to
+  std::atomic<std::uint64_t> path[snapshot_path_size / 8];  // absolute path, NUL-padded
+};
+
 struct segment_header {
   segment_descriptor descriptor;
   history_block history;
@@ -176,6 +193,10 @@ struct segment_header {
   // Stored by the writer once per intent chunk: no byte at or beyond write_intent is being
   // written. Readers load it after copying a record to see whether the writer came round.
   alignas(cache_line_size) std::atomic<std::uint64_t> write_intent;
+  // Bumped (release, then a release fence) by a starting writer that changes the history,
+  // before it writes any byte of the new one. On the intent's line, so the readers' check after
+  // every record loads both at the cost of one: a changed epoch means "resync".
+  std::atomic<std::uint64_t> history_epoch;
 
   // Bumped by the writer when it wakes sleeping readers; they futex-wait on it.
   alignas(cache_line_size) std::atomic<std::uint32_t> wake_seq;
@@ -184,6 +205,9 @@ struct segment_header {
   // starts at or after chunk boundary b. Lets a reader find the oldest record, and check that
   // an offset is a record boundary, without the writer tracking a tail.
   alignas(cache_line_size) std::atomic<std::uint64_t> checkpoints[checkpoint_count];
+
+  // The newest snapshot the producer published (docs/design.md, "Full resync").
+  snapshot_block snapshot;
 };
 
 static_assert(sizeof(segment_descriptor) == 1 * cache_line_size);
@@ -195,8 +219,13 @@ static_assert(offsetof(segment_header, writer) == 3 * cache_line_size);
 static_assert(offsetof(segment_header, master_offset) == 4 * cache_line_size);
 static_assert(offsetof(segment_header, write_intent) == 5 * cache_line_size);
 static_assert(offsetof(segment_header, wake_seq) == 6 * cache_line_size);
+static_assert(offsetof(segment_header, history_epoch) == 5 * cache_line_size + 8);
 static_assert(offsetof(segment_header, checkpoints) == 7 * cache_line_size);
-static_assert(sizeof(segment_header) == 11 * cache_line_size);
+static_assert(offsetof(segment_header, snapshot) == 11 * cache_line_size);
+static_assert(sizeof(snapshot_block) == 6 * cache_line_size);
+static_assert(offsetof(snapshot_block, replid) == 56);
+static_assert(offsetof(snapshot_block, path) == 96);
+static_assert(sizeof(segment_header) == 17 * cache_line_size);
 static_assert(sizeof(segment_header) <= header_size);
 static_assert(offsetof(segment_descriptor, layout_version) == 8);
 static_assert(offsetof(segment_descriptor, header_size) == 12);
@@ -236,6 +265,12 @@ struct alignas(cache_line_size) reader_area_header {
   std::atomic<std::uint64_t> sync_partial_ok;
   std::atomic<std::uint64_t> sync_partial_err;
   std::atomic<std::uint64_t> lapped_total;  // laps seen by all readers, ever
+  // A reader that needs a snapshot increments this; the producer, which loads it every few
+  // appends, writes one and publishes the count it answered in snapshot_block.requests_served.
+  std::atomic<std::uint64_t> snapshot_requests;
+  // Full resyncs that failed because the backlog had moved past the snapshot's offset by the
+  // time it was loaded (the backlog is too small for the snapshot's age).
+  std::atomic<std::uint64_t> backlog_too_small;
 };
 
 enum class reader_state : std::uint32_t {
@@ -263,6 +298,8 @@ static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
 static_assert(offsetof(reader_area_header, sync_full) == cache_line_size);
 static_assert(sizeof(reader_slot) == cache_line_size);
 static_assert(offsetof(reader_area_header, lapped_total) == cache_line_size + 24);
+static_assert(offsetof(reader_area_header, snapshot_requests) == cache_line_size + 32);
+static_assert(offsetof(reader_area_header, backlog_too_small) == cache_line_size + 40);
 static_assert(offsetof(reader_slot, offset) == 8);
 static_assert(offsetof(reader_slot, heartbeat_ns) == 16);
 static_assert(offsetof(reader_slot, attach_time_ns) == 24);

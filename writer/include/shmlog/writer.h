@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +36,14 @@ struct record_ref {
   record_type type = default_record_type;
 };
 
+// What the producer knows of its own state when it opens the log (docs/design.md, "History
+// across restarts"). A producer that rebuilt its state from a snapshot and the backlog passes
+// the history and offset the state reflects; one that keeps no state passes nothing.
+struct writer_options {
+  std::optional<history_id> state_replid;  // unset: no state; the log goes on as it is
+  std::uint64_t state_offset = 0;          // every record before this offset is in the state
+};
+
 // What a writer found when it opened the log.
 struct takeover_info {
   std::uint32_t previous_pid = 0;   // the last writer before this one; 0 if none
@@ -43,6 +52,9 @@ struct takeover_info {
   // Bytes beyond the master offset the previous writer had announced it would write (an upper
   // bound on its torn tail). Never published, so no reader has read them; they are dropped.
   std::uint64_t unpublished_bytes = 0;
+  std::uint64_t previous_master_offset = 0;  // before any history change
+  history_plan plan;                         // keep, branch (the master went back) or restart
+  history_state new_history;                 // the history written, unless the plan was keep
 };
 
 class claimed_record;
@@ -51,9 +63,14 @@ class writer {
  public:
   // Opens an existing log as its writer; continues at its published master offset. Throws
   // error(writer_exists) naming the live writer's pid if another process holds the role.
-  static writer open(std::string_view name);
-  // Creates a log and opens it as its writer, with no moment in between for another writer.
-  static writer create(std::string_view name, const create_options& options);
+  // With options.state_replid set, the writer first makes the log's history match the
+  // producer's state: same history if the state is exactly the log's content, else a new
+  // history id that keeps the old one as replid2 up to where both agree (the master offset
+  // goes back there), or shares nothing (takeover().plan says which).
+  static writer open(std::string_view name, const writer_options& options = {});
+  // Creates a log and opens it as its writer.
+  static writer create(std::string_view name, const create_options& options,
+                       const writer_options& writer_opts = {});
 
   writer(writer&&) noexcept;
   writer& operator=(writer&&) noexcept;
