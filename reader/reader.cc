@@ -421,6 +421,7 @@ class reader_core {
   std::uint64_t capacity() const noexcept { return capacity_; }
   std::uint64_t max_payload() const noexcept { return max_payload_; }
   const std::string& name() const noexcept { return map_->name(); }
+  const std::shared_ptr<mapping>& shared_mapping() const noexcept { return map_; }
   void set_validation_hook(std::function<void()> hook) {
     validation_hook_ = std::move(hook);
     has_validation_hook_ = static_cast<bool>(validation_hook_);
@@ -648,6 +649,10 @@ reader reader::attach(const writer& w, const reader_options& options) {
   auto file = detail::segment_file::open(w.name(), true);
   return reader(
       std::make_unique<detail::reader_core>(std::move(file), w.shared_mapping(), options));
+}
+
+const std::shared_ptr<detail::mapping>& detail::reader_mapping(const reader& r) noexcept {
+  return r.core_->shared_mapping();
 }
 
 reader::reader(std::unique_ptr<detail::reader_core> core) : core_(std::move(core)) {}

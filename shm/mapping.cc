@@ -301,4 +301,65 @@ history_state read_history(std::string_view name, const segment_header& h) {
   }
 }
 
+snapshot_announcement read_snapshot_announcement(const segment_header& h) {
+  const snapshot_block& b = h.snapshot;
+  for (;;) {
+    const std::uint32_t before = b.seq.load(std::memory_order_acquire);  // pairs with the writer
+    if (before & 1) {
+      std::this_thread::yield();
+      continue;
+    }
+    snapshot_announcement a;
+    a.generation = b.generation.load(std::memory_order_relaxed);
+    a.offset = b.offset.load(std::memory_order_relaxed);
+    a.requests_served = b.requests_served.load(std::memory_order_relaxed);
+    a.created_ns = b.created_ns.load(std::memory_order_relaxed);
+    a.save_ns = b.save_ns.load(std::memory_order_relaxed);
+    a.bytes = b.bytes.load(std::memory_order_relaxed);
+    char id[history_id_size];
+    for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+      const std::uint64_t v = b.replid[w].load(std::memory_order_relaxed);
+      std::memcpy(id + 8 * w, &v, 8);
+    }
+    char path[snapshot_path_size];
+    for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
+      const std::uint64_t v = b.path[w].load(std::memory_order_relaxed);
+      std::memcpy(path + 8 * w, &v, 8);
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);  // the loads above before the re-check
+    if (b.seq.load(std::memory_order_relaxed) != before) continue;
+    if (a.generation == 0) return a;
+    const auto replid = history_id::parse({id, history_id_size});
+    if (replid) a.replid = *replid;
+    a.path.assign(path, strnlen(path, snapshot_path_size));
+    return a;
+  }
+}
+
+void write_snapshot_announcement(segment_header& h, const snapshot_announcement& a) {
+  snapshot_block& b = h.snapshot;
+  const std::uint32_t seq = b.seq.load(std::memory_order_relaxed);
+  b.seq.store(seq + 1, std::memory_order_relaxed);      // odd: readers retry
+  std::atomic_thread_fence(std::memory_order_release);  // odd before the fields
+  b.generation.store(a.generation, std::memory_order_relaxed);
+  b.offset.store(a.offset, std::memory_order_relaxed);
+  b.requests_served.store(a.requests_served, std::memory_order_relaxed);
+  b.created_ns.store(a.created_ns, std::memory_order_relaxed);
+  b.save_ns.store(a.save_ns, std::memory_order_relaxed);
+  b.bytes.store(a.bytes, std::memory_order_relaxed);
+  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, a.replid.view().data() + 8 * w, 8);
+    b.replid[w].store(v, std::memory_order_relaxed);
+  }
+  char path[snapshot_path_size] = {};
+  std::memcpy(path, a.path.data(), std::min(a.path.size(), snapshot_path_size - 1));
+  for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, path + 8 * w, 8);
+    b.path[w].store(v, std::memory_order_relaxed);
+  }
+  b.seq.store(seq + 2, std::memory_order_release);  // pairs with read_snapshot_announcement
+}
+
 }  // namespace shmlog::detail

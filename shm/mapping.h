@@ -100,4 +100,19 @@ backlog_window read_window(std::string_view name, const segment_header& header,
 // Copies the history block under its seqlock.
 history_state read_history(std::string_view name, const segment_header& header);
 
+// The newest snapshot the producer published (snapshot_block), copied under its seqlock.
+struct snapshot_announcement {
+  std::uint64_t generation = 0;  // 0: none published yet
+  std::uint64_t offset = 0;
+  std::uint64_t requests_served = 0;
+  std::uint64_t created_ns = 0;
+  std::uint64_t save_ns = 0;
+  std::uint64_t bytes = 0;
+  history_id replid;
+  std::string path;
+};
+snapshot_announcement read_snapshot_announcement(const segment_header& header);
+// Producer only (it holds the writer lock).
+void write_snapshot_announcement(segment_header& header, const snapshot_announcement& a);
+
 }  // namespace shmlog::detail

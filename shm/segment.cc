@@ -47,6 +47,10 @@ std::string_view to_string(errc code) noexcept {
       return "offset_out_of_range";
     case errc::no_free_reader_slot:
       return "no_free_reader_slot";
+    case errc::bad_snapshot:
+      return "bad_snapshot";
+    case errc::snapshot_timeout:
+      return "snapshot_timeout";
     case errc::system_error:
       return "system_error";
   }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "copy.h"
+#include "shmlog/crc32c.h"
 
 namespace shmlog {
 namespace {
@@ -81,3 +82,28 @@ TEST(copy_payload_rules, EveryLengthUpTo200CopiesExactlyAndStaysInBounds) {
 
 }  // namespace
 }  // namespace shmlog::detail
+
+namespace shmlog {
+namespace {
+
+// Known answers for CRC-32C (RFC 3720, appendix B.4) and agreement of split computations.
+TEST(crc32c_rules, KnownAnswers) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  std::vector<unsigned char> zeros(32, 0);
+  EXPECT_EQ(crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
+  std::vector<unsigned char> ones(32, 0xFF);
+  EXPECT_EQ(crc32c(ones.data(), ones.size()), 0x62A8AB43u);
+}
+
+TEST(crc32c_rules, ExtendingInPiecesEqualsOneCall) {
+  std::vector<unsigned char> data(1000);
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<unsigned char>(i * 13 + 7);
+  const std::uint32_t whole = crc32c(data.data(), data.size());
+  for (std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8},
+                          std::size_t{333}, std::size_t{1000}})
+    EXPECT_EQ(crc32c(data.data() + cut, data.size() - cut, crc32c(data.data(), cut)), whole) << cut;
+}
+
+}  // namespace
+}  // namespace shmlog

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "copy.h"
@@ -159,6 +161,34 @@ class writer_core {
   const takeover_info& takeover() const noexcept { return takeover_; }
   fence_mode fence() const noexcept { return fence_; }
   const std::shared_ptr<mapping>& shared_mapping() const noexcept { return map_; }
+  int lock_fd() const noexcept { return file_.fd(); }
+
+  std::size_t wait_for_readers(std::size_t wanted, std::uint64_t offset,
+                               std::chrono::nanoseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto pause = std::chrono::microseconds(50);
+    for (;;) {
+      const std::size_t done = readers_at(offset);
+      const auto now = std::chrono::steady_clock::now();
+      if (done >= wanted || now >= deadline) return done;
+      // Waiting on other processes' progress: poll politely, never past the deadline.
+      std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(pause, deadline - now));
+      pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::microseconds(2000));
+    }
+  }
+
+  // Live readers whose published offset is at or beyond `offset`. A slot's lock says whether
+  // its reader is alive (a dead reader's last offset stays in its slot).
+  std::size_t readers_at(std::uint64_t offset) const {
+    std::size_t n = 0;
+    for (std::uint32_t i = 0; i < map_->geo().slot_count; ++i) {
+      const reader_slot& slot = map_->slot(i);
+      if (slot.pid.load(std::memory_order_acquire) == 0) continue;
+      if (slot.offset.load(std::memory_order_relaxed) < offset) continue;
+      if (is_byte_locked(file_.fd(), reader_lock_byte(i))) ++n;
+    }
+    return n;
+  }
 
  private:
   struct placement {
@@ -439,6 +469,10 @@ writer writer::create(std::string_view name, const create_options& options,
   return open(name, writer_opts);
 }
 
+int detail::writer_lock_fd(const writer& w) noexcept {
+  return w.core_->lock_fd();
+}
+
 writer::writer(std::unique_ptr<detail::writer_core> core) : core_(std::move(core)) {}
 writer::writer(writer&&) noexcept = default;
 writer& writer::operator=(writer&&) noexcept = default;
@@ -460,6 +494,10 @@ claimed_record writer::claim(std::size_t max_payload, record_type type) {
   return core_->claim(max_payload, type);
 }
 
+std::size_t writer::wait_for_readers(std::size_t readers, std::uint64_t offset,
+                                     std::chrono::nanoseconds timeout) const {
+  return core_->wait_for_readers(readers, offset, timeout);
+}
 std::uint64_t writer::master_offset() const noexcept {
   return core_->master_offset();
 }

@@ -28,13 +28,18 @@
 
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
+#include "shmlog/record.h"
 
 namespace shmlog {
 
 class writer;
+class reader;
 namespace detail {
 class reader_core;
-}
+class mapping;
+// The reader's mapping, for the library's own replica (snapshot requests and announcements).
+const std::shared_ptr<mapping>& reader_mapping(const reader& r) noexcept;
+}  // namespace detail
 
 struct start_position {
   enum class kind { oldest, latest, offset };
@@ -72,18 +77,6 @@ struct reader_options {
   start_position start = start_position::latest();
   wait_policy wait;
   std::string label;  // shown by `shmlog info`; at most 15 bytes are kept
-};
-
-// A record as it lies in the ring (poll) or in the caller's buffer (poll_copy).
-struct record_view {
-  std::uint64_t offset = 0;       // where the record starts
-  std::uint64_t next_offset = 0;  // where the one after it starts
-  record_type type = default_record_type;
-  std::span<const std::byte> payload;
-
-  std::string_view text() const noexcept {
-    return {reinterpret_cast<const char*>(payload.data()), payload.size()};
-  }
 };
 
 // The writer overwrote bytes this reader had not read yet.
@@ -192,6 +185,7 @@ class reader {
   void set_validation_hook(std::function<void()> hook);
 
  private:
+  friend const std::shared_ptr<detail::mapping>& detail::reader_mapping(const reader& r) noexcept;
   explicit reader(std::unique_ptr<detail::reader_core> core);
   std::unique_ptr<detail::reader_core> core_;
 };

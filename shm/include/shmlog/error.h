@@ -28,6 +28,8 @@ enum class errc {
   corrupt_record,         // a record header in the ring is wrong although not overwritten
   offset_out_of_range,    // an offset outside [oldest held, master offset]
   no_free_reader_slot,    // every reader slot is held by a live reader
+  bad_snapshot,           // a snapshot file is truncated, corrupt, of another history or version
+  snapshot_timeout,       // the producer did not answer a snapshot request in time
   system_error,           // an operating-system call failed; the message has errno's text
 };
 

@@ -11,6 +11,7 @@
 // the kernel releases that role when the writer's process exits, however it exits.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -25,9 +26,13 @@
 
 namespace shmlog {
 
+class writer;
 namespace detail {
 class writer_core;
 class mapping;
+// The descriptor holding the writer lock: a child forked to save a snapshot closes its copy,
+// so that the lock dies with the writer process, not with the child.
+int writer_lock_fd(const writer& w) noexcept;
 }  // namespace detail
 
 // One record of a batch.
@@ -101,10 +106,19 @@ class writer {
   fence_mode fence() const noexcept;
   history_state history() const;
 
+  // Any thread, never on the append path (like Redis WAIT): waits until at least `readers`
+  // live readers have consumed every record before `offset` (their published offset is at or
+  // beyond it), or `timeout` passes. Returns how many had when it returned. A reader publishes
+  // its offset when it comes back for the next record, so "consumed" means "handed over, and
+  // the reader asked for more".
+  std::size_t wait_for_readers(std::size_t readers, std::uint64_t offset,
+                               std::chrono::nanoseconds timeout) const;
+
   // The writer's mapping, for readers in the same process (reader::attach(const writer&)).
   std::shared_ptr<detail::mapping> shared_mapping() const noexcept;
 
  private:
+  friend int detail::writer_lock_fd(const writer& w) noexcept;
   explicit writer(std::unique_ptr<detail::writer_core> core);
   std::unique_ptr<detail::writer_core> core_;
 };

@@ -1,0 +1,75 @@
+// Snapshot files: the producer's state at an exact offset of the log, with the history it
+// belongs to. Written atomically (temporary file, fsync, rename, fsync of the directory), and
+// verified whole (length, CRC-32C of the payload, header checksum, history) before a replica
+// applies any of it. The format is drawn in docs/layout.md.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmlog/history.h"
+#include "shmlog/state_machine.h"
+
+namespace shmlog {
+
+inline constexpr std::uint64_t snapshot_magic = 0x50414E53474F4C53;  // "SLOGSNAP" little-endian
+inline constexpr std::uint32_t snapshot_format_version = 1;
+inline constexpr std::uint32_t snapshot_header_size = 128;
+
+struct snapshot_info {
+  std::filesystem::path path;
+  history_id replid;         // the history the state belongs to
+  std::uint64_t offset = 0;  // the state reflects every record before this offset
+  std::uint64_t payload_bytes = 0;
+  std::uint64_t created_ns = 0;  // CLOCK_REALTIME when the state was saved
+  std::uint64_t save_ns = 0;     // how long saving it took
+};
+
+// Throws error(invalid_argument / permission_denied) naming `dir` unless it is an existing,
+// writable (and searchable) directory. `for_writing` false checks that it is readable.
+void check_snapshot_dir(const std::filesystem::path& dir, bool for_writing);
+
+// The file name a snapshot of `log` at `offset` gets: <log>-<offset, 20 digits>-<generation>.snap
+std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
+                               std::uint64_t generation);
+
+// Saves `state` into `dir` atomically and returns what it wrote. Throws shmlog::error naming
+// the file on any failure, leaving nothing behind but (at worst, if the process dies) a
+// temporary file that remove_stale_snapshot_files() removes.
+snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view log,
+                             std::uint64_t generation, const history_id& replid,
+                             std::uint64_t offset, const state_machine& state);
+
+// Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
+// and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.
+snapshot_info verify_snapshot(const std::filesystem::path& path,
+                              std::optional<history_id> expected_replid = std::nullopt);
+
+// Reads the header only (magic, version, header checksum): for a file this process just wrote.
+snapshot_info read_snapshot_header(const std::filesystem::path& path);
+
+// Verifies the file as verify_snapshot() does, then, and only then, calls state.load() with the
+// payload. `progress(bytes_loaded, payload_bytes)` is called as load() consumes the payload.
+snapshot_info load_snapshot(const std::filesystem::path& path, state_machine& state,
+                            std::optional<history_id> expected_replid = std::nullopt,
+                            const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+
+// The snapshot files of `log` in `dir`, newest (highest generation) first. Files that do not
+// parse as names of this log's snapshots are ignored.
+std::vector<std::filesystem::path> list_snapshots(const std::filesystem::path& dir,
+                                                  std::string_view log);
+
+// Keeps the newest `keep` snapshots of `log` in `dir` and removes the rest; returns how many
+// it removed.
+std::size_t prune_snapshots(const std::filesystem::path& dir, std::string_view log,
+                            std::size_t keep);
+
+// Removes temporary files of `log` in `dir` left by writers that died while writing.
+std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir, std::string_view log);
+
+}  // namespace shmlog

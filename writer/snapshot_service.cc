@@ -1,0 +1,160 @@
+#include "shmlog/snapshot_service.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "mapping.h"
+#include "os.h"
+#include "shmlog/error.h"
+
+namespace shmlog {
+
+snapshot_service::snapshot_service(writer& w, const state_machine& state, snapshot_options options)
+    : writer_(w), state_(state), options_(std::move(options)) {
+  if (options_.dir.empty())
+    throw error(errc::invalid_argument, "log '" + w.name() + "': no snapshot directory given");
+  if (options_.check_every == 0)
+    throw error(errc::invalid_argument, "snapshot check_every must be at least 1");
+  if (options_.keep == 0)
+    throw error(errc::invalid_argument, "snapshots to keep must be at least 1");
+  // Readers of other processes, with other working directories, open the announced path.
+  options_.dir = std::filesystem::absolute(options_.dir).lexically_normal();
+  check_snapshot_dir(options_.dir, true);
+  const std::string longest =
+      (options_.dir / snapshot_file_name(w.name(), no_offset, no_offset)).string();
+  if (longest.size() >= snapshot_path_size)
+    throw error(errc::invalid_argument, "snapshot directory '" + options_.dir.string() +
+                                            "' is too long: snapshot paths must " + "stay under " +
+                                            std::to_string(snapshot_path_size) + " bytes");
+  remove_stale_snapshot_files(options_.dir, w.name());
+  // Requests made before this producer started count as pending unless the last snapshot
+  // published (by an earlier producer) answered them.
+  served_ = detail::read_snapshot_announcement(w.shared_mapping()->header()).requests_served;
+  countdown_ = 1;  // look at once, at the first poll
+}
+
+snapshot_service::~snapshot_service() {
+  if (child_ > 0) reap(true);
+}
+
+void snapshot_service::poll() {
+  if (--countdown_ != 0) return;
+  countdown_ = options_.check_every;
+  if (child_ > 0) {
+    reap(false);
+    return;
+  }
+  // The one load on the producer's path: relaxed, of a line readers write only when asking.
+  const std::uint64_t requests =
+      writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
+  if (requests == served_) return;
+  start(requests);
+}
+
+snapshot_info snapshot_service::snapshot_now() {
+  if (child_ > 0) reap(true);
+  const std::uint64_t requests =
+      writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
+  const snapshot_info info =
+      write_snapshot(options_.dir, writer_.name(), next_generation(), writer_.history().replid,
+                     writer_.master_offset(), state_);
+  publish(info, requests);
+  return info;
+}
+
+std::uint64_t snapshot_service::next_generation() const {
+  return detail::read_snapshot_announcement(writer_.shared_mapping()->header()).generation + 1;
+}
+
+void snapshot_service::start(std::uint64_t requests) {
+  // Between appends: every record before master_offset() is in the state, none after.
+  const std::uint64_t offset = writer_.master_offset();
+  const history_id replid = writer_.history().replid;
+  const std::uint64_t generation = next_generation();
+  if (options_.mode == snapshot_mode::inline_save) {
+    try {
+      publish(write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_),
+              requests);
+    } catch (const std::exception& e) {
+      if (options_.log) options_.log(std::string("snapshot failed, will retry: ") + e.what());
+    }
+    return;
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    if (options_.log)
+      options_.log("snapshot failed, will retry: " + detail::errno_message("fork", errno));
+    return;
+  }
+  if (pid == 0) {
+    // The child: its own copy of the state at exactly `offset`. It must not keep the writer
+    // lock alive should the writer die, and must not run the parent's destructors.
+    ::close(detail::writer_lock_fd(writer_));
+    int status = 0;
+    try {
+      write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "shmlog snapshot child: %s\n", e.what());
+      status = 1;
+    }
+    ::_exit(status);
+  }
+  child_ = pid;
+  child_requests_ = requests;
+  child_offset_ = offset;
+  child_generation_ = generation;
+  child_replid_ = replid;
+}
+
+void snapshot_service::reap(bool block) {
+  int status = 0;
+  pid_t done;
+  do {
+    done = ::waitpid(child_, &status, block ? 0 : WNOHANG);
+  } while (done < 0 && errno == EINTR);
+  if (done == 0) return;  // still saving
+  child_ = 0;
+  if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (options_.log)
+      options_.log("snapshot child " +
+                   std::string(done < 0              ? "was lost"
+                               : WIFSIGNALED(status) ? "was killed"
+                                                     : "failed") +
+                   "; will retry");
+    return;
+  }
+  const std::filesystem::path path =
+      options_.dir / snapshot_file_name(writer_.name(), child_offset_, child_generation_);
+  try {
+    publish(read_snapshot_header(path), child_requests_);
+  } catch (const std::exception& e) {
+    if (options_.log) options_.log(std::string("snapshot child's file is unusable: ") + e.what());
+  }
+}
+
+void snapshot_service::publish(const snapshot_info& info, std::uint64_t requests) {
+  detail::snapshot_announcement a;
+  a.generation = next_generation();
+  a.offset = info.offset;
+  a.requests_served = requests;
+  a.created_ns = info.created_ns;
+  a.save_ns = info.save_ns;
+  a.bytes = snapshot_header_size + info.payload_bytes;
+  a.replid = info.replid;
+  a.path = info.path.string();
+  detail::write_snapshot_announcement(writer_.shared_mapping()->writable_header(), a);
+  served_ = requests;
+  ++published_;
+  prune_snapshots(options_.dir, writer_.name(), options_.keep);
+  if (options_.log)
+    options_.log("snapshot " + std::to_string(a.generation) + " at offset " +
+                 std::to_string(info.offset) + ": " + info.path.string() + " (" +
+                 std::to_string(a.bytes) + " bytes, saved in " +
+                 std::to_string(info.save_ns / 1'000'000) + " ms)");
+}
+
+}  // namespace shmlog
