@@ -193,6 +193,18 @@ log_info inspect(std::string_view name) {
   info.sync_partial_ok = ra.sync_partial_ok.load(std::memory_order_relaxed);
   info.sync_partial_err = ra.sync_partial_err.load(std::memory_order_relaxed);
   info.lapped_total = ra.lapped_total.load(std::memory_order_relaxed);
+  info.snapshot_requests = ra.snapshot_requests.load(std::memory_order_relaxed);
+  info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
+  info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
+  const detail::snapshot_announcement a = detail::read_snapshot_announcement(h);
+  info.snapshot.generation = a.generation;
+  info.snapshot.offset = a.offset;
+  info.snapshot.bytes = a.bytes;
+  info.snapshot.created_ns = a.created_ns;
+  info.snapshot.save_ns = a.save_ns;
+  info.snapshot.requests_served = a.requests_served;
+  info.snapshot.replid = a.replid;
+  info.snapshot.path = a.path;
 
   const std::uint64_t now = detail::monotonic_ns();
   for (std::uint32_t i = 0; i < g.slot_count; ++i) {

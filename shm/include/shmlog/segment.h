@@ -84,6 +84,22 @@ struct log_info {
   std::uint64_t sync_partial_err = 0;
   std::uint64_t lapped_total = 0;
 
+  std::uint64_t snapshot_requests = 0;  // asked by readers so far
+  std::uint64_t backlog_too_small = 0;  // full resyncs that failed: the backlog moved on
+  std::uint64_t history_epoch = 0;      // history changes by starting writers so far
+
+  // The newest snapshot the producer published (generation 0: none yet).
+  struct snapshot_summary {
+    std::uint64_t generation = 0;
+    std::uint64_t offset = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t created_ns = 0;  // CLOCK_REALTIME
+    std::uint64_t save_ns = 0;
+    std::uint64_t requests_served = 0;
+    history_id replid;
+    std::string path;
+  } snapshot;
+
   std::vector<reader_info> readers;  // live readers, by slot
   std::uint32_t stale_slots = 0;     // slots whose reader died; the next reader reuses them
 
