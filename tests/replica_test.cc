@@ -24,21 +24,7 @@ using namespace std::chrono_literals;
 using test::scoped_log;
 using test::unique_log_name;
 
-class scratch_dir {
- public:
-  scratch_dir() {
-    char pattern[] = "/tmp/shmlog-test-rep-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::scratch_dir;
 
 struct full_resync : ::testing::Test {
   scoped_log log{unique_log_name("rep")};

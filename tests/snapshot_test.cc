@@ -21,22 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory under /tmp, removed when the test ends.
-class scratch_dir {
- public:
-  scratch_dir() {
-    char pattern[] = "/tmp/shmlog-test-snap-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test::scratch_dir;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,6 +45,25 @@ class scoped_log {
 
  private:
   std::string name_;
+};
+
+// A fresh directory under /tmp (mkdtemp), removed with everything in it when the test ends.
+class scratch_dir {
+ public:
+  scratch_dir() {
+    char pattern[] = "/tmp/shmlog-test-dir-XXXXXX";
+    path_ = ::mkdtemp(pattern);
+  }
+  ~scratch_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
 };
 
 // Payload layout: [u64 sequence][u32 length][bytes...][u32 crc32c of everything before it].

@@ -41,6 +41,21 @@ struct wait_fixture : ::testing::Test {
       std::this_thread::yield();
     }
   }
+  // Thirty rounds: a reader falls asleep in futex_wait, one append must wake it.
+  void woken_thirty_times() {
+    for (int round = 0; round < 30; ++round) {
+      SCOPED_TRACE(round);
+      reader r = attach(wait_mode::sleep);
+      bool woke = false;
+      std::thread t([&] { woke = r.wait(60s); });
+      await_state(reader_state::sleeping);
+      w.append("wake up");
+      t.join();
+      EXPECT_TRUE(woke);
+      std::vector<std::byte> buffer;
+      EXPECT_EQ(r.poll_copy(buffer).record.text(), "wake up");
+    }
+  }
   std::uint32_t wake_seq() {
     return test::raw_segment(log.name()).peek<std::uint32_t>(offsetof(segment_header, wake_seq));
   }
@@ -66,18 +81,7 @@ TEST_F(wait_fixture, EveryModeTimesOutWhenNothingIsWritten) {
 }
 
 TEST_F(wait_fixture, SleepingReaderIsWokenByAnAppend) {
-  for (int round = 0; round < 30; ++round) {
-    SCOPED_TRACE(round);
-    reader r = attach(wait_mode::sleep);
-    bool woke = false;
-    std::thread t([&] { woke = r.wait(60s); });
-    await_state(reader_state::sleeping);
-    w.append("wake up");
-    t.join();
-    EXPECT_TRUE(woke);
-    std::vector<std::byte> buffer;
-    EXPECT_EQ(r.poll_copy(buffer).record.text(), "wake up");
-  }
+  woken_thirty_times();
 }
 
 // The same with a membarrier() writer (the fence in each publish is then only a compiler one).
@@ -88,15 +92,7 @@ struct wait_with_membarrier : wait_fixture {
 TEST_F(wait_with_membarrier, SleepingReaderIsWokenByAnAppend) {
   EXPECT_EQ(w.fence(), fence_mode::membarrier);  // this kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED
   EXPECT_EQ(inspect(log.name()).writer_fence, fence_mode::membarrier);
-  for (int round = 0; round < 30; ++round) {
-    reader r = attach(wait_mode::sleep);
-    bool woke = false;
-    std::thread t([&] { woke = r.wait(60s); });
-    await_state(reader_state::sleeping);
-    w.append("wake up");
-    t.join();
-    EXPECT_TRUE(woke);
-  }
+  woken_thirty_times();
 }
 
 TEST_F(wait_fixture, DefaultWriterFenceIsSeqCst) {
