@@ -374,7 +374,8 @@ class reader_core {
     return skipped;
   }
 
-  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset) {
+  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset,
+                         bool count_psync = true) {
     const sync_point sync = begin_sync();
     resync_decision d = decide_resync(sync.history, window(), replid, offset);
     if (d.is_partial()) {
@@ -392,7 +393,9 @@ class reader_core {
         }
       }
     }
-    if (d.is_partial()) {
+    if (!count_psync) {
+      if (d.is_partial()) count_full_resync();
+    } else if (d.is_partial()) {
       area_->sync_partial_ok.fetch_add(1, std::memory_order_relaxed);
     } else if (replid && !replid->is_none()) {
       area_->sync_partial_err.fetch_add(1, std::memory_order_relaxed);
@@ -689,6 +692,9 @@ std::uint64_t reader::skip_corruption() {
 }
 resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t offset) {
   return core_->resync(replid, offset);
+}
+resync_decision reader::continue_after_load(const history_id& replid, std::uint64_t offset) {
+  return core_->resync(replid, offset, false);
 }
 void reader::count_full_resync() noexcept {
   core_->count_full_resync();

@@ -153,8 +153,10 @@ bool replica::full_resync() {
       const std::uint64_t ticket =
           area.snapshot_requests.fetch_add(1, std::memory_order_relaxed) + 1;
       event(replica_event::kind::snapshot_requested,
-            ann.generation == 0
-                ? "no snapshot published yet: asked the producer for one"
+            ann.generation == 0 ? "no snapshot published yet: asked the producer for one"
+            : ann.generation == refused_generation
+                ? "snapshot " + std::to_string(ann.generation) +
+                      " could not be used: asked the producer for a new one"
                 : "snapshot " + std::to_string(ann.generation) + " (offset " +
                       std::to_string(ann.offset) + ") cannot be continued from the backlog [" +
                       std::to_string(window.first_byte_offset) + ", " +
@@ -196,9 +198,8 @@ bool replica::full_resync() {
     }
     const std::uint64_t load_ns = detail::monotonic_ns() - load_started;
     // The state reflects every record before info.offset: go on from there.
-    const resync_decision d = reader_.resync(info.replid, info.offset);
+    const resync_decision d = reader_.continue_after_load(info.replid, info.offset);
     if (d.is_partial()) {
-      reader_.count_full_resync();
       ++stats_.full_resyncs;
       resync_due_ = false;
       event(replica_event::kind::full_resync_done,

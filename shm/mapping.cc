@@ -139,6 +139,14 @@ mode_t segment_file::mode() const {
   return st.st_mode & 07777;
 }
 
+bool segment_file::same_object(const segment_file& other) const {
+  struct stat mine {};
+  struct stat theirs {};
+  if (::fstat(fd(), &mine) != 0 || ::fstat(other.fd(), &theirs) != 0)
+    throw error(errc::system_error, "log " + quoted(name_) + ": " + errno_message("fstat", errno));
+  return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+}
+
 std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
   const std::string& name = file.name();
   const std::string log = "log " + quoted(name);

@@ -26,6 +26,9 @@ class segment_file {
   int fd() const noexcept;
   std::uint64_t size() const;
   mode_t mode() const;
+  // Whether both are open descriptions of one object (the name may have been unlinked and
+  // created again between two opens).
+  bool same_object(const segment_file& other) const;
   const std::string& name() const noexcept { return name_; }
   bool writable() const noexcept { return writable_; }
   boost::interprocess::shared_memory_object& object() noexcept { return object_; }

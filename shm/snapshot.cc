@@ -262,7 +262,7 @@ std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
 
 snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view log,
                              std::uint64_t generation, const history_id& replid,
-                             std::uint64_t offset, const state_machine& state) {
+                             std::uint64_t offset, const state_machine& state, mode_t mode) {
   const std::uint64_t started = detail::monotonic_ns();
   const std::uint64_t created = detail::realtime_ns();
   const std::filesystem::path final_path = dir / snapshot_file_name(log, offset, generation);
@@ -272,6 +272,7 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
   if (fd < 0) system_failure(temp_path, "create", errno);
   bool open = true;
   try {
+    if (::fchmod(fd, mode & 0666) != 0) system_failure(temp_path, "fchmod", errno);
     // The header goes in last, once the payload's length and checksum are known.
     snapshot_header h{};
     if (::pwrite(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))

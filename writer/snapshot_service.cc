@@ -31,6 +31,7 @@ snapshot_service::snapshot_service(writer& w, const state_machine& state, snapsh
                                             "' is too long: snapshot paths must " + "stay under " +
                                             std::to_string(snapshot_path_size) + " bytes");
   remove_stale_snapshot_files(options_.dir, w.name());
+  if (options_.file_mode == 0) options_.file_mode = inspect(w.name()).mode & 0666;
   // Requests made before this producer started count as pending unless the last snapshot
   // published (by an earlier producer) answered them.
   served_ = detail::read_snapshot_announcement(w.shared_mapping()->header()).requests_served;
@@ -52,6 +53,7 @@ void snapshot_service::poll() {
   const std::uint64_t requests =
       writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
   if (requests == served_) return;
+  if (retry_backoff_.count() != 0 && std::chrono::steady_clock::now() < retry_at_) return;
   start(requests);
 }
 
@@ -61,7 +63,7 @@ snapshot_info snapshot_service::snapshot_now() {
       writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
   const snapshot_info info =
       write_snapshot(options_.dir, writer_.name(), next_generation(), writer_.history().replid,
-                     writer_.master_offset(), state_);
+                     writer_.master_offset(), state_, options_.file_mode);
   publish(info, requests);
   return info;
 }
@@ -77,17 +79,17 @@ void snapshot_service::start(std::uint64_t requests) {
   const std::uint64_t generation = next_generation();
   if (options_.mode == snapshot_mode::inline_save) {
     try {
-      publish(write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_),
+      publish(write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_,
+                             options_.file_mode),
               requests);
     } catch (const std::exception& e) {
-      if (options_.log) options_.log(std::string("snapshot failed, will retry: ") + e.what());
+      failed(e.what());
     }
     return;
   }
   const pid_t pid = ::fork();
   if (pid < 0) {
-    if (options_.log)
-      options_.log("snapshot failed, will retry: " + detail::errno_message("fork", errno));
+    failed(detail::errno_message("fork", errno));
     return;
   }
   if (pid == 0) {
@@ -96,7 +98,8 @@ void snapshot_service::start(std::uint64_t requests) {
     ::close(detail::writer_lock_fd(writer_));
     int status = 0;
     try {
-      write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_);
+      write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_,
+                     options_.file_mode);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "shmlog snapshot child: %s\n", e.what());
       status = 1;
@@ -118,22 +121,40 @@ void snapshot_service::reap(bool block) {
   } while (done < 0 && errno == EINTR);
   if (done == 0) return;  // still saving
   child_ = 0;
-  if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    if (options_.log)
-      options_.log("snapshot child " +
-                   std::string(done < 0              ? "was lost"
-                               : WIFSIGNALED(status) ? "was killed"
-                                                     : "failed") +
-                   "; will retry");
-    return;
-  }
   const std::filesystem::path path =
       options_.dir / snapshot_file_name(writer_.name(), child_offset_, child_generation_);
+  if (done < 0 && errno == ECHILD) {
+    // SIGCHLD is ignored (common in daemons): the kernel reaped the child and its status is
+    // lost. The child renames its file into place only after writing and syncing all of it, so
+    // a file under the final name that verifies whole is its finished work.
+    try {
+      publish(verify_snapshot(path, child_replid_), child_requests_);
+    } catch (const std::exception& e) {
+      failed(std::string("the snapshot child ended without leaving a usable file: ") + e.what());
+    }
+    return;
+  }
+  if (done < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    failed("the snapshot child " + std::string(done < 0              ? "was lost"
+                                               : WIFSIGNALED(status) ? "was killed"
+                                                                     : "failed"));
+    return;
+  }
   try {
     publish(read_snapshot_header(path), child_requests_);
   } catch (const std::exception& e) {
-    if (options_.log) options_.log(std::string("snapshot child's file is unusable: ") + e.what());
+    failed(std::string("the snapshot child's file is unusable: ") + e.what());
   }
+}
+
+void snapshot_service::failed(const std::string& why) {
+  using namespace std::chrono_literals;
+  retry_backoff_ = std::min<std::chrono::milliseconds>(
+      retry_backoff_.count() == 0 ? 100ms : retry_backoff_ * 2, 5s);
+  retry_at_ = std::chrono::steady_clock::now() + retry_backoff_;
+  if (options_.log)
+    options_.log("snapshot failed: " + why + "; retrying in " +
+                 std::to_string(retry_backoff_.count()) + " ms");
 }
 
 void snapshot_service::publish(const snapshot_info& info, std::uint64_t requests) {
@@ -149,6 +170,7 @@ void snapshot_service::publish(const snapshot_info& info, std::uint64_t requests
   detail::write_snapshot_announcement(writer_.shared_mapping()->writable_header(), a);
   served_ = requests;
   ++published_;
+  retry_backoff_ = std::chrono::milliseconds(0);
   prune_snapshots(options_.dir, writer_.name(), options_.keep);
   if (options_.log)
     options_.log("snapshot " + std::to_string(a.generation) + " at offset " +

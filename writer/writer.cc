@@ -406,7 +406,7 @@ class writer_core {
     }
   }
 
-  segment_file file_;  // holds the writer lock for as long as this object lives
+  segment_file file_;  // holds the writer lock for as long as this object lives; never mapped
   std::shared_ptr<mapping> map_;
 
   // Hot state, private to the writer thread.
@@ -455,10 +455,22 @@ namespace {
 }  // namespace detail
 
 writer writer::open(std::string_view name, const writer_options& options) {
-  auto file = detail::segment_file::open(name, true);
-  if (!detail::try_lock_byte(file.fd(), writer_lock_byte)) detail::throw_writer_exists(file);
-  auto map = detail::mapping::map(file, detail::map_access::writer);
-  return writer(std::make_unique<detail::writer_core>(std::move(file), std::move(map), options));
+  // The writer lock lives on an open file description that is never mapped. A lock is released
+  // only when the last reference to its description goes, and a mapping is such a reference:
+  // locked on the mapped description, the role would outlive this writer in a fork()ed child
+  // (a BGSAVE child still saving after the producer was killed) or in an in-process reader
+  // still holding the shared mapping. docs/design.md, "The writer lock".
+  auto lock_file = detail::segment_file::open(name, true);
+  if (!detail::try_lock_byte(lock_file.fd(), writer_lock_byte))
+    detail::throw_writer_exists(lock_file);
+  auto mapped_file = detail::segment_file::open(name, true);
+  if (!mapped_file.same_object(lock_file))
+    throw error(errc::not_found, "log '" + std::string(name) +
+                                     "' was destroyed and created again while being "
+                                     "opened; open it again");
+  auto map = detail::mapping::map(mapped_file, detail::map_access::writer);
+  return writer(
+      std::make_unique<detail::writer_core>(std::move(lock_file), std::move(map), options));
 }
 
 writer writer::create(std::string_view name, const create_options& options,

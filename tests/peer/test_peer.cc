@@ -45,33 +45,76 @@
 //     Each round waits for exactly one record with a wait that never times out by itself; then
 //     one wait of T ms with no record expected.
 //
+//   producer NAME --snapshot-dir D [--mode inline|fork] [--recover none|snapshot|replay|unrelated]
+//                 [--no-serve] [--check-every K] [--keep K] [--ignore-sigchld]
+//       recovered items=N checksum=C offset=X snapshot=PATH|none
+//       ready pid=P plan=keep|branch|restart rewinds=0|1 master=M crashed=0|1 previous_pid=Q
+//             previous_master=O replid=R replid2=R2 second=S|none items=N checksum=C
+//       service <what the snapshot service logs>
+//     A writer with a list_state (tests/test_state.h) that it rebuilds per --recover, passes to
+//     writer::open (writer_options), and serves snapshots of with a snapshot_service: between
+//     appends, and every millisecond while idle, unless --no-serve or "serve off". Commands on
+//     stdin, one per line, each answered with one line:
+//       append K [SIZE]   appends K records of SIZE bytes -> appended items=N checksum=C master=M
+//       snapshot          snapshot_now()      -> snapshot offset=X published=N path=P
+//       serve on|off      -> serving on|off
+//       block-save BYTES [orphan]
+//                         the next save() stops for good after BYTES bytes of payload, having
+//                         said "saving bytes=B total=T pid=P" (P: the fork-mode child's pid)
+//                         -> blocking bytes=B. With orphan, a fork-mode child does not die
+//                         with the producer, and finishes the file on SIGUSR1.
+//       stats             -> stats published=N in_progress=0|1 master=M
+//       state             -> state items=N checksum=C master=M replid=R replid2=R2 second=S
+//     At EOF: result published=N master=M items=N checksum=C.
+//
+//   replica NAME --snapshot-dir D [--pause-loads K] [--pause-at BYTES] [--wait MODE]
+//                [--snapshot-timeout-ms T] [--max-backoff-ms B]
+//       ready slot=I pid=P
+//       event KIND offset=O load=L message=...   (every shmlog::replica_event)
+//       loading bytes=X total=Y load=L           (every on_load_progress call)
+//       paused bytes=X total=Y load=L            (then waits for "resume" on stdin)
+//     A shmlog::replica of a list_state: catches up, then waits for records. The first K loads
+//     pause at the first progress report at or beyond BYTES that is not the last. Commands:
+//       sync M   applies records up to offset M exactly -> state items=N checksum=C offset=O
+//                replid=R loads=N full_resyncs=F partial_resyncs=P laps=L rejected=J
+//                backlog_too_small=B
+//       hold     stops reading the log -> held offset=O;  go -> going offset=O
+//       state    -> state ... (as for sync, without moving)
+//     At EOF: result ... (the fields of state).
+//
 // Any role that cannot open or attach prints "error code=<errc> message=<what>" and exits 3.
 // Exit codes: 0 success, 2 bad usage, 3 open/attach failed, 4 a verification failed, 5 a
 // deadline passed, 6 an unexpected exception, 7 a history change left the reader outside the
 // new history (a full resync is due).
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "shmlog/shmlog.h"
+#include "test_state.h"
 #include "test_util.h"
 
 namespace {
@@ -576,6 +619,403 @@ int run_waiter(const std::string& name, int argc, char** argv) {
   return exit_ok;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Full resync: a producer with a state that serves snapshots, and replicas of that state
+
+namespace fs = std::filesystem;
+using shmlog::test::list_state;
+
+// Lines from stdin read straight from descriptor 0, so that a role can look for a command
+// without blocking (poll) between steps of its own work.
+class line_input {
+ public:
+  // The next line, waiting at most timeout_ms for it (-1: as long as it takes); nullopt when
+  // none came in time or stdin is closed (then eof()).
+  std::optional<std::string> next(int timeout_ms) {
+    for (;;) {
+      if (const auto end = buffer_.find('\n'); end != std::string::npos) {
+        std::string line = buffer_.substr(0, end);
+        buffer_.erase(0, end + 1);
+        return line;
+      }
+      if (eof_) return std::nullopt;
+      pollfd p{STDIN_FILENO, POLLIN, 0};
+      const int ready = ::poll(&p, 1, timeout_ms);
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0) throw std::runtime_error("poll on stdin failed");
+      if (ready == 0) return std::nullopt;
+      char chunk[4096];
+      const ssize_t n = ::read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+        continue;
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  bool eof() const noexcept { return eof_ && buffer_.find('\n') == std::string::npos; }
+
+ private:
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// The first word of a command line and the number after it ("append 5" -> 5).
+std::uint64_t argument(const std::string& line, std::size_t index, std::uint64_t fallback) {
+  std::istringstream in(line);
+  std::string word;
+  for (std::size_t i = 0; i <= index; ++i)
+    if (!(in >> word)) return fallback;
+  try {
+    std::size_t used = 0;
+    const std::uint64_t v = std::stoull(word, &used);
+    if (used == word.size()) return v;
+  } catch (const std::logic_error&) {  // reported below
+  }
+  throw usage_error("not a number in: " + line);
+}
+
+std::string first_word(const std::string& line) {
+  return line.substr(0, line.find(' '));
+}
+
+// CRC-32C of what save() writes: equal states, equal checksums.
+std::uint32_t checksum_of(const list_state& state) {
+  std::ostringstream out;
+  state.list_state::save(out);
+  const std::string bytes = out.str();
+  return shmlog::crc32c(bytes.data(), bytes.size());
+}
+
+std::string state_fields(const list_state& state) {
+  return "items=" + num(state.items.size()) + " checksum=" + num(checksum_of(state));
+}
+
+// The producer's state: a list_state whose save() can be made to stop half-way, so that a test
+// can kill the producer (or its fork-mode child) while a snapshot file is being written, at a
+// known point.
+class producer_state : public list_state {
+ public:
+  // Set by "block-save BYTES [orphan]": the next save() writes BYTES bytes of the payload, makes
+  // sure they reached the temporary file, says "saving", and never returns. With orphan, a
+  // fork-mode child outlives the producer instead of dying with it, and finishes the save
+  // when it gets SIGUSR1 (or gives up after 30 s, so that nothing outlives a failed test).
+  std::optional<std::size_t> block_after;
+  bool orphan = false;
+
+  void save(std::ostream& out) const override {
+    if (!block_after) {
+      list_state::save(out);
+      return;
+    }
+    std::ostringstream whole;
+    list_state::save(whole);
+    const std::string bytes = whole.str();
+    const std::size_t part = std::min(*block_after, bytes.size() - 1);
+    out.write(bytes.data(), static_cast<std::streamsize>(part));
+    out.flush();
+    sigset_t release;
+    sigemptyset(&release);
+    sigaddset(&release, SIGUSR1);
+    if (orphan) {
+      ::sigprocmask(SIG_BLOCK, &release, nullptr);  // before "saving": no signal is lost
+    } else if (::getpid() != producer_pid_) {
+      // A fork-mode child: die with the producer, as the whole producer dies under kill -9 in
+      // the scenario this stands for (and so that nothing outlives a failed test).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != producer_pid_) ::_exit(exit_deadline);
+    }
+    say("saving bytes=" + num(part) + " total=" + num(bytes.size()) +
+        " pid=" + num(static_cast<std::uint64_t>(::getpid())));
+    if (!orphan) {
+      for (;;)
+        ::pause();
+    }
+    // Let go of the test's pipe, whose end of file tells the test that the producer is gone.
+    if (const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC); null >= 0) {
+      ::dup2(null, STDOUT_FILENO);
+      ::close(null);
+    }
+    const timespec give_up{30, 0};
+    if (::sigtimedwait(&release, nullptr, &give_up) != SIGUSR1) ::_exit(exit_deadline);
+    out.write(bytes.data() + part, static_cast<std::streamsize>(bytes.size() - part));
+  }
+
+ private:
+  pid_t producer_pid_ = ::getpid();
+};
+
+// Payloads of the producer's records: the item's number, padded to `size` bytes.
+std::string item(const std::string& prefix, std::uint64_t n, std::size_t size) {
+  std::string s = prefix + "-" + num(n) + "-";
+  if (s.size() < size) s.append(size - s.size(), static_cast<char>('a' + n % 26));
+  return s;
+}
+
+// What the producer's state reflects when it opens the log (writer_options).
+struct recovery {
+  std::optional<shmlog::history_id> replid;
+  std::uint64_t offset = 0;
+  std::string snapshot = "none";
+};
+
+// How a restarted producer rebuilds its state (--recover):
+//   none       no state: an empty list, and the log goes on as it is (a fresh log)
+//   snapshot   the newest snapshot that verifies, and nothing after it
+//   replay     that snapshot (or, with none, an empty state at offset 0) plus every record the
+//              log holds after its offset: the state is exactly at the master offset
+//   unrelated  a state that is no prefix of the log, under a history of its own
+recovery recover(const std::string& how, const std::string& name, const fs::path& dir,
+                 list_state& state) {
+  recovery r;
+  if (how == "none") return r;
+  if (how == "unrelated") {
+    for (int i = 0; i < 5; ++i)
+      state.items.push_back(item("unrelated", static_cast<std::uint64_t>(i), 24));
+    r.replid = shmlog::history_id::random();
+    r.offset = 12345;
+    return r;
+  }
+  if (how != "snapshot" && how != "replay")
+    throw usage_error("--recover wants none, snapshot, replay or unrelated, not " + how);
+  std::optional<shmlog::snapshot_info> loaded;
+  for (const fs::path& path : shmlog::list_snapshots(dir, name)) {
+    try {
+      loaded = shmlog::load_snapshot(path, state);
+      r.snapshot = path.string();
+      break;
+    } catch (const shmlog::error& e) {
+      say(std::string("skipped ") + e.what());
+    }
+  }
+  if (how == "snapshot") {
+    if (!loaded) throw std::runtime_error("no snapshot of " + name + " in " + dir.string());
+    r.replid = loaded->replid;
+    r.offset = loaded->offset;
+    return r;
+  }
+  // Replay with a reader of our own, before this process becomes the writer: no writer is
+  // alive, so the log stands still while we read it.
+  shmlog::reader log = shmlog::reader::attach(
+      name,
+      {.start = shmlog::start_position::at(loaded ? loaded->offset : 0), .label = "peer-replay"});
+  if (loaded && loaded->replid != log.replid())
+    throw std::runtime_error("the newest snapshot is of history " + loaded->replid.str() +
+                             ", the log's is " + log.replid().str());
+  std::vector<std::byte> buffer;
+  for (;;) {
+    const shmlog::poll_result p = log.poll_copy(buffer);
+    if (p.status == shmlog::poll_status::empty) break;
+    if (p.status != shmlog::poll_status::record)
+      throw std::runtime_error("replay: poll returned neither a record nor empty");
+    state.apply(p.record);
+  }
+  r.replid = log.replid();
+  r.offset = log.offset();
+  return r;
+}
+
+std::string history_fields(const shmlog::history_state& h) {
+  return "replid=" + h.replid.str() + " replid2=" + h.replid2.str() + " second=" +
+         (h.second_repl_offset == shmlog::no_offset ? "none" : num(h.second_repl_offset));
+}
+
+int run_producer(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {"--no-serve", "--ignore-sigchld"},
+                    {"--snapshot-dir", "--mode", "--recover", "--check-every", "--keep"});
+  // As daemons often do: children are reaped by the kernel, and waitpid() finds none.
+  if (a.flag("--ignore-sigchld")) ::signal(SIGCHLD, SIG_IGN);
+  const fs::path dir = a.text("--snapshot-dir", "");
+  const std::string mode = a.text("--mode", "inline");
+  if (mode != "inline" && mode != "fork") throw usage_error("--mode wants inline or fork");
+
+  producer_state state;
+  const recovery rec = recover(a.text("--recover", "none"), name, dir, state);
+  say("recovered " + state_fields(state) + " offset=" + num(rec.offset) +
+      " snapshot=" + rec.snapshot);
+  std::optional<shmlog::writer> opened;
+  try {
+    opened.emplace(
+        shmlog::writer::open(name, {.state_replid = rec.replid, .state_offset = rec.offset}));
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return exit_open_failed;
+  }
+  shmlog::writer& w = *opened;
+  std::optional<shmlog::snapshot_service> service_holder;
+  try {
+    service_holder.emplace(
+        w, state,
+        shmlog::snapshot_options{
+            .dir = dir,
+            .mode =
+                mode == "fork" ? shmlog::snapshot_mode::fork : shmlog::snapshot_mode::inline_save,
+            .keep = a.number("--keep", 3),
+            .check_every = static_cast<std::uint32_t>(a.number("--check-every", 1)),
+            .log = [](const std::string& m) { say("service " + m); }});
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return exit_open_failed;
+  }
+  shmlog::snapshot_service& service = *service_holder;
+  const shmlog::takeover_info& t = w.takeover();
+  say("ready pid=" + num(static_cast<std::uint64_t>(::getpid())) + " plan=" +
+      std::string(shmlog::to_string(t.plan.action)) + " rewinds=" + (t.plan.rewinds ? "1" : "0") +
+      " master=" + num(w.master_offset()) + " crashed=" + (t.previous_crashed ? "1" : "0") +
+      " previous_pid=" + num(t.previous_pid) + " previous_master=" + num(t.previous_master_offset) +
+      " " + history_fields(w.history()) + " " + state_fields(state));
+
+  line_input input;
+  bool serving = !a.flag("--no-serve");
+  for (;;) {
+    // Serving means answering requests between appends, as a real producer's loop does.
+    if (serving) service.poll();
+    // Idle: look for a command every millisecond while serving (or while a fork-mode child is
+    // saving), else wait for one.
+    const std::optional<std::string> line = input.next(serving || service.in_progress() ? 1 : -1);
+    if (!line) {
+      if (input.eof()) break;
+      continue;
+    }
+    const std::string command = first_word(*line);
+    if (command == "append") {
+      const std::uint64_t count = argument(*line, 1, 1);
+      const std::size_t size = argument(*line, 2, 40);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        shmlog::test::append_and_apply(w, state, item("p", state.items.size(), size));
+        if (serving) service.poll();
+      }
+      say("appended " + state_fields(state) + " master=" + num(w.master_offset()));
+    } else if (command == "snapshot") {
+      const shmlog::snapshot_info info = service.snapshot_now();
+      say("snapshot offset=" + num(info.offset) + " published=" + num(service.published()) +
+          " path=" + info.path.string());
+    } else if (command == "serve") {
+      serving = line->find(" on") != std::string::npos;
+      say(std::string("serving ") + (serving ? "on" : "off"));
+    } else if (command == "block-save") {
+      state.block_after = argument(*line, 1, 0);
+      state.orphan = line->find(" orphan") != std::string::npos;
+      say("blocking bytes=" + num(*state.block_after));
+    } else if (command == "stats") {
+      say("stats published=" + num(service.published()) + " in_progress=" +
+          (service.in_progress() ? "1" : "0") + " master=" + num(w.master_offset()));
+    } else if (command == "state") {
+      say("state " + state_fields(state) + " master=" + num(w.master_offset()) + " " +
+          history_fields(w.history()));
+    } else {
+      throw usage_error("unknown command: " + *line);
+    }
+  }
+  say("result published=" + num(service.published()) + " master=" + num(w.master_offset()) + " " +
+      state_fields(state));
+  return exit_ok;
+}
+
+int run_replica(const std::string& name, int argc, char** argv) {
+  const arguments a(argc, argv, {},
+                    {"--snapshot-dir", "--pause-loads", "--pause-at", "--snapshot-timeout-ms",
+                     "--max-backoff-ms", "--wait"});
+  const std::uint64_t pause_loads = a.number("--pause-loads", 0);
+  const std::uint64_t pause_at = a.number("--pause-at", 0);
+  line_input input;
+  list_state state;
+  std::uint64_t load = 0;  // loads begun
+  bool paused = false;     // in this load
+
+  shmlog::replica_options options;
+  options.snapshot_dir = a.text("--snapshot-dir", "");
+  options.wait.mode = parse_wait_mode(a.text("--wait", "sleep"));
+  options.label = "peer-replica";
+  options.snapshot_timeout = std::chrono::milliseconds(a.number("--snapshot-timeout-ms", 60000));
+  options.max_backoff = std::chrono::milliseconds(a.number("--max-backoff-ms", 200));
+  options.on_event = [&](const shmlog::replica_event& e) {
+    say("event " + std::string(shmlog::to_string(e.what)) + " offset=" + num(e.offset) +
+        " load=" + num(load) + " message=" + e.message);
+  };
+  // Every load starts at byte 0. The first loads (--pause-loads) stop at the first report at
+  // or past --pause-at bytes that is not the last, and wait for "resume": the test kills the
+  // replica there, or makes the writer move on meanwhile, knowing exactly where the load is.
+  options.on_load_progress = [&](std::uint64_t bytes, std::uint64_t total) {
+    if (bytes == 0) {
+      ++load;
+      paused = false;
+    }
+    say("loading bytes=" + num(bytes) + " total=" + num(total) + " load=" + num(load));
+    if (load > pause_loads || paused || bytes < pause_at || bytes >= total) return;
+    paused = true;
+    say("paused bytes=" + num(bytes) + " total=" + num(total) + " load=" + num(load));
+    for (;;) {
+      const std::optional<std::string> line = input.next(-1);
+      if (!line) throw std::runtime_error("stdin closed while the load was paused");
+      if (*line == "resume") break;
+      throw usage_error("paused: only resume, not " + *line);
+    }
+    say("resumed load=" + num(load));
+  };
+
+  std::optional<shmlog::replica> attached;
+  try {
+    attached.emplace(name, state, options);
+  } catch (const shmlog::error& e) {
+    say(error_line(e));
+    return exit_open_failed;
+  }
+  shmlog::replica& r = *attached;
+  say("ready slot=" + num(r.log_reader().slot()) +
+      " pid=" + num(static_cast<std::uint64_t>(::getpid())));
+  const auto summary = [&] {
+    const shmlog::replica_stats& s = r.stats();
+    return state_fields(state) + " offset=" + num(r.offset()) + " replid=" + r.replid().str() +
+           " loads=" + num(state.loads) + " full_resyncs=" + num(s.full_resyncs) +
+           " partial_resyncs=" + num(s.partial_resyncs) + " laps=" + num(s.laps) +
+           " rejected=" + num(s.snapshots_rejected) +
+           " backlog_too_small=" + num(s.backlog_too_small);
+  };
+
+  bool held = false;
+  for (;;) {
+    if (!held) r.catch_up();
+    std::optional<std::string> line = input.next(0);
+    if (!line && !input.eof()) {
+      if (!held) {
+        r.wait(std::chrono::milliseconds(5));
+        continue;
+      }
+      line = input.next(-1);  // held: nothing to do until told
+    }
+    if (!line) break;  // stdin closed
+    const std::string command = first_word(*line);
+    if (command == "sync") {
+      // Apply records one at a time up to exactly `target`, so that the state can be compared
+      // with the producer's at that offset.
+      const std::uint64_t target = argument(*line, 1, 0);
+      const auto deadline = steady::now() + std::chrono::seconds(20);
+      while (r.offset() < target) {
+        if (steady::now() > deadline) {
+          say("result failed=sync_deadline " + summary());
+          return exit_deadline;
+        }
+        if (r.catch_up(1) == 0 && r.offset() < target) r.wait(std::chrono::milliseconds(5));
+      }
+      say("state " + summary());
+    } else if (command == "hold") {
+      held = true;
+      say("held offset=" + num(r.offset()));
+    } else if (command == "go") {
+      held = false;
+      say("going offset=" + num(r.offset()));
+    } else if (command == "state") {
+      say("state " + summary());
+    } else {
+      throw usage_error("unknown command: " + *line);
+    }
+  }
+  say("result " + summary());
+  return exit_ok;
+}
+
 int run(int argc, char** argv) {
   if (argc < 3) throw usage_error("usage: shmlog_test_peer ROLE NAME [options]");
   const std::string role = argv[1];
@@ -585,6 +1025,8 @@ int run(int argc, char** argv) {
   if (role == "reader") return run_reader(name, argc, argv);
   if (role == "hold-reader") return run_hold_reader(name, argc, argv);
   if (role == "waiter") return run_waiter(name, argc, argv);
+  if (role == "producer") return run_producer(name, argc, argv);
+  if (role == "replica") return run_replica(name, argc, argv);
   throw usage_error("unknown role " + role);
 }
 

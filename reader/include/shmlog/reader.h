@@ -160,6 +160,11 @@ class reader {
   // not move). Counts sync_partial_ok or, for a refused request with a history,
   // sync_partial_err. Pass std::nullopt as replid for a reader with no history yet.
   resync_decision resync(std::optional<history_id> replid, std::uint64_t offset);
+  // The last step of a full resync: the state was loaded from a snapshot of (replid, offset);
+  // move there if the backlog still holds it. The same decision as resync(), but not a PSYNC:
+  // it counts sync_full if it succeeds, nothing if it does not (the caller counts the failure,
+  // e.g. as backlog_too_small).
+  resync_decision continue_after_load(const history_id& replid, std::uint64_t offset);
   // Counts one full resync in the log's sync_full counter (the snapshot layer calls it).
   void count_full_resync() noexcept;
 

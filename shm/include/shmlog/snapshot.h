@@ -4,6 +4,8 @@
 // applies any of it. The format is drawn in docs/layout.md.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -40,10 +42,11 @@ std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
 
 // Saves `state` into `dir` atomically and returns what it wrote. Throws shmlog::error naming
 // the file on any failure, leaving nothing behind but (at worst, if the process dies) a
-// temporary file that remove_stale_snapshot_files() removes.
+// temporary file that remove_stale_snapshot_files() removes. The file gets `mode` exactly (the
+// umask is not applied), as the log's segment does.
 snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view log,
                              std::uint64_t generation, const history_id& replid,
-                             std::uint64_t offset, const state_machine& state);
+                             std::uint64_t offset, const state_machine& state, mode_t mode = 0600);
 
 // Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
 // and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.

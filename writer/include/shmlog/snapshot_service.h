@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -40,8 +41,11 @@ struct snapshot_options {
   snapshot_mode mode = snapshot_mode::inline_save;
   std::size_t keep = 3;            // snapshot files of this log kept in dir
   std::uint32_t check_every = 64;  // poll() calls between looks at the request counter
-  // Told about snapshots published and about failures (a failed save is retried at the next
-  // request); nothing is logged if empty.
+  // Mode of the snapshot files. 0: the log's own mode without execute bits, so that every
+  // process that may attach to the log as a reader may also load its snapshots.
+  mode_t file_mode = 0;
+  // Told about snapshots published and about failures; nothing is logged if empty. A failed
+  // save is retried while requests are pending, after 100 ms, then doubling up to 5 s.
   std::function<void(const std::string&)> log;
 };
 
@@ -70,6 +74,7 @@ class snapshot_service {
   void start(std::uint64_t requests);
   void publish(const snapshot_info& info, std::uint64_t requests);
   void reap(bool block);
+  void failed(const std::string& why);
   std::uint64_t next_generation() const;
 
   writer& writer_;
@@ -78,6 +83,10 @@ class snapshot_service {
   std::uint32_t countdown_ = 1;
   std::uint64_t served_ = 0;  // the request count the newest snapshot answers
   std::uint64_t published_ = 0;
+  // After a failed save: no new attempt before retry_at_ (read only while a request is pending
+  // and a save has failed, so the clock is never read on the common path).
+  std::chrono::milliseconds retry_backoff_{0};
+  std::chrono::steady_clock::time_point retry_at_;
   // fork mode: the child writing a snapshot, and what it is writing
   pid_t child_ = 0;
   std::uint64_t child_requests_ = 0;
