@@ -120,18 +120,14 @@ class cli_process {
   }
 
   // The next complete line of stdout, without its newline; nullopt at end of file.
-  std::optional<std::string> read_line() {
-    const auto give_up = std::chrono::steady_clock::now() + patience;
-    for (;;) {
-      const std::size_t nl = out_text_.find('\n', out_taken_);
-      if (nl != std::string::npos) {
-        std::string line = out_text_.substr(out_taken_, nl - out_taken_);
-        out_taken_ = nl + 1;
-        return line;
-      }
-      if (out_ < 0 || std::chrono::steady_clock::now() > give_up) return std::nullopt;
-      pump(100ms);
-    }
+  std::optional<std::string> read_line() { return next_line(out_text_, out_taken_, out_); }
+  // The same for stderr. finish() still returns all of stderr.
+  std::optional<std::string> read_err_line() { return next_line(err_text_, err_taken_, err_); }
+  // Reads stderr lines until one contains `what`, and returns it (nullopt: end of file first).
+  std::optional<std::string> wait_for_err(const std::string& what) {
+    while (auto line = read_err_line())
+      if (line->find(what) != std::string::npos) return line;
+    return std::nullopt;
   }
 
   // Closes stdin, reads stdout and stderr to their end and waits for the exit.
@@ -161,6 +157,20 @@ class cli_process {
   }
 
  private:
+  std::optional<std::string> next_line(const std::string& text, std::size_t& taken, const int& fd) {
+    const auto give_up = std::chrono::steady_clock::now() + patience;
+    for (;;) {
+      const std::size_t nl = text.find('\n', taken);
+      if (nl != std::string::npos) {
+        std::string line = text.substr(taken, nl - taken);
+        taken = nl + 1;
+        return line;
+      }
+      if (fd < 0 || std::chrono::steady_clock::now() > give_up) return std::nullopt;
+      pump(100ms);
+    }
+  }
+
   void pump(std::chrono::milliseconds timeout) {
     pollfd fds[2] = {{out_, POLLIN, 0}, {err_, POLLIN, 0}};
     if (::poll(fds, 2, static_cast<int>(timeout.count())) <= 0) return;
@@ -184,6 +194,7 @@ class cli_process {
   int in_ = -1, out_ = -1, err_ = -1;
   std::string out_text_, err_text_;
   std::size_t out_taken_ = 0;
+  std::size_t err_taken_ = 0;
   bool reaped_ = false;
 };
 
@@ -760,10 +771,23 @@ TEST(cli, InfoTextHasEveryRequiredField) {
   const info_text info = info_of(log);
   for (const char* f : required_fields)
     EXPECT_TRUE(info.fields.contains(f)) << f;
-  for (const char* f :
-       {"writer_alive", "writer_generation", "layout_version", "max_payload", "write_intent",
-        "lapped_total", "stale_reader_slots", "mode", "creation_time", "connected_readers"})
+  for (const char* f : {"writer_alive",        "writer_generation",
+                        "layout_version",      "max_payload",
+                        "write_intent",        "lapped_total",
+                        "stale_reader_slots",  "mode",
+                        "creation_time",       "connected_readers",
+                        "backlog_too_small",   "history_epoch",
+                        "snapshot_generation", "snapshot_offset",
+                        "snapshot_replid",     "snapshot_path",
+                        "snapshot_bytes",      "snapshot_time",
+                        "snapshot_age_ms",     "snapshot_save_ms",
+                        "snapshot_requests",   "snapshot_requests_served"})
     EXPECT_TRUE(info.fields.contains(f)) << f;
+  // No snapshot yet: generation 0, offset and age -1.
+  EXPECT_EQ(info.fields.at("snapshot_generation"), "0");
+  EXPECT_EQ(info.fields.at("snapshot_offset"), "-1");
+  EXPECT_EQ(info.fields.at("snapshot_age_ms"), "-1");
+  EXPECT_EQ(info.fields.at("snapshot_path"), "");
   EXPECT_EQ(info.fields.at("second_repl_offset"), "-1");
   EXPECT_EQ(info.fields.at("replid").size(), 40u);
   EXPECT_EQ(info.fields.at("replid2"), std::string(40, '0'));
@@ -997,20 +1021,724 @@ TEST(cli, CapacityErrorCarriesTheLibraryMessage) {
   EXPECT_NE(r.err.find("nearest allowed: 8192"), std::string::npos) << r.err;
 }
 
-TEST(cli, DemoRunsAWriterAndTwoReadersAndVerifiesEveryRecord) {
-  cli_process demo({"demo", "--seconds", "1", "--rate", "200000", "--capacity", "64K"});
+// The main job, shortened: the throttled replica (1 ms per record) falls 1,000 records/s behind
+// a 20,000/s producer on a 64 KiB ring, so it is lapped within the first second and must reload
+// from a snapshot; the demo exits 0 only if that happened and every replica's state equals the
+// producer's at its final offset.
+TEST(cli, DemoLapsTheThrottledReplicaWhichFullResyncsAndEveryStateMatches) {
+  cli_process demo(
+      {"demo", "--seconds", "1", "--rate", "20000", "--capacity", "64K", "--slow-every", "1"});
   const run_result r = demo.finish();
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_EQ(r.err, "");
-  EXPECT_NE(r.out.find("\nsummary\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("  writer         : "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("  reader 0       : read "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("  reader 1 (slow): read "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("verification: OK"), std::string::npos) << r.out;
-  // The temporary log is gone.
+  EXPECT_NE(r.out.find("replica 2: lapped: wanted offset "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("replica 2: loaded snapshot "), std::string::npos) << r.out;
+  const std::size_t table = r.out.find("\nstate at offset ");
+  ASSERT_NE(table, std::string::npos) << r.out;
+  for (const char* replica : {"\n  replica 0 ", "\n  replica 1 ", "\n  replica 2 "}) {
+    const std::size_t at = r.out.find(replica, table);
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_NE(r.out.substr(at, r.out.find('\n', at + 1) - at).find(" equal "), std::string::npos)
+        << r.out;
+  }
+  EXPECT_NE(r.out.find("verdict: OK: all 3 replicas hold exactly the producer's state"),
+            std::string::npos)
+      << r.out;
+  // The temporary log and snapshot directory are gone.
   const std::string prefix = "shmlog-demo-" + std::to_string(demo.pid()) + "-";
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
     EXPECT_NE(entry.path().filename().string().rfind(prefix, 0), 0u) << entry.path();
+  const std::string marker = "snapshots go to ";
+  const std::size_t dir_at = r.out.find(marker);
+  ASSERT_NE(dir_at, std::string::npos) << r.out;
+  const std::string dir =
+      r.out.substr(dir_at + marker.size(), r.out.find(',', dir_at) - dir_at - marker.size());
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+}
+
+// --- the key-value commands: produce, replica, get ------------------------------------------
+
+// A fresh directory for snapshot files and dumps, removed with everything in it at the end.
+class scoped_dir {
+ public:
+  scoped_dir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "shmlog-cli-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~scoped_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  scoped_dir(const scoped_dir&) = delete;
+  scoped_dir& operator=(const scoped_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  operator std::string() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// What a key-value state holds after the commands the tests send (kv_state's rules, restated
+// so that the tests check the tool against an independent model).
+class kv_model {
+ public:
+  void apply(const std::string& command) {
+    std::istringstream in(command);
+    std::string verb, key;
+    in >> verb >> key;
+    if (verb == "SET") {
+      m_[key] = command.substr(verb.size() + key.size() + 2);
+    } else if (verb == "DEL") {
+      m_.erase(key);
+    } else if (verb == "INCR") {
+      m_[key] = std::to_string((m_.contains(key) ? std::stoll(m_[key]) : 0) + 1);
+    } else {
+      throw std::runtime_error("kv_model: " + command);
+    }
+  }
+  // The --dump format: "key value" lines sorted by key, then "offset N".
+  std::string dump(std::uint64_t offset) const {
+    std::string out;
+    for (const auto& [k, v] : m_)
+      out += k + " " + v + "\n";
+    return out + "offset " + std::to_string(offset) + "\n";
+  }
+
+ private:
+  std::map<std::string, std::string> m_;
+};
+
+// Bytes a record of this command takes in the log: 8-byte header, payload rounded up to 8.
+std::uint64_t frame(const std::string& command) {
+  return 8 + (command.size() + 7) / 8 * 8;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// "WAIT n ms -> K readers at offset M" -> M
+std::uint64_t wait_line_offset(const std::optional<std::string>& line) {
+  if (!line) throw std::runtime_error("no WAIT answer");
+  const std::size_t at = line->rfind(" at offset ");
+  if (at == std::string::npos) throw std::runtime_error("not a WAIT answer: " + *line);
+  return std::stoull(line->substr(at + 11));
+}
+
+// The master offset once everything sent before is appended: produce handles lines in order.
+std::uint64_t appended_offset(cli_process& producer) {
+  producer.write_stdin("WAIT 0 0\n");
+  return wait_line_offset(producer.read_line());
+}
+
+// produce prints one line when it has created or recovered the log and opened it as its
+// writer: until then a replica would not find the log.
+std::string started(cli_process& producer, const std::string& log) {
+  const auto line = producer.wait_for_err("shmlog produce: log '" + log + "': ");
+  if (!line) throw std::runtime_error("produce did not start: " + producer.finish().err);
+  return *line;
+}
+
+// A replica has a state once it logs full_resync_done. (Before that its reader already
+// publishes an offset, which WAIT counts: see the report's library notes.)
+void synced(cli_process& replica) {
+  if (!replica.wait_for_err(" full_resync_done at offset "))
+    throw std::runtime_error("replica never synced: " + replica.finish().err);
+}
+
+run_result stop(cli_process& p, int sig = SIGTERM) {
+  ::kill(p.pid(), sig);
+  return p.finish();
+}
+
+TEST(cli, ProduceReplicaAndGetRoundTrip) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  cli_process producer({"produce", log, "--snapshot-dir", dir, "--capacity", "64K"});
+  started(producer, log);
+  kv_model model;
+  std::uint64_t expected_offset = 0;
+  for (const std::string c :
+       {"SET a 1", "SET greeting hello world", "INCR n", "INCR n", "DEL a", "INCR counter"}) {
+    producer.write_stdin(c + "\n");
+    model.apply(c);
+    expected_offset += frame(c);
+  }
+  // A new replica asks for a snapshot, loads it and applies what follows; WAIT 1 answers once
+  // it has consumed everything appended so far.
+  cli_process replica({"replica", log, "--snapshot-dir", dir});
+  synced(replica);
+  producer.write_stdin("WAIT 1 60000\n");
+  EXPECT_EQ(producer.read_line(),
+            "WAIT 1 60000 -> 1 reader at offset " + std::to_string(expected_offset));
+
+  EXPECT_EQ(ok({"get", log, "greeting"}), "hello world\n");
+  EXPECT_EQ(ok({"get", log, "n"}), "2\n");
+  EXPECT_EQ(ok({"get", log, "n", "--pid", std::to_string(replica.pid())}), "2\n");
+  const run_result absent = run({"get", log, "a"});
+  expect_one_error_line(absent, 1,
+                        "shmlog get: a is not set (replica pid " + std::to_string(replica.pid()) +
+                            " at offset " + std::to_string(expected_offset) + ")\n");
+  EXPECT_EQ(absent.err.rfind("shmlog get: a is not set", 0), 0u);
+
+  // The replica is a reader with its label; the snapshot it loaded is in info.
+  const info_text info = info_of(log);
+  ASSERT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.readers[0].at("label"), "replica");
+  EXPECT_EQ(info.readers[0].at("pid"), std::to_string(replica.pid()));
+  EXPECT_GE(number(info, "snapshot_generation"), 1u);
+  EXPECT_EQ(info.fields.at("snapshot_path").rfind(dir.str() + "/" + log.name() + "-", 0), 0u);
+  EXPECT_EQ(info.fields.at("snapshot_replid"), info.fields.at("replid"));
+  EXPECT_GE(number(info, "snapshot_requests"), 1u);
+  EXPECT_EQ(number(info, "snapshot_requests_served"), number(info, "snapshot_requests"));
+  EXPECT_EQ(number(info, "sync_full"), 1u);
+
+  // Stopped by SIGTERM: one line per event, each "<time> replica[<pid>] ...".
+  const run_result r = stop(replica);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.out, "");
+  const std::string prefix = " replica[" + std::to_string(replica.pid()) + "] ";
+  const auto lines = split_lines(r.err);
+  ASSERT_GE(lines.size(), 3u) << r.err;
+  for (const std::string& line : lines) {
+    EXPECT_EQ(line.size() > 24 ? line.substr(24, prefix.size()) : "", prefix) << line;
+    EXPECT_EQ(line.substr(4, 1) + line.substr(10, 1) + line.substr(23, 1), "-TZ") << line;
+  }
+  EXPECT_NE(r.err.find("full_resync_done at offset "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("stopped at offset " + std::to_string(expected_offset)), std::string::npos)
+      << r.err;
+
+  // SIGTERM ends produce cleanly, after saving its state at the master offset.
+  const run_result p = stop(producer);
+  EXPECT_EQ(p.status, 0) << describe(p);
+  const info_text after = info_of(log);
+  EXPECT_EQ(number(after, "snapshot_offset"), expected_offset);
+  EXPECT_EQ(after.fields.at("writer_alive"), "0");
+}
+
+TEST(cli, ReplicaDumpOnSigtermHoldsEveryRecordPublishedBeforeIt) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  cli_process producer({"produce", log, "--snapshot-dir", dir});  // 1M: the default capacity
+  started(producer, log);
+  cli_process first({"replica", log, "--snapshot-dir", dir, "--dump", dir.file("first.dump")});
+  cli_process second(
+      {"replica", log, "--snapshot-dir", dir, "--dump", dir.file("second.dump"), "--label", "b"});
+  synced(first);
+  synced(second);
+  producer.write_stdin("WAIT 2 60000\n");
+  ASSERT_EQ(producer.read_line(), "WAIT 2 60000 -> 2 readers at offset 0");
+
+  // Many commands in one write: the replicas are still applying them when the signal comes.
+  kv_model model;
+  std::string input;
+  for (int i = 0; i < 3000; ++i) {
+    std::string c = i % 5 == 4   ? "DEL k" + std::to_string(i % 37)
+                    : i % 3 == 0 ? "INCR c" + std::to_string(i % 7)
+                                 : "SET k" + std::to_string(i % 37) + " v " + std::to_string(i);
+    model.apply(c);
+    input += c + "\n";
+  }
+  producer.write_stdin(input);
+  const std::uint64_t published = appended_offset(producer);
+  ::kill(first.pid(), SIGTERM);
+  ::kill(second.pid(), SIGTERM);
+  const run_result a = first.finish();
+  const run_result b = second.finish();
+  EXPECT_EQ(a.status, 0) << describe(a);
+  EXPECT_EQ(b.status, 0) << describe(b);
+  const std::string expected = model.dump(published);
+  EXPECT_EQ(read_file(dir.file("first.dump")), expected);
+  EXPECT_EQ(read_file(dir.file("second.dump")), expected);
+  EXPECT_NE(a.err.find("dumped "), std::string::npos) << a.err;
+  // Written atomically: no temporary file is left beside it.
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// A full resync waiting for a snapshot that never comes (no producer) ends at once on SIGTERM;
+// with --dump, the first signal waits for the state, a second one gives up without a dump.
+TEST(cli, ReplicaWaitingForASnapshotStopsOnSignal) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  ok({"create", log, "--capacity", "4K"});
+  {
+    cli_process replica({"replica", log, "--snapshot-dir", dir});
+    ASSERT_TRUE(replica.wait_for_err("snapshot_requested"));
+    const run_result r = stop(replica);
+    EXPECT_EQ(r.status, 0) << describe(r);
+  }
+  cli_process replica({"replica", log, "--snapshot-dir", dir, "--dump", dir.file("d")});
+  ASSERT_TRUE(replica.wait_for_err("snapshot_requested"));
+  ::kill(replica.pid(), SIGTERM);
+  ::kill(replica.pid(), SIGINT);
+  const run_result r = replica.finish();
+  EXPECT_EQ(r.status, 1) << describe(r);
+  EXPECT_NE(r.err.find("shmlog replica: stopped by a second signal before the state caught up "
+                       "with offset 0; no dump written\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("d")));
+}
+
+// kill -9 after SNAPSHOT and two more records: the snapshot plus the backlog reach the master
+// offset, so the restarted producer rebuilds the state and keeps the history.
+TEST(cli, RestartedProduceContinuesTheSameHistory) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  kv_model model;
+  std::uint64_t snapshot_offset = 0;
+  {
+    cli_process producer({"produce", log, "--snapshot-dir", dir, "--capacity", "64K"});
+    started(producer, log);
+    producer.write_stdin("SET a 1\nSNAPSHOT\nSET b 2\nINCR a\n");
+    for (const char* c : {"SET a 1", "SET b 2", "INCR a"})
+      model.apply(c);
+    const auto snapshot = producer.read_line();
+    ASSERT_TRUE(snapshot);
+    EXPECT_EQ(snapshot->rfind("SNAPSHOT -> offset 16: " + dir.str() + "/" + log.name() + "-", 0),
+              0u)
+        << *snapshot;
+    snapshot_offset = 16;
+    EXPECT_EQ(appended_offset(producer), 48u);
+    stop(producer, SIGKILL);
+  }
+  const info_text before = info_of(log);
+  EXPECT_EQ(number(before, "snapshot_offset"), snapshot_offset);
+
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  const std::optional<std::string> start = started(producer, log);
+  EXPECT_NE(start->find("recovered snapshot " + dir.str() + "/"), std::string::npos) << *start;
+  EXPECT_NE(start->find(" (offset 16, 1 keys) and 2 records (32 bytes) of the backlog: 2 keys; "
+                        "same history, continuing at offset 48 (history " +
+                        before.fields.at("replid") + ")"),
+            std::string::npos)
+      << *start;
+  EXPECT_NE(start->find("had crashed"), std::string::npos) << *start;
+  producer.write_stdin("INCR a\n");
+  model.apply("INCR a");
+  EXPECT_EQ(appended_offset(producer), 64u);
+  const info_text after = info_of(log);
+  EXPECT_EQ(after.fields.at("replid"), before.fields.at("replid"));
+  EXPECT_EQ(after.fields.at("replid2"), std::string(40, '0'));
+  EXPECT_EQ(number(after, "history_epoch"), 0u);
+
+  cli_process replica({"replica", log, "--snapshot-dir", dir, "--dump", dir.file("d")});
+  synced(replica);
+  producer.write_stdin("WAIT 1 60000\n");
+  EXPECT_EQ(producer.read_line(), "WAIT 1 60000 -> 1 reader at offset 64");
+  EXPECT_EQ(stop(replica).status, 0);
+  EXPECT_EQ(read_file(dir.file("d")), model.dump(64));
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// A 4 KiB ring and a snapshot at offset 16, then 5 KiB of records and kill -9: the backlog no
+// longer holds offset 16, so the restarted producer's state is the snapshot's, and the library
+// branches the history from it (replid2 = the old replid, second_repl_offset = 16).
+TEST(cli, RestartedProduceBranchesWhenTheBacklogNoLongerHoldsItsSnapshot) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  std::uint64_t master = 0;
+  {
+    cli_process producer({"produce", log, "--snapshot-dir", dir, "--capacity", "4K"});
+    started(producer, log);
+    std::string input = "SET k 1\nSNAPSHOT\n";
+    for (int i = 0; i < 100; ++i)
+      input += "SET filler" + std::to_string(i) + " " + std::string(30, 'x') + "\n";
+    producer.write_stdin(input);
+    ASSERT_TRUE(producer.read_line());  // SNAPSHOT -> offset 16
+    master = appended_offset(producer);
+    stop(producer, SIGKILL);
+  }
+  const info_text before = info_of(log);
+  const std::uint64_t oldest = number(before, "repl_backlog_first_byte_offset");
+  ASSERT_GT(oldest, 16u);
+
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  const std::optional<std::string> start = started(producer, log);
+  EXPECT_NE(start->find(" (offset 16, 1 keys); "), std::string::npos) << *start;
+  EXPECT_NE(start->find("the backlog cannot continue it (full resync: offset 16 is before the "
+                        "oldest held offset " +
+                        std::to_string(oldest) + "), so records after offset 16 are lost"),
+            std::string::npos)
+      << *start;
+  EXPECT_NE(start->find("new history sharing the log's first 16 bytes"), std::string::npos)
+      << *start;
+  const info_text after = info_of(log);
+  EXPECT_NE(after.fields.at("replid"), before.fields.at("replid"));
+  EXPECT_EQ(after.fields.at("replid2"), before.fields.at("replid"));
+  EXPECT_EQ(after.fields.at("second_repl_offset"), "16");
+  EXPECT_EQ(number(after, "history_epoch"), 1u);
+
+  // Every replica now has exactly the snapshot's state.
+  cli_process replica({"replica", log, "--snapshot-dir", dir, "--dump", dir.file("d")});
+  synced(replica);
+  producer.write_stdin("WAIT 1 60000\n");
+  const std::uint64_t now = wait_line_offset(producer.read_line());
+  EXPECT_EQ(now, master);  // the ring no longer held offset 16: the master offset stayed
+  EXPECT_EQ(stop(replica).status, 0);
+  EXPECT_EQ(read_file(dir.file("d")), "k 1\noffset " + std::to_string(now) + "\n");
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// The newest snapshot belongs to another history altogether (here: another log's snapshot put
+// in its place, as when the wrong backup is restored): the library restarts the history.
+TEST(cli, RestartedProduceRestartsTheHistoryForAStateOfAnotherHistory) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_log other(unique_log_name("cli"));
+  scoped_dir dir;
+  std::string ours, theirs;
+  {
+    cli_process p({"produce", log, "--snapshot-dir", dir, "--capacity", "64K"});
+    started(p, log);
+    p.write_stdin("SET x 1\nSNAPSHOT\n");
+    ours = p.read_line().value_or("");
+    EXPECT_EQ(p.finish().status, 0);
+    cli_process q({"produce", other, "--snapshot-dir", dir, "--capacity", "64K"});
+    started(q, other);
+    q.write_stdin("SET y 1\nSET z 2\nSNAPSHOT\n");
+    theirs = q.read_line().value_or("");
+    EXPECT_EQ(q.finish().status, 0);
+  }
+  const auto path_of = [](const std::string& line) {
+    return line.substr(line.find(": ") + 2, line.rfind(" (") - line.find(": ") - 2);
+  };
+  std::filesystem::copy_file(path_of(theirs), path_of(ours),
+                             std::filesystem::copy_options::overwrite_existing);
+  const info_text before = info_of(log);
+
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  const std::optional<std::string> start = started(producer, log);
+  EXPECT_NE(
+      start->find("full resync: the requested history is neither " + before.fields.at("replid")),
+      std::string::npos)
+      << *start;
+  EXPECT_NE(start->find("new history sharing nothing with the log; continuing at offset 16"),
+            std::string::npos)
+      << *start;
+  const info_text after = info_of(log);
+  EXPECT_NE(after.fields.at("replid"), before.fields.at("replid"));
+  EXPECT_EQ(after.fields.at("replid2"), std::string(40, '0'));
+
+  cli_process replica({"replica", log, "--snapshot-dir", dir});
+  synced(replica);
+  producer.write_stdin("WAIT 1 60000\n");
+  ASSERT_TRUE(producer.read_line());
+  EXPECT_EQ(ok({"get", log, "z"}), "2\n");
+  EXPECT_EQ(run({"get", log, "x"}).status, 1);
+  EXPECT_EQ(stop(replica).status, 0);
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// /dev/shm does not survive a reboot, the snapshot directory does: a producer that finds no log
+// but snapshots of one of that name recovers its state from the newest, on a new history, and
+// retires the old files (their generations would outrank the new log's own).
+TEST(cli, ProduceRecoversFromTheSnapshotsOfARemovedLog) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  EXPECT_EQ(run({"produce", log, "--snapshot-dir", dir, "--keep", "5"},
+                "SET a 1\nSNAPSHOT\nSET b 2\nSNAPSHOT\nINCR a\n")
+                .status,
+            0);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 3);
+  ok({"destroy", log});
+
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  const std::string start = started(producer, log);
+  EXPECT_NE(
+      start.find("created log with capacity 1048576 and 64 reader slots; recovered snapshot " +
+                 dir.file(log.name() + "-00000000000000000048-3.snap") +
+                 " (offset 48, 2 keys) left by an earlier log of that name; new history "
+                 "sharing nothing with the log; continuing at offset 0"),
+      std::string::npos)
+      << start;
+  const auto retired = producer.wait_for_err("removed 3 snapshot files");
+  ASSERT_TRUE(retired);
+  EXPECT_NE(retired->find("saved the recovered state as " +
+                          dir.file(log.name() + "-00000000000000000000-1.snap")),
+            std::string::npos)
+      << *retired;
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    files.push_back(e.path().filename().string());
+  EXPECT_EQ(files, std::vector<std::string>{log.name() + "-00000000000000000000-1.snap"});
+
+  cli_process replica({"replica", log, "--snapshot-dir", dir, "--dump", dir.file("d")});
+  synced(replica);
+  producer.write_stdin("INCR a\nWAIT 1 60000\n");
+  EXPECT_EQ(producer.read_line(), "WAIT 1 60000 -> 1 reader at offset 16");
+  EXPECT_EQ(stop(replica).status, 0);
+  EXPECT_EQ(read_file(dir.file("d")), "a 3\nb 2\noffset 16\n");
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+TEST(cli, WaitPrintsHowManyReadersReachedTheOffset) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  // fork mode: the snapshots the replicas ask for are saved by a child (Redis BGSAVE).
+  cli_process producer(
+      {"produce", log, "--snapshot-dir", dir, "--capacity", "64K", "--snapshot-mode", "fork"});
+  started(producer, log);
+  producer.write_stdin("SET a 1\nWAIT 1 50\n");
+  EXPECT_EQ(producer.read_line(), "WAIT 1 50 -> 0 readers at offset 16");
+  cli_process one({"replica", log, "--snapshot-dir", dir});
+  cli_process two({"replica", log, "--snapshot-dir", dir});
+  synced(one);
+  synced(two);
+  producer.write_stdin("WAIT 2 60000\n");
+  EXPECT_EQ(producer.read_line(), "WAIT 2 60000 -> 2 readers at offset 16");
+  producer.write_stdin("SET b 2\nWAIT 2 60000\nWAIT 3 50\nWAIT 0 0\n");
+  EXPECT_EQ(producer.read_line(), "WAIT 2 60000 -> 2 readers at offset 32");
+  EXPECT_EQ(producer.read_line(), "WAIT 3 50 -> 2 readers at offset 32");
+  EXPECT_EQ(producer.read_line(), "WAIT 0 0 -> 2 readers at offset 32");
+  EXPECT_EQ(ok({"get", log, "b", "--pid", std::to_string(two.pid())}), "2\n");
+  EXPECT_EQ(stop(one).status, 0);
+  EXPECT_EQ(stop(two).status, 0);
+  const run_result r = producer.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+}
+
+TEST(cli, InvalidProduceLinesAreSkippedWithOneStderrLineEach) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  const std::string input = std::string("SET a 1\n") +                     // 1
+                            "BOGUS x\n" +                                  // 2
+                            "SET\n" +                                      // 3
+                            "SET a\n" +                                    // 4
+                            "INCR a\n" +                                   // 5
+                            "SET s some text\n" +                          // 6
+                            "INCR s\n" +                                   // 7
+                            "DEL a b\n" +                                  // 8
+                            "WAIT 1\n" +                                   // 9
+                            "WAIT x 5\n" +                                 // 10
+                            "SNAPSHOT now\n" +                             // 11
+                            "\n" +                                         // 12: blank, ignored
+                            "SET big " + std::string(20000, 'b') + "\n" +  // 13
+                            "set a 5\n" +                                  // 14
+                            "DEL a";                                       // 15, no newline
+  const run_result r = run({"produce", log, "--snapshot-dir", dir, "--capacity", "64K"}, input);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.out, "");
+  std::vector<std::string> invalid;
+  for (const std::string& line : split_lines(r.err))
+    if (line.find(": line ") != std::string::npos) invalid.push_back(line);
+  const std::vector<std::string> expected = {
+      "shmlog produce: line 2: unknown command 'BOGUS' (SET, DEL, INCR)",
+      "shmlog produce: line 3: missing key",
+      "shmlog produce: line 4: SET needs a value",
+      "shmlog produce: line 7: value is not an integer or out of range",
+      "shmlog produce: line 8: DEL takes a key only",
+      "shmlog produce: line 9: WAIT needs two whole numbers: readers (at most 1048576) and a "
+      "timeout in milliseconds (at most 86400000), e.g. WAIT 2 500",
+      "shmlog produce: line 10: WAIT needs two whole numbers: readers (at most 1048576) and a "
+      "timeout in milliseconds (at most 86400000), e.g. WAIT 2 500",
+      "shmlog produce: line 11: SNAPSHOT takes no arguments",
+      "shmlog produce: line 13: command of 20008 bytes is longer than the log's max_payload of "
+      "16376 bytes",
+      "shmlog produce: line 14: unknown command 'set' (SET, DEL, INCR)",
+  };
+  EXPECT_EQ(invalid, expected) << r.err;
+  EXPECT_EQ(ok({"tail", log}), "SET a 1\nINCR a\nSET s some text\nDEL a\n");
+}
+
+// A line far longer than max_payload is dropped as it streams in, and is still one error.
+TEST(cli, ProduceRefusesAnEnormousLineWithoutKeepingIt) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  const std::string input = "SET " + std::string(300000, 'k') + " v\nSET a 1\n";
+  const run_result r = run({"produce", log, "--snapshot-dir", dir, "--capacity", "4K"}, input);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_NE(r.err.find("shmlog produce: line 1: command of 300006 bytes is longer than the log's "
+                       "max_payload of 1016 bytes\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(ok({"tail", log}), "SET a 1\n");
+}
+
+TEST(cli, ProduceOnAnExistingLogChecksCapacityAndTheSnapshotDirectory) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir, elsewhere;
+  EXPECT_EQ(run({"produce", log, "--snapshot-dir", dir, "--capacity", "8K"}, "SNAPSHOT\n").status,
+            0);
+  expect_one_error_line(run({"produce", log, "--snapshot-dir", dir, "--capacity", "4K"}), 1,
+                        "exists with capacity 8192, not 4096");
+  expect_one_error_line(run({"produce", log, "--snapshot-dir", dir, "--readers", "2"}), 1,
+                        "exists with 64 reader slots, not 2");
+  expect_one_error_line(run({"produce", log, "--snapshot-dir", elsewhere}), 1,
+                        "publishes its snapshots in '" + dir.str() + "', not in --snapshot-dir '" +
+                            elsewhere.str() + "'");
+  cli_process first({"produce", log, "--snapshot-dir", dir});
+  ASSERT_TRUE(first.wait_for_err("log '" + log.name() + "'"));
+  expect_one_error_line(run({"produce", log, "--snapshot-dir", dir}), 1,
+                        "already has a live writer (pid " + std::to_string(first.pid()) + ")");
+  EXPECT_EQ(first.finish().status, 0);
+}
+
+TEST(cli, GetWithoutAReplicaIsOneClearError) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  expect_one_error_line(run({"get", log, "k"}), 1,
+                        "shmlog get: no replica daemon is serving log '" + log.name() +
+                            "' (0 live readers, none answers GET");
+  // A reader that is not a replica daemon (tail) does not answer.
+  cli_process tail({"tail", log, "--follow"});
+  wait_for_info(log, [](const info_text& i) { return i.readers.size() == 1; });
+  expect_one_error_line(run({"get", log, "k"}), 1, "(1 live readers, none answers GET");
+  expect_one_error_line(run({"get", log, "k", "--pid", std::to_string(tail.pid())}), 1,
+                        "reads log '" + log.name() + "' but is not a shmlog replica daemon");
+  expect_one_error_line(run({"get", log, "k", "--pid", "1"}), 1,
+                        "pid 1 is not a live reader of log '" + log.name() + "'");
+  expect_one_error_line(run({"get", unique_log_name("cli"), "k"}), 1, "does not exist");
+  EXPECT_EQ(stop(tail).status, 0);
+}
+
+// As the lapped test: tail is stopped while the writer laps it. With --on-lap=skip it says
+// what it lost and goes on from the oldest record held.
+TEST(cli, TailOnLapSkipGoesOnFromTheOldestRecordHeld) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "a\nb\nc\n");
+  const std::uint64_t wanted = number(info_of(log), "master_repl_offset");
+  cli_process tail({"tail", log, "--follow", "--from", "oldest", "--on-lap=skip"});
+  for (const char* expected : {"a", "b", "c"})
+    ASSERT_EQ(tail.read_line(), expected);
+  wait_for_info(log, [](const info_text& i) {
+    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
+  });
+  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  ok({"write", log}, numbered_lines(40, 200));
+  const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
+  ASSERT_GT(oldest, wanted);
+  ASSERT_EQ(::kill(tail.pid(), SIGCONT), 0);
+
+  EXPECT_EQ(tail.read_err_line(), "shmlog tail: lapped: skipped " +
+                                      std::to_string(oldest - wanted) + " bytes from offset " +
+                                      std::to_string(wanted) + " to " + std::to_string(oldest));
+  // What follows is what the ring still held, in order, up to the last line written.
+  const auto held = tail.read_line();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->rfind("line-", 0), 0u) << *held;
+  while (auto line = tail.read_line())
+    if (line->rfind("line-39-", 0) == 0) break;
+  ok({"write", log}, "after\n");
+  EXPECT_EQ(tail.read_line(), "after");
+  const run_result r = stop(tail);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(number(info_of(log), "lapped_total"), 1u);
+}
+
+// tail --on-lap=resync on a producer's log: when lapped it loads the producer's snapshot (as a
+// replica does: it asks, the producer saves one) and prints the records after its offset.
+TEST(cli, TailOnLapResyncContinuesFromTheProducersSnapshot) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  cli_process producer({"produce", log, "--snapshot-dir", dir, "--capacity", "4K"});
+  started(producer, log);
+  producer.write_stdin("SET a 1\n");
+  ASSERT_EQ(appended_offset(producer), 16u);
+  cli_process tail(
+      {"tail", log, "--follow", "--from", "oldest", "--on-lap", "resync", "--snapshot-dir", dir});
+  ASSERT_EQ(tail.read_line(), "SET a 1");
+  wait_for_info(log, [](const info_text& i) {
+    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
+  });
+  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  std::string input;
+  for (int i = 0; i < 100; ++i)
+    input += "SET key" + std::to_string(i) + " " + std::string(30, 'v') + "\n";
+  producer.write_stdin(input);
+  const std::uint64_t master = appended_offset(producer);
+  const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
+  ASSERT_GT(oldest, 16u);
+  ASSERT_EQ(::kill(tail.pid(), SIGCONT), 0);
+
+  EXPECT_EQ(tail.read_err_line(),
+            "shmlog tail: lapped: wanted offset 16 but the oldest held "
+            "offset is " +
+                std::to_string(oldest) + " (" + std::to_string(oldest - 16) +
+                " bytes lost); full resync from the producer's snapshot");
+  const auto done = tail.wait_for_err("keys, not printed)");
+  ASSERT_TRUE(done);
+  EXPECT_NE(done->find("at offset " + std::to_string(master) + " "), std::string::npos) << *done;
+  EXPECT_NE(done->find("(101 keys, not printed)"), std::string::npos) << *done;
+  producer.write_stdin("SET after 1\n");
+  EXPECT_EQ(tail.read_line(), "SET after 1");  // nothing in between: it went on from `master`
+  EXPECT_EQ(stop(tail).status, 0);
+  EXPECT_EQ(number(info_of(log), "sync_full"), 1u);
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// Every bad argument of the new commands and options: one line on stderr, status 2.
+TEST(cli, BadArgumentsOfTheKeyValueCommandsAreUsageErrors) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  ok({"create", log, "--capacity", "4K"});
+  const std::string n = log.name();
+  const std::string d = dir;
+  const std::string missing = dir.file("no-such-dir");
+  const std::string plain_file = dir.file("file");
+  std::ofstream(plain_file) << "x";
+  const std::vector<std::vector<std::string>> cases = {
+      {"produce"},
+      {"produce", n},
+      {"produce", n, "--snapshot-dir"},
+      {"produce", n, "--snapshot-dir", ""},
+      {"produce", n, "--snapshot-dir", missing},
+      {"produce", n, "--snapshot-dir", plain_file},
+      {"produce", n, "--snapshot-dir", d, "--snapshot-mode", "bgsave"},
+      {"produce", n, "--snapshot-dir", d, "--keep", "0"},
+      {"produce", n, "--snapshot-dir", d, "--keep", "x"},
+      {"produce", n, "--snapshot-dir", d, "--check-every", "0"},
+      {"produce", unique_log_name("cli"), "--snapshot-dir", d, "--capacity", "5000"},
+      {"produce", n, "--snapshot-dir", d, "--readers", "0"},
+      {"produce", "bad/name", "--snapshot-dir", d},
+      {"produce", n, "extra", "--snapshot-dir", d},
+      {"replica"},
+      {"replica", n},
+      {"replica", n, "--snapshot-dir", missing},
+      {"replica", n, "--snapshot-dir", d, "--dump", missing + "/dump"},
+      {"replica", n, "--snapshot-dir", d, "--dump", d},
+      {"replica", n, "--snapshot-dir", d, "--dump", ""},
+      {"replica", n, "--snapshot-dir", d, "--label", ""},
+      {"replica", n, "--snapshot-dir", d, "--label", "sixteen-bytes-xx"},
+      {"get"},
+      {"get", n},
+      {"get", n, "k", "extra"},
+      {"get", n, ""},
+      {"get", n, "two words"},
+      {"get", n, "k", "--pid", "0"},
+      {"get", n, "k", "--pid", "x"},
+      {"get", "bad name", "k"},
+      {"tail", n, "--on-lap", "bogus"},
+      {"tail", n, "--on-lap=resync"},
+      {"tail", n, "--on-lap=resync", "--snapshot-dir", missing},
+      {"tail", n, "--snapshot-dir", d},
+      {"tail", n, "--on-lap=skip", "--snapshot-dir", d},
+  };
+  for (const auto& args : cases) {
+    std::string shown;
+    for (const auto& a : args)
+      shown += "[" + a + "] ";
+    const run_result r = run(args);
+    EXPECT_EQ(r.status, 2) << shown << describe(r);
+    EXPECT_EQ(r.out, "") << shown;
+    EXPECT_EQ(line_count(r.err), 1u) << shown << r.err;
+    EXPECT_EQ(r.err.rfind("shmlog " + args[0] + ": ", 0), 0u) << shown << r.err;
+  }
+  // Nothing was created, and the existing log was not opened as a writer.
+  EXPECT_EQ(info_of(log).fields.at("writer_generation"), "0");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
 }
 
 }  // namespace

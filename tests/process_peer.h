@@ -1,8 +1,8 @@
 // The test side of shmlog_test_peer (tests/peer/test_peer.cc): a peer process started with
 // posix_spawn whose stdin and stdout are pipes held by the test, the key=value fields of the
 // lines it prints, and polling of inspect() under a deadline. Shared by the multi-process tests
-// (process_test.cc, resync_process_test.cc); the test target defines SHMLOG_TEST_PEER, the
-// peer program's path.
+// (process_test.cc, resync_process_test.cc, examples_test.cc); a test target that runs the peer
+// defines SHMLOG_TEST_PEER, its path.
 #pragma once
 
 #include <fcntl.h>
@@ -44,7 +44,11 @@ inline constexpr std::chrono::seconds condition_timeout{20};
 // the destructor kills (SIGKILL) and reaps a peer that is still running.
 class peer {
  public:
-  explicit peer(std::vector<std::string> args) : args_(std::move(args)) {
+#ifdef SHMLOG_TEST_PEER
+  explicit peer(std::vector<std::string> args) : peer(SHMLOG_TEST_PEER, std::move(args)) {}
+#endif
+  // Any program that talks in lines on stdin and stdout (the examples, for one).
+  peer(std::string program, std::vector<std::string> args) : args_(std::move(args)) {
     int to_child[2];
     int from_child[2];
     // O_CLOEXEC: no other peer inherits these ends, so closing ours is an EOF the peer sees.
@@ -64,7 +68,6 @@ class peer {
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
 
     std::vector<char*> argv;
-    std::string program = SHMLOG_TEST_PEER;
     argv.push_back(program.data());
     for (std::string& a : args_)
       argv.push_back(a.data());
@@ -102,10 +105,24 @@ class peer {
     if (stdout_fd_ >= 0) ::close(stdout_fd_);
   }
 
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept {
+    return pid_;
+  }
   // Every complete line read from the peer so far (await_line reads ahead, so this can hold
   // lines it has not returned yet; after wait_exit it holds all of them).
-  const std::string& transcript() const noexcept { return transcript_; }
+  const std::string& transcript() const noexcept {
+    return transcript_;
+  }
+
+  // The next line, whatever it says.
+  std::string next_line(steady::duration timeout = line_timeout) {
+    const auto deadline = steady::now() + timeout;
+    while (lines_.empty())
+      if (!read_more(deadline)) fail(std::string(eof_ ? "exited" : "timed out") + " before a line");
+    std::string line = std::move(lines_.front());
+    lines_.pop_front();
+    return line;
+  }
 
   // The next line that starts with `word` (lines before it are skipped).
   std::string await_line(std::string_view word, steady::duration timeout = line_timeout) {

@@ -40,29 +40,9 @@ using shmlog::test::fields;
 using shmlog::test::find_reader;
 using shmlog::test::peer;
 using shmlog::test::scoped_log;
+using shmlog::test::scratch_dir;
 using shmlog::test::steady;
 using shmlog::test::unique_log_name;
-
-// A fresh directory under /tmp for the snapshots, removed with everything in it when the test
-// ends, passed or not.
-class scratch_dir {
- public:
-  scratch_dir() {
-    char pattern[] = "/tmp/shmlog-test-mp-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~scratch_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

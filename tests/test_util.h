@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,7 +53,8 @@ class scratch_dir {
  public:
   scratch_dir() {
     char pattern[] = "/tmp/shmlog-test-dir-XXXXXX";
-    path_ = ::mkdtemp(pattern);
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
   }
   ~scratch_dir() {
     std::error_code ec;

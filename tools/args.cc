@@ -1,6 +1,8 @@
 #include <signal.h>
+#include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <string>
 
 #include "cli.h"
+#include "shmlog/replica.h"
 
 namespace shmlog::cli {
 
@@ -18,14 +21,15 @@ bool all_digits(std::string_view text) {
          std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::string quoted(std::string_view text) {
+std::string quote_text(std::string_view text) {
   std::string s;
   s.append(1, '\'').append(one_line(text)).append(1, '\'');
   return s;
 }
 
 [[noreturn]] void bad_value(std::string_view option, std::string_view text, std::string_view why) {
-  throw usage_error("bad --" + std::string(option) + " " + quoted(text) + ": " + std::string(why));
+  throw usage_error("bad --" + std::string(option) + " " + quote_text(text) + ": " +
+                    std::string(why));
 }
 
 const option_spec* find_spec(std::initializer_list<option_spec> specs, std::string_view name) {
@@ -65,11 +69,11 @@ parsed_args parse_args(std::span<const std::string> args,
       out.set("help", "");
       continue;
     }
-    if (arg.rfind("--", 0) != 0) throw usage_error("unknown option " + quoted(arg));
+    if (arg.rfind("--", 0) != 0) throw usage_error("unknown option " + quote_text(arg));
     const std::size_t eq = arg.find('=');
     const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
     const option_spec* spec = find_spec(specs, name);
-    if (spec == nullptr) throw usage_error("unknown option " + quoted(arg.substr(0, eq)));
+    if (spec == nullptr) throw usage_error("unknown option " + quote_text(arg.substr(0, eq)));
     if (!spec->takes_value) {
       if (eq != std::string::npos) throw usage_error("option --" + name + " takes no value");
       out.set(name, "");
@@ -88,7 +92,7 @@ const std::string& single_name(const parsed_args& args, std::string_view usage) 
   if (args.positionals.empty())
     throw usage_error("missing log NAME (usage: " + std::string(usage) + ")");
   if (args.positionals.size() > 1)
-    throw usage_error("unexpected argument " + quoted(args.positionals[1]) +
+    throw usage_error("unexpected argument " + quote_text(args.positionals[1]) +
                       " (usage: " + std::string(usage) + ")");
   return args.positionals.front();
 }
@@ -226,10 +230,31 @@ std::string one_line(std::string_view text) {
   return out;
 }
 
+std::string iso_utc_time(std::uint64_t realtime_ns) {
+  if (realtime_ns == 0) return "";
+  const auto seconds = static_cast<time_t>(realtime_ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&seconds, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<unsigned>(realtime_ns / 1'000'000 % 1000));
+  return buf;
+}
+
 namespace {
 volatile sig_atomic_t stop_flag = 0;
+volatile sig_atomic_t stop_count = 0;
+// Lock-free atomics are safe in a signal handler: replica::stop() is one relaxed store.
+std::atomic<replica*> stop_target{nullptr};
+std::atomic<int> stop_target_from{1};
+static_assert(std::atomic<replica*>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
 void on_stop_signal(int) {
   stop_flag = 1;
+  stop_count = stop_count + 1;
+  if (stop_count >= stop_target_from.load(std::memory_order_relaxed))
+    if (replica* r = stop_target.load(std::memory_order_relaxed)) r->stop();
 }
 }  // namespace
 
@@ -243,6 +268,17 @@ void catch_stop_signals() {
 
 bool stop_requested() noexcept {
   return stop_flag != 0;
+}
+
+int stop_signals_received() noexcept {
+  return stop_count;
+}
+
+void stop_replica_on_signal(replica* r, int nth) noexcept {
+  stop_target_from.store(nth, std::memory_order_relaxed);
+  stop_target.store(r, std::memory_order_relaxed);
+  // A signal that came before the registration must not be lost.
+  if (r != nullptr && stop_count >= nth) r->stop();
 }
 
 }  // namespace shmlog::cli

@@ -12,6 +12,10 @@
 #include <string_view>
 #include <vector>
 
+namespace shmlog {
+class replica;
+}
+
 namespace shmlog::cli {
 
 enum exit_status : int {
@@ -74,6 +78,11 @@ std::uint64_t parse_unsigned(std::string_view option, std::string_view text, std
                              std::uint64_t max);
 double parse_seconds(std::string_view option, std::string_view text, double max);
 
+// --snapshot-dir DIR, required: an existing directory, writable if `for_writing`, returned as
+// an absolute path. Missing, not a directory or not accessible: usage_error naming it.
+std::string snapshot_dir_option(const parsed_args& args, bool for_writing,
+                                std::string_view needed_by);
+
 // Formats for people: "1.5 MiB", "12.30 M", "1,234,567", "0640".
 std::string human_bytes(double bytes);
 std::string human_count(double count);
@@ -86,6 +95,14 @@ std::string one_line(std::string_view text);
 // call returns early and the caller's loop sees the flag).
 void catch_stop_signals();
 bool stop_requested() noexcept;
+int stop_signals_received() noexcept;  // how many SIGINT/SIGTERM so far
+// From the `nth` stop signal on, the handler also calls r->stop() (an atomic store), so that a
+// full resync blocked inside replica::catch_up() gives up. nullptr: none. The replica must
+// outlive the registration; signals must be delivered to the thread that clears it.
+void stop_replica_on_signal(replica* r, int nth = 1) noexcept;
+
+// "2026-11-21T12:15:02.592Z" from CLOCK_REALTIME nanoseconds; "" for 0.
+std::string iso_utc_time(std::uint64_t realtime_ns);
 
 // Commands. Each returns the process exit status; errors are thrown.
 int run_create(std::span<const std::string> args);
@@ -93,8 +110,11 @@ int run_destroy(std::span<const std::string> args);
 int run_info(std::span<const std::string> args);
 int run_write(std::span<const std::string> args);
 int run_tail(std::span<const std::string> args);
+int run_produce(std::span<const std::string> args);
+int run_replica(std::span<const std::string> args);
+int run_get(std::span<const std::string> args);
 int run_demo(std::span<const std::string> args);
-int run_demo_writer(std::span<const std::string> args);  // hidden: a process of the demo
-int run_demo_reader(std::span<const std::string> args);  // hidden: a process of the demo
+int run_demo_writer(std::span<const std::string> args);  // hidden: the demo's producer
+int run_demo_reader(std::span<const std::string> args);  // hidden: a demo replica
 
 }  // namespace shmlog::cli

@@ -5,9 +5,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "cli.h"
+#include "kv_state.h"
 #include "shmlog/shmlog.h"
 
 namespace shmlog::cli {
@@ -144,11 +147,15 @@ int run_write(std::span<const std::string> argv) {
 
 namespace {
 
+enum class on_lap { fail, skip, resync };
+
 struct tail_options {
   start_position from = start_position::oldest();
   std::uint64_t count = 0;  // 0: no limit
   bool follow = false;
   bool print_offsets = false;
+  on_lap lap = on_lap::fail;
+  std::filesystem::path snapshot_dir;  // resync only
 };
 
 start_position parse_from(std::string_view text) {
@@ -171,6 +178,23 @@ tail_options tail_options_from(const parsed_args& args) {
   if (const auto from = args.value("from")) t.from = parse_from(*from);
   if (const auto count = args.value("count"))
     t.count = parse_unsigned("count", *count, 1, ~std::uint64_t{0});
+  if (const auto lap = args.value("on-lap")) {
+    if (*lap == "fail") {
+      t.lap = on_lap::fail;
+    } else if (*lap == "skip") {
+      t.lap = on_lap::skip;
+    } else if (*lap == "resync") {
+      t.lap = on_lap::resync;
+    } else {
+      throw usage_error("bad --on-lap '" + one_line(*lap) + "': expected fail, skip or resync");
+    }
+  }
+  if (t.lap == on_lap::resync)
+    t.snapshot_dir = snapshot_dir_option(args, false,
+                                         "--on-lap=resync loads the producer's "
+                                         "snapshots from it");
+  else if (args.has("snapshot-dir"))
+    throw usage_error("--snapshot-dir is only used with --on-lap=resync");
   return t;
 }
 
@@ -213,13 +237,92 @@ int report_corruption(const std::string& name, const corruption_report& c) {
   return exit_corrupt;
 }
 
+// --on-lap=skip: go on from the oldest record still held, saying what was lost.
+void skip_lap(reader& r, const lap_report& lap) {
+  flush_stdout();
+  r.seek_oldest();
+  const std::uint64_t to = r.offset();
+  std::fprintf(stderr, "shmlog tail: lapped: skipped %llu bytes from offset %llu to %llu\n",
+               static_cast<unsigned long long>(to > lap.wanted_offset ? to - lap.wanted_offset : 0),
+               static_cast<unsigned long long>(lap.wanted_offset),
+               static_cast<unsigned long long>(to));
+}
+
+// --on-lap=resync: a full resync as a replica does it (a shmlog::replica with the key-value
+// state: find or request the producer's snapshot, verify and load it), then this reader goes
+// on from the snapshot's offset. tail prints records, not states: the loaded state is only
+// proof that the snapshot is whole; what tail prints next is the records after its offset.
+// Returns false if a stop signal ended it first.
+bool full_resync(reader& r, const std::string& name, const std::filesystem::path& dir,
+                 const std::string& why) {
+  flush_stdout();
+  std::fprintf(stderr, "shmlog tail: %s; full resync from the producer's snapshot\n", why.c_str());
+  for (;;) {
+    kv::kv_state scratch;
+    std::optional<std::uint64_t> offset;
+    std::string done;
+    replica_options o;
+    o.snapshot_dir = dir;
+    o.label = "tail-resync";
+    o.on_event = [&](const replica_event& e) {
+      switch (e.what) {
+        case replica_event::kind::full_resync_done:
+          offset = e.offset;
+          done = e.message;
+          break;
+        case replica_event::kind::snapshot_requested:
+        case replica_event::kind::snapshot_rejected:
+        case replica_event::kind::backlog_too_small:
+        case replica_event::kind::snapshot_timeout:
+          std::fprintf(stderr, "shmlog tail: %s\n", one_line(e.message).c_str());
+          break;
+        default:
+          break;
+      }
+    };
+    {
+      replica helper(name, scratch, o);
+      stop_replica_on_signal(&helper);
+      try {
+        helper.catch_up(1);  // the full resync; the one record it may apply is not ours
+      } catch (...) {
+        stop_replica_on_signal(nullptr);
+        throw;
+      }
+      stop_replica_on_signal(nullptr);
+      if (!offset) return false;
+      // PSYNC for this reader at the snapshot's (history, offset); decide_resync + seek, not
+      // resync(): the helper already counted this full resync (sync_full).
+      const resync_decision d = decide_resync(r.history(), r.window(), helper.replid(), *offset);
+      if (d.is_partial()) {
+        try {
+          r.seek(*offset);
+          std::fprintf(stderr, "shmlog tail: %s (%zu keys, not printed)\n", one_line(done).c_str(),
+                       scratch.size());
+          return true;
+        } catch (const error& e) {
+          if (e.code() != errc::offset_out_of_range) throw;
+        }
+      }
+    }
+    // The writer moved past the snapshot before this reader could take it up: again.
+    std::fprintf(stderr, "shmlog tail: the writer moved past offset %llu already; again\n",
+                 static_cast<unsigned long long>(*offset));
+  }
+}
+
 }  // namespace
 
 int run_tail(std::span<const std::string> argv) {
   static constexpr const char* usage =
-      "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]";
-  const parsed_args args = parse_args(
-      argv, {{"from", true}, {"count", true}, {"follow", false}, {"print-offsets", false}});
+      "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets] "
+      "[--on-lap fail|skip|resync] [--snapshot-dir DIR]";
+  const parsed_args args = parse_args(argv, {{"from", true},
+                                             {"count", true},
+                                             {"follow", false},
+                                             {"print-offsets", false},
+                                             {"on-lap", true},
+                                             {"snapshot-dir", true}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
@@ -253,15 +356,42 @@ int run_tail(std::span<const std::string> argv) {
           throw command_failure(exit_failure, "log '" + name + "' was destroyed");
         break;
       case poll_status::lapped:
-        return report_lap(p.lap);
+        if (t.lap == on_lap::fail) return report_lap(p.lap);
+        if (t.lap == on_lap::skip) {
+          skip_lap(r, p.lap);
+        } else if (!full_resync(r, name, t.snapshot_dir,
+                                "lapped: wanted offset " + std::to_string(p.lap.wanted_offset) +
+                                    " but the oldest held offset is " +
+                                    std::to_string(p.lap.oldest_offset) + " (" +
+                                    std::to_string(p.lap.bytes_lost()) + " bytes lost)")) {
+          return flush_stdout(), exit_ok;  // stopped by a signal while waiting for a snapshot
+        }
+        break;
       case poll_status::corrupt:
         return report_corruption(name, p.corruption);
       case poll_status::history_changed: {
         // A writer started from another state: PSYNC again from where we stand.
         const resync_decision d = r.resync(r.replid(), r.offset());
-        if (!d.is_partial()) return report_history_change(d);
-        flush_stdout();
-        std::fprintf(stderr, "shmlog tail: the log's history changed; %s\n", d.describe().c_str());
+        if (d.is_partial()) {
+          flush_stdout();
+          std::fprintf(stderr, "shmlog tail: the log's history changed; %s\n",
+                       d.describe().c_str());
+        } else if (t.lap == on_lap::fail) {
+          return report_history_change(d);
+        } else if (t.lap == on_lap::skip) {
+          flush_stdout();
+          r.seek_oldest();
+          std::fprintf(stderr,
+                       "shmlog tail: the log's history changed and offset %llu is not part of the "
+                       "new one (%s); skipped to the oldest held offset %llu\n",
+                       static_cast<unsigned long long>(d.wanted_offset), d.describe().c_str(),
+                       static_cast<unsigned long long>(r.offset()));
+        } else if (!full_resync(r, name, t.snapshot_dir,
+                                "the log's history changed and offset " +
+                                    std::to_string(d.wanted_offset) +
+                                    " is not part of the new one (" + d.describe() + ")")) {
+          return flush_stdout(), exit_ok;
+        }
         break;
       }
     }

@@ -1,25 +1,38 @@
-// shmlog demo: one writer process and N reader processes on a temporary log, with a live status
-// line and a verified summary. The processes are this binary re-executed (/proc/self/exe) with
-// the hidden commands demo-writer and demo-reader; they report to the parent through pipes.
+// shmlog demo: the main job, end to end. A key-value producer process appends commands at a set
+// rate to a small log and serves snapshots; N replica processes (shmlog::replica with kv_state)
+// apply the records, the last one throttled so that the producer laps it and it must reload its
+// state from a snapshot (a full resync). A status line each second; at the end every replica's
+// state is compared with the producer's at the same offset.
+//
+// The processes are this binary re-executed through /proc/self/exe with the hidden commands
+// demo-writer (the producer) and demo-reader (a replica). They talk to the parent through pipes:
+// one line per message on their stdout, commands from the parent on their stdin.
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
+#include <filesystem>
+#include <limits>
 #include <optional>
-#include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "cli.h"
+#include "kv_state.h"
 #include "shmlog/shmlog.h"
 
 namespace shmlog::cli {
@@ -29,209 +42,360 @@ namespace {
 using steady_clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// ---------------------------------------------------------------------------------------------
-// Records: data records carry a sequence number, bytes derived from it and a CRC-32C, so a
-// reader can prove each record is exactly the one written. The last record (end_type) carries
-// the total count, so a reader knows when it has seen everything.
+constexpr unsigned max_demo_replicas = 16;
+// The throttled replica sleeps 1 ms after every `slow_every` records it applies, and this long
+// per MiB of snapshot it loads: slow at everything, like a consumer on an overloaded host. The
+// load delay also keeps its snapshot loads on screen long enough to show the progress bar.
+constexpr auto slow_apply_pause = 1ms;
+constexpr std::uint64_t default_load_delay_ms_per_mib = 200;
 
-constexpr std::size_t payload_size = 64;
-constexpr record_type data_type = 1;
-constexpr record_type end_type = 2;
-constexpr std::uint64_t slow_every = 256;  // the slow reader sleeps 1 ms after this many records
-constexpr unsigned max_demo_readers = 16;
-
-using payload_bytes = std::array<std::byte, payload_size>;
-
-void make_payload(std::uint64_t seq, payload_bytes& p) {
-  std::memcpy(p.data(), &seq, sizeof seq);
-  for (std::size_t i = 8; i < payload_size - 4; ++i)
-    p[i] = static_cast<std::byte>((seq * 31 + i * 7) & 0xFF);
-  const std::uint32_t crc = crc32c(p.data(), payload_size - 4);
-  std::memcpy(p.data() + payload_size - 4, &crc, sizeof crc);
+double seconds_since(steady_clock::time_point t) {
+  return std::chrono::duration<double>(steady_clock::now() - t).count();
 }
 
-// The record's sequence number, or nullopt with the reason in *why if it is not a demo record.
-std::optional<std::uint64_t> check_payload(std::span<const std::byte> p, const char** why) {
-  if (p.size() != payload_size) {
-    *why = "wrong payload size";
-    return std::nullopt;
+// ---------------------------------------------------------------------------------------------
+// The children's side of the pipes.
+
+// SIGINT/SIGTERM in a child (the parent's abort, or PR_SET_PDEATHSIG when the parent dies):
+// stop at once, and make a replica blocked in a full resync give up.
+volatile sig_atomic_t child_stop = 0;
+std::atomic<replica*> stoppable_replica{nullptr};  // lock-free: safe to load in a handler
+
+void on_child_stop(int) {
+  child_stop = 1;
+  if (replica* r = stoppable_replica.load()) r->stop();  // one relaxed atomic store
+}
+
+// Registers a replica with the handler for as long as it lives.
+class stop_on_signal {
+ public:
+  explicit stop_on_signal(replica& r) { stoppable_replica.store(&r); }
+  ~stop_on_signal() { stoppable_replica.store(nullptr); }
+  stop_on_signal(const stop_on_signal&) = delete;
+  stop_on_signal& operator=(const stop_on_signal&) = delete;
+};
+
+void catch_child_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_child_stop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  // A parent that is gone shows up as EPIPE on our stdout, handled where we write.
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+// One message to the parent: a whole line in one write(2), so it arrives whole (lines are far
+// below PIPE_BUF) and nothing is left in a stdio buffer that a fork() would duplicate.
+bool tell_parent(std::string line) {
+  line = one_line(line);
+  line += '\n';
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(STDOUT_FILENO, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
   }
-  std::uint32_t crc = 0;
-  std::memcpy(&crc, p.data() + payload_size - 4, sizeof crc);
-  if (crc != crc32c(p.data(), payload_size - 4)) {
-    *why = "checksum mismatch";
-    return std::nullopt;
+  return true;
+}
+
+// The parent's commands, one per line on stdin, read without blocking.
+class parent_commands {
+ public:
+  // The next complete line, if one has arrived.
+  std::optional<std::string> next() {
+    fill();
+    const auto nl = pending_.find('\n');
+    if (nl == std::string::npos) return std::nullopt;
+    std::string line = pending_.substr(0, nl);
+    pending_.erase(0, nl + 1);
+    return line;
   }
-  std::uint64_t seq = 0;
-  std::memcpy(&seq, p.data(), sizeof seq);
-  for (std::size_t i = 8; i < payload_size - 4; ++i) {
-    if (p[i] != static_cast<std::byte>((seq * 31 + i * 7) & 0xFF)) {
-      *why = "payload bytes do not match its sequence number";
-      return std::nullopt;
+  // The parent closed our stdin: it is done with us, or gone.
+  bool closed() const { return closed_ && pending_.find('\n') == std::string::npos; }
+
+ private:
+  void fill() {
+    while (!closed_) {
+      pollfd p{STDIN_FILENO, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) return;
+      char buf[256];
+      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        closed_ = true;
+        return;
+      }
+      pending_.append(buf, static_cast<std::size_t>(n));
     }
   }
-  return seq;
+  std::string pending_;
+  bool closed_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The producer's commands: a deterministic mix from a seeded generator, so that a run can be
+// repeated exactly. SETs of "user:N" grow the state, INCRs of "hits:N" change it in place, DELs
+// shrink it; the two key families never meet, so every command applies (INCR of a SET value
+// would be refused by the producer's state and never appended).
+
+class command_mix {
+ public:
+  command_mix(std::uint64_t seed, std::uint64_t keys) : state_(seed), keys_(keys) {}
+
+  const std::string& next() {
+    const std::uint64_t pick = random() % 100;
+    const std::uint64_t key = random() % keys_;
+    cmd_.clear();
+    if (pick < 55) {
+      cmd_ += "SET user:";
+      cmd_ += std::to_string(key);
+      cmd_ += ' ';
+      static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+      const std::uint64_t length = 8 + random() % 57;  // 8-64 bytes
+      std::uint64_t bits = random();
+      for (std::uint64_t i = 0; i < length; ++i) {
+        if (i % 10 == 9) bits = random();
+        cmd_ += alphabet[bits % 36];
+        bits /= 36;
+      }
+    } else if (pick < 85) {
+      cmd_ += "INCR hits:";
+      cmd_ += std::to_string(key);
+    } else {
+      cmd_ += pick % 2 == 0 ? "DEL user:" : "DEL hits:";
+      cmd_ += std::to_string(key);
+    }
+    return cmd_;
+  }
+
+ private:
+  std::uint64_t random() {  // splitmix64
+    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t state_;
+  std::uint64_t keys_;
+  std::string cmd_;
+};
+
+std::string hex32(std::uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08" PRIx32, v);
+  return buf;
 }
 
-std::uint64_t elapsed_ns(steady_clock::time_point since) {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(steady_clock::now() - since).count());
-}
-
-// Children report "key value ..." lines to the parent on stdout.
-void report_line(const std::string& line) {
-  std::fputs((line + "\n").c_str(), stdout);
-  std::fflush(stdout);
+// A producer whose parent died (PR_SET_PDEATHSIG) removes what the parent would have.
+void clean_up_after_parent(pid_t parent, const std::string& log, const std::filesystem::path& dir) {
+  if (::getppid() == parent) return;
+  try {
+    destroy(log);
+  } catch (...) {
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// demo-writer NAME --seconds S --rate R
+// demo-writer NAME --snapshot-dir DIR --seconds S --rate R --keys K --seed N --parent PID
+//
+// The producer. Tells the parent "progress COUNT NS KEYS" every 100 ms, "snapshot GENERATION
+// OFFSET BYTES SAVE_NS" for each snapshot it publishes, "note MESSAGE" for a failed one, and at
+// the end "final OFFSET CHECKSUM KEYS COUNT NS"; then it keeps serving snapshots (a replica may
+// need one to reach the final offset) until its stdin closes. "stop" on stdin ends the
+// appending early.
 
 int run_demo_writer(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(argv, {{"seconds", true}, {"rate", true}});
-  const std::string& name = single_name(args, "shmlog demo-writer NAME --seconds S --rate R");
-  const double seconds = parse_seconds("seconds", args.value("seconds").value_or("5"), 3600);
+  const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
+                                             {"seconds", true},
+                                             {"rate", true},
+                                             {"keys", true},
+                                             {"seed", true},
+                                             {"parent", true}});
+  const std::string& name = single_name(args, "shmlog demo-writer NAME --snapshot-dir DIR ...");
+  const std::filesystem::path dir = args.value("snapshot-dir").value_or("");
+  const double seconds = parse_seconds("seconds", args.value("seconds").value_or("8"), 86400);
   const std::uint64_t rate =
       parse_unsigned("rate", args.value("rate").value_or("0"), 0, 1'000'000'000);
-  catch_stop_signals();
-  writer w = writer::open(name);
+  const std::uint64_t keys =
+      parse_unsigned("keys", args.value("keys").value_or("1000"), 1, 100'000'000);
+  const std::uint64_t seed = parse_unsigned("seed", args.value("seed").value_or("1"), 0,
+                                            std::numeric_limits<std::uint64_t>::max());
+  const auto parent =
+      static_cast<pid_t>(parse_unsigned("parent", args.value("parent").value_or("0"), 0, 1u << 30));
+  catch_child_signals();
 
-  payload_bytes payload;
+  writer w = writer::open(name);
+  kv::kv_state state;
+  // The service logs each snapshot it publishes (and each failure): the parent gets the
+  // published ones as numbers, read back from the segment, and anything else as it is.
+  std::uint64_t generation = 0;
+  const auto on_snapshot_log = [&](const std::string& message) {
+    log_info::snapshot_summary now;
+    try {
+      now = inspect(name).snapshot;
+    } catch (const std::exception&) {
+      now.generation = generation;  // cannot tell: pass the message on as it is
+    }
+    if (now.generation == generation) {
+      tell_parent("note " + message);
+      return;
+    }
+    generation = now.generation;
+    tell_parent("snapshot " + std::to_string(now.generation) + " " + std::to_string(now.offset) +
+                " " + std::to_string(now.bytes) + " " + std::to_string(now.save_ns));
+  };
+  // Fork mode, like Redis's BGSAVE: the producer keeps appending while a child saves its
+  // copy-on-write image. Safe here: the producer has one thread.
+  snapshot_service snapshots(w, state,
+                             {.dir = dir,
+                              .mode = snapshot_mode::fork,
+                              .keep = 2,
+                              .check_every = 16,
+                              .log = on_snapshot_log});
+  command_mix mix(seed, keys);
+  parent_commands commands;
+
   const auto start = steady_clock::now();
   const auto end = start + std::chrono::duration_cast<steady_clock::duration>(
                                std::chrono::duration<double>(seconds));
-  auto next_report = start + 100ms;
+  auto next_report = start;
   std::uint64_t count = 0;
-  while (!stop_requested()) {
+  const auto elapsed_ns = [&] {
+    return std::to_string(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(steady_clock::now() - start).count());
+  };
+  const auto abandon = [&] {
+    clean_up_after_parent(parent, name, dir);
+    return exit_failure;
+  };
+  bool stop = false;
+  while (!stop) {
+    if (child_stop) return abandon();
     const auto now = steady_clock::now();
     if (now >= end) break;
     if (now >= next_report) {
-      report_line("progress " + std::to_string(count) + " " + std::to_string(elapsed_ns(start)));
-      next_report += 100ms;
+      next_report = now + 100ms;
+      if (!tell_parent("progress " + std::to_string(count) + " " + elapsed_ns() + " " +
+                       std::to_string(state.size())))
+        return abandon();
+      while (const auto line = commands.next())
+        stop = stop || *line == "stop";
+      if (commands.closed()) return abandon();
     }
-    // Flat out: a burst between clock checks. Paced: catch up with the schedule, then sleep.
+    // Paced: catch up with the schedule, then sleep. Flat out (rate 0): bursts between checks.
     std::uint64_t target = count + 256;
     if (rate != 0) {
       const double due = std::chrono::duration<double>(now - start).count() * double(rate);
       target = std::min(target, static_cast<std::uint64_t>(due) + 1);
       if (count >= target) {
+        snapshots.poll();
         std::this_thread::sleep_for(std::min<steady_clock::duration>(1ms, end - now));
         continue;
       }
     }
     for (; count < target; ++count) {
-      make_payload(count, payload);
-      w.append(payload, data_type);
+      // The state accepts the command first; only what it accepted is appended, so every
+      // replica can apply every record.
+      w.append(state.execute(mix.next()));
+      snapshots.poll();  // between appends: a counter decrement, a relaxed load every 16
     }
   }
-  const std::uint64_t ns = elapsed_ns(start);
-  w.append(std::as_bytes(std::span(&count, 1)), end_type);
-  report_line("done " + std::to_string(count) + " " + std::to_string(ns));
+  tell_parent("final " + std::to_string(w.master_offset()) + " " + hex32(state.checksum()) + " " +
+              std::to_string(state.size()) + " " + std::to_string(count) + " " + elapsed_ns());
+  while (!commands.closed()) {
+    if (child_stop) return abandon();
+    snapshots.poll();
+    std::this_thread::sleep_for(1ms);
+    while (commands.next()) {
+    }
+  }
+  clean_up_after_parent(parent, name, dir);
   return exit_ok;
 }
 
 // ---------------------------------------------------------------------------------------------
-// demo-reader NAME --index I [--slow]
-
-namespace {
-
-struct verifier {
-  int index = 0;
-  std::uint64_t expected = 0;  // the next sequence number
-  bool resyncing = false;      // lapped since the last good record: a gap is expected
-  std::uint64_t read = 0;
-  std::uint64_t lost = 0;
-  std::uint64_t laps = 0;
-  std::uint64_t errors = 0;
-  bool complete = false;
-
-  void fail(std::uint64_t offset, const std::string& why) {
-    if (++errors <= 5)
-      std::fprintf(stderr, "shmlog demo: reader %d: record at offset %" PRIu64 ": %s\n", index,
-                   offset, why.c_str());
-  }
-
-  void on_data(const record_view& r) {
-    const char* why = "";
-    const auto seq = check_payload(r.payload, &why);
-    if (!seq) return fail(r.offset, why);
-    if (*seq > expected && resyncing) {
-      lost += *seq - expected;
-    } else if (*seq != expected) {
-      fail(r.offset,
-           "sequence number " + std::to_string(*seq) + ", expected " + std::to_string(expected));
-    }
-    expected = *seq + 1;
-    resyncing = false;
-    ++read;
-  }
-
-  void on_end(const record_view& r) {
-    std::uint64_t total = 0;
-    if (r.payload.size() != sizeof total) return fail(r.offset, "malformed end record");
-    std::memcpy(&total, r.payload.data(), sizeof total);
-    if (resyncing && total >= expected) {
-      lost += total - expected;
-    } else if (total != expected) {
-      fail(r.offset, "the writer wrote " + std::to_string(total) +
-                         " records but this reader got "
-                         "to " +
-                         std::to_string(expected));
-    }
-    complete = true;
-  }
-};
-
-}  // namespace
+// demo-reader NAME --snapshot-dir DIR --index I [--slow-every N] [--load-delay MS]
+//
+// A replica. Tells the parent "event KIND OFFSET MESSAGE" for each replica event and "load DONE
+// TOTAL" while a snapshot loads. "stop OFFSET" on stdin: catch up to that offset (no more
+// throttling), then tell "final OFFSET CHECKSUM KEYS APPLIED FULL PARTIAL LAPS FULL_AFTER_LAP
+// BACKLOG_TOO_SMALL REJECTED" and exit.
 
 int run_demo_reader(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(argv, {{"index", true}, {"slow", false}});
-  const std::string& name = single_name(args, "shmlog demo-reader NAME --index I [--slow]");
-  verifier v;
-  v.index = static_cast<int>(parse_unsigned("index", args.value("index").value_or("0"), 0, 99));
-  const bool slow = args.has("slow");
-  catch_stop_signals();
-  reader r = reader::attach(
-      name, {.start = start_position::oldest(), .label = slow ? "demo-slow" : "demo-fast"});
-  std::vector<std::byte> buffer;
-  while (!v.complete && !stop_requested()) {
-    const poll_result p = r.poll_copy(buffer);
-    switch (p.status) {
-      case poll_status::record:
-        if (p.record.type == end_type)
-          v.on_end(p.record);
-        else
-          v.on_data(p.record);
-        if (slow && v.read % slow_every == 0) std::this_thread::sleep_for(1ms);
-        break;
-      case poll_status::empty:
-        r.wait(100ms);
-        break;
-      case poll_status::lapped:
-        // The writer overwrote what we had not read: resume at the oldest record held; the gap
-        // in sequence numbers is what we lost.
-        ++v.laps;
-        v.resyncing = true;
-        r.seek_oldest();
-        break;
-      case poll_status::corrupt:
-        v.fail(p.corruption.offset, p.corruption.reason);
-        v.resyncing = true;
-        r.skip_corruption();
-        break;
-      case poll_status::history_changed:  // the demo's one writer never restarts
-        v.fail(r.offset(), "the log's history changed");
-        v.resyncing = true;
-        r.seek_oldest();
-        break;
+  const parsed_args args = parse_args(
+      argv, {{"snapshot-dir", true}, {"index", true}, {"slow-every", true}, {"load-delay", true}});
+  const std::string& name = single_name(args, "shmlog demo-reader NAME --snapshot-dir DIR ...");
+  const unsigned index = static_cast<unsigned>(
+      parse_unsigned("index", args.value("index").value_or("0"), 0, max_demo_replicas));
+  const std::uint64_t slow_every =
+      parse_unsigned("slow-every", args.value("slow-every").value_or("0"), 0, 1'000'000);
+  const std::uint64_t load_delay_ms =
+      parse_unsigned("load-delay", args.value("load-delay").value_or("0"), 0, 60'000);
+  catch_child_signals();
+
+  kv::kv_state state;
+  bool throttled = slow_every != 0;  // false again once the parent says stop
+  bool lapped = false;               // since the last completed full resync
+  std::uint64_t full_after_lap = 0;
+  replica_options options;
+  options.snapshot_dir = args.value("snapshot-dir").value_or("");
+  // Sleep on the futex between bursts: five processes share two CPUs here.
+  options.wait.mode = wait_mode::sleep;
+  options.label = "demo-replica-" + std::to_string(index);
+  options.on_event = [&](const replica_event& e) {
+    if (e.what == replica_event::kind::lapped) lapped = true;
+    if (e.what == replica_event::kind::full_resync_done) {
+      full_after_lap += lapped ? 1 : 0;
+      lapped = false;
     }
+    tell_parent("event " + std::string(to_string(e.what)) + " " + std::to_string(e.offset) + " " +
+                e.message);
+  };
+  options.on_load_progress = [&](std::uint64_t done, std::uint64_t total) {
+    tell_parent("load " + std::to_string(done) + " " + std::to_string(total));
+    if (throttled && done < total && load_delay_ms != 0) {
+      // load_snapshot hands the payload to load() a MiB at a time, calling this before each.
+      const std::uint64_t slice = std::min<std::uint64_t>(total - done, 1 << 20);
+      std::this_thread::sleep_for(std::chrono::microseconds(load_delay_ms * 1000 * slice >> 20));
+    }
+  };
+  replica r(name, state, options);
+  const stop_on_signal stop_guard(r);
+  parent_commands commands;
+  std::optional<std::uint64_t> target;
+
+  for (;;) {
+    if (child_stop) return exit_failure;
+    const std::size_t batch =
+        throttled ? static_cast<std::size_t>(slow_every) : std::numeric_limits<std::size_t>::max();
+    const std::size_t applied = r.catch_up(batch);
+    while (const auto line = commands.next()) {
+      if (line->rfind("stop ", 0) == 0) {
+        target = std::strtoull(line->c_str() + 5, nullptr, 10);
+        throttled = false;
+      }
+    }
+    if (commands.closed()) return exit_failure;
+    if (target && r.synced() && r.offset() >= *target) break;
+    if (throttled && applied == batch) {
+      std::this_thread::sleep_for(slow_apply_pause);
+      continue;
+    }
+    if (r.synced()) r.wait(100ms);  // wakes at the next record; stdin is looked at meanwhile
   }
-  report_line("result " + std::to_string(v.read) + " " + std::to_string(v.lost) + " " +
-              std::to_string(v.laps) + " " + std::to_string(v.errors) + " " +
-              (v.complete ? "1" : "0"));
-  return v.errors == 0 ? exit_ok : exit_failure;
+  const replica_stats& s = r.stats();
+  tell_parent("final " + std::to_string(r.offset()) + " " + hex32(state.checksum()) + " " +
+              std::to_string(state.size()) + " " + std::to_string(s.records_applied) + " " +
+              std::to_string(s.full_resyncs) + " " + std::to_string(s.partial_resyncs) + " " +
+              std::to_string(s.laps) + " " + std::to_string(full_after_lap) + " " +
+              std::to_string(s.backlog_too_small) + " " + std::to_string(s.snapshots_rejected));
+  return exit_ok;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,52 +404,88 @@ int run_demo_reader(std::span<const std::string> argv) {
 namespace {
 
 struct demo_config {
-  double seconds = 5;
-  // Records per second; 0: flat out. The default is well within what a reader keeps up with
-  // on a small machine, so the fast reader shows the normal case and the slow one the lapped.
-  std::uint64_t rate = 1'000'000;
-  std::uint64_t capacity = 1 << 20;
-  unsigned readers = 2;
+  double seconds = 8;
+  std::uint64_t rate = 50'000;       // commands per second; 0: flat out
+  std::uint64_t capacity = 4 << 20;  // the backlog: a small ring, ~1.7 s of this write rate
+  unsigned replicas = 3;             // the last one is throttled (unless slow_every is 0)
+  std::uint64_t keys = 50'000;       // key space of the command mix
+  std::uint64_t slow_every = 16;     // the throttled replica sleeps 1 ms every this many
+  std::uint64_t load_delay_ms = default_load_delay_ms_per_mib;
+  std::uint64_t seed = 1;
 };
+
+constexpr const char* demo_usage =
+    "usage: shmlog demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K]\n"
+    "                   [--slow-every N] [--seed N]\n"
+    "\n"
+    "A key-value producer and N replica processes on a temporary log, with snapshots in a\n"
+    "temporary directory. The last replica is throttled: the producer laps it and it reloads\n"
+    "its state from a snapshot (a full resync). At the end every replica's state is checked\n"
+    "against the producer's at the same offset; exit status 0 only if all are equal and the\n"
+    "throttled replica completed a full resync after being lapped.\n"
+    "\n"
+    "  --seconds S      how long the producer appends (default 8)\n"
+    "  --rate R         commands per second, 0 for flat out (default 50000)\n"
+    "  --readers N      replica processes, 1-16 (default 3)\n"
+    "  --capacity SIZE  the log's ring, a power of two from 4K (default 4M)\n"
+    "  --keys K         key space of the SET/INCR/DEL mix (default 50000)\n"
+    "  --slow-every N   the throttled replica sleeps 1 ms every N records and 200 ms per MiB\n"
+    "                   of snapshot it loads; 0: no throttled replica (default 16)\n"
+    "  --seed N         seed of the command mix (default 1)\n";
 
 demo_config demo_config_from(const parsed_args& args) {
   demo_config c;
   if (!args.positionals.empty())
     throw usage_error("unexpected argument '" + one_line(args.positionals.front()) + "'");
-  if (const auto s = args.value("seconds")) c.seconds = parse_seconds("seconds", *s, 3600);
+  if (const auto s = args.value("seconds")) c.seconds = parse_seconds("seconds", *s, 86400);
   if (const auto r = args.value("rate")) c.rate = parse_unsigned("rate", *r, 0, 1'000'000'000);
   if (const auto s = args.value("capacity")) c.capacity = parse_size("capacity", *s);
   if (const auto n = args.value("readers"))
-    c.readers = static_cast<unsigned>(parse_unsigned("readers", *n, 1, max_demo_readers));
+    c.replicas = static_cast<unsigned>(parse_unsigned("readers", *n, 1, max_demo_replicas));
+  if (const auto k = args.value("keys")) c.keys = parse_unsigned("keys", *k, 1, 100'000'000);
+  if (const auto n = args.value("slow-every"))
+    c.slow_every = parse_unsigned("slow-every", *n, 0, 1'000'000);
+  if (const auto n = args.value("seed"))
+    c.seed = parse_unsigned("seed", *n, 0, std::numeric_limits<std::uint64_t>::max());
+  if (c.slow_every == 0) c.load_delay_ms = 0;
   validate_create_options({.capacity = c.capacity});
   return c;
 }
 
-// One process of the demo, as the parent sees it.
-struct child {
-  std::string role;  // "writer", "reader 0", ...
+// The parent's SIGINT/SIGTERM: the first finishes the run early (the producer stops, the
+// replicas catch up and are checked), the second abandons it.
+volatile sig_atomic_t interrupts = 0;
+void on_interrupt(int) {
+  interrupts = interrupts + 1;
+}
+
+// One child process, as the parent sees it.
+struct process {
   pid_t pid = -1;
-  int out = -1;                   // read end of its stdout; -1 at end of file
-  std::string pending;            // bytes after the last newline
-  std::vector<std::string> last;  // the words of its last complete line
+  int out = -1;  // read end of its stdout; -1 at end of file
+  int in = -1;   // write end of its stdin; -1 once closed
+  std::string pending;
   bool exited = false;
   int status = 0;
-  std::uint64_t prev_records = 0;  // reader records at the previous status line
-  std::uint64_t max_lag = 0;       // largest lag seen at a status line
-
-  bool running() const { return !exited || out >= 0; }
-  std::uint64_t word(std::size_t i) const {
-    return i < last.size() ? std::strtoull(last[i].c_str(), nullptr, 10) : 0;
-  }
 };
 
-// Starts this binary with `args` as a child in its own process group (so the terminal's ^C
-// reaches only the parent, which then stops the writer and lets the readers finish), dying
-// with the parent if the parent dies first.
-child spawn_self(const std::string& role, std::vector<std::string> args) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw command_failure(exit_failure, std::string("pipe failed: ") + std::strerror(errno));
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("was killed by ") + strsignal(WTERMSIG(status));
+  return "ended";
+}
+
+// Starts this binary with `args` in a process group of its own (so the terminal's ^C reaches
+// only the parent, which then finishes the run in order, and so that killing the group also
+// kills a snapshot child the producer forked), dying if the parent dies first.
+process spawn_self(std::vector<std::string> args) {
+  int out[2], in[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) throw command_failure(exit_failure, "pipe failed");
+  if (::pipe2(in, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw command_failure(exit_failure, "pipe failed");
+  }
   args.insert(args.begin(), "shmlog");
   std::vector<char*> argv;
   for (std::string& a : args)
@@ -293,307 +493,643 @@ child spawn_self(const std::string& role, std::vector<std::string> args) {
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid < 0)
-    throw command_failure(exit_failure, std::string("fork failed: ") + std::strerror(errno));
+  if (pid < 0) {
+    const int err = errno;
+    for (int fd : {out[0], out[1], in[0], in[1]})
+      ::close(fd);
+    throw command_failure(exit_failure, std::string("fork: ") + std::strerror(err));
+  }
   if (pid == 0) {
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(1);
-    ::dup2(fds[1], STDOUT_FILENO);
-    const int null = ::open("/dev/null", O_RDONLY);
-    if (null >= 0) ::dup2(null, STDIN_FILENO);
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(in[0], STDIN_FILENO);
     ::execv("/proc/self/exe", argv.data());
     const char msg[] = "shmlog demo: cannot run /proc/self/exe\n";
     [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
     ::_exit(127);
   }
-  ::close(fds[1]);
-  child c;
-  c.role = role;
-  c.pid = pid;
-  c.out = fds[0];
-  return c;
+  ::setpgid(pid, pid);  // also here, so that a kill of the group cannot come before the child's
+  ::close(out[1]);
+  ::close(in[0]);
+  process p;
+  p.pid = pid;
+  p.out = out[0];
+  p.in = in[1];
+  return p;
 }
 
-void read_output(child& c) {
-  char buf[4096];
-  const ssize_t n = ::read(c.out, buf, sizeof buf);
-  if (n <= 0) {
-    if (n < 0 && errno == EINTR) return;
-    ::close(c.out);
-    c.out = -1;
-    return;
-  }
-  c.pending.append(buf, static_cast<std::size_t>(n));
-  for (std::size_t nl; (nl = c.pending.find('\n')) != std::string::npos;) {
-    std::istringstream words(c.pending.substr(0, nl));
-    c.last.clear();
-    for (std::string w; words >> w;)
-      c.last.push_back(w);
-    c.pending.erase(0, nl + 1);
-  }
+void send(process& p, const std::string& line) {
+  if (p.in < 0) return;
+  const std::string text = line + "\n";
+  // A child that died has closed its end: EPIPE (SIGPIPE is ignored), noticed when it is reaped.
+  [[maybe_unused]] auto ignored = ::write(p.in, text.data(), text.size());
 }
 
-void reap(child& c) {
-  if (c.exited) return;
+void close_input(process& p) {
+  if (p.in >= 0) ::close(p.in);
+  p.in = -1;
+}
+
+void reap(process& p) {
+  if (p.exited) return;
   int status = 0;
-  if (::waitpid(c.pid, &status, WNOHANG) == c.pid) {
-    c.exited = true;
-    c.status = status;
+  if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+    p.exited = true;
+    p.status = status;
   }
 }
 
-// Waits up to `timeout` for output from any child, then reaps those that exited.
-void pump(std::vector<child>& children, std::chrono::milliseconds timeout) {
-  std::vector<pollfd> fds;
-  std::vector<child*> owners;
-  for (child& c : children) {
-    if (c.out < 0) continue;
-    fds.push_back({c.out, POLLIN, 0});
-    owners.push_back(&c);
-  }
-  const int ms = static_cast<int>(std::max<std::int64_t>(0, timeout.count()));
-  if (::poll(fds.data(), fds.size(), fds.empty() ? std::min(ms, 10) : ms) > 0) {
-    for (std::size_t i = 0; i < fds.size(); ++i)
-      if (fds[i].revents != 0) read_output(*owners[i]);
-  }
-  for (child& c : children)
-    reap(c);
-}
-
-// Kills and reaps whatever is still running and removes the log, however run_demo ends.
+// Kills whatever still runs and removes the log and the snapshot directory, however run_demo
+// ends (a verdict, an error, a second ^C).
 class demo_cleanup {
  public:
-  demo_cleanup(std::string name, std::vector<child>& children)
-      : name_(std::move(name)), children_(children) {}
+  demo_cleanup(std::string log, std::vector<process*>& processes)
+      : log_(std::move(log)), processes_(processes) {}
   ~demo_cleanup() {
-    for (child& c : children_) {
-      if (!c.exited) {
-        ::kill(c.pid, SIGKILL);
-        ::waitpid(c.pid, nullptr, 0);
+    for (process* p : processes_) {
+      // pid > 0: kill(-1) would signal every process we may signal, and a pid reaped
+      // already may belong to someone else by now.
+      if (p->pid > 0 && !p->exited) {
+        ::kill(-p->pid, SIGKILL);
+        ::kill(p->pid, SIGKILL);
+        ::waitpid(p->pid, nullptr, 0);
       }
-      if (c.out >= 0) ::close(c.out);
+      if (p->out >= 0) ::close(p->out);
+      close_input(*p);
     }
     try {
-      destroy(name_);
+      destroy(log_);
     } catch (...) {
     }
+    if (!dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
   }
+  void set_dir(std::filesystem::path dir) { dir_ = std::move(dir); }
   demo_cleanup(const demo_cleanup&) = delete;
   demo_cleanup& operator=(const demo_cleanup&) = delete;
 
  private:
-  std::string name_;
-  std::vector<child>& children_;
+  std::string log_;
+  std::filesystem::path dir_;
+  std::vector<process*>& processes_;
 };
 
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by ") + strsignal(WTERMSIG(status));
-  return "ended";
-}
-
-void wait_for_readers(const std::string& name, std::vector<child>& children, unsigned count) {
-  const auto give_up = steady_clock::now() + 10s;
-  while (inspect(name).readers.size() < count) {
-    for (child& c : children) {
-      reap(c);
-      if (c.exited)
-        throw command_failure(exit_failure,
-                              c.role + " " + describe_exit(c.status) + " before attaching");
-    }
-    if (steady_clock::now() > give_up)
-      throw command_failure(exit_failure, "the readers did not attach within 10 s");
-    std::this_thread::sleep_for(1ms);
+std::vector<std::string> words_of(const std::string& line, std::size_t max_words) {
+  std::vector<std::string> words;
+  std::size_t at = 0;
+  while (at < line.size() && words.size() + 1 < max_words) {
+    const std::size_t space = line.find(' ', at);
+    if (space == std::string::npos) break;
+    words.push_back(line.substr(at, space - at));
+    at = space + 1;
   }
+  words.push_back(line.substr(at));
+  return words;
 }
 
-class status_printer {
- public:
-  status_printer(const std::string& name, steady_clock::time_point start)
-      : name_(name), start_(start) {}
+std::uint64_t number(const std::vector<std::string>& words, std::size_t i) {
+  return i < words.size() ? std::strtoull(words[i].c_str(), nullptr, 10) : 0;
+}
 
-  void print(child& writer, std::span<child> readers) {
-    const auto now = steady_clock::now();
-    const double dt = std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-    std::string line;
-    char head[32];
-    std::snprintf(head, sizeof head, "[%5.1fs] ",
-                  std::chrono::duration<double>(now - start_).count());
-    line += head;
-    // The writer reports its own count and clock; its rate is exact for its interval.
-    const std::uint64_t count = writer.word(1);
-    const std::uint64_t ns = writer.word(2);
-    const double wdt = double(ns - prev_writer_ns_) / 1e9;
-    line += "writer " + (wdt > 0 ? human_count(double(count - prev_writer_count_) / wdt) : "0") +
-            " rec/s";
-    prev_writer_count_ = count;
-    prev_writer_ns_ = ns;
-    std::map<std::uint32_t, reader_info> by_pid;
-    for (reader_info& r : inspect(name_).readers)
-      by_pid[r.pid] = std::move(r);
-    for (child& c : readers) {
-      line += " | " + c.role + ": ";
-      const auto it = by_pid.find(static_cast<std::uint32_t>(c.pid));
-      if (it == by_pid.end()) {
-        line += "done";
-        continue;
-      }
-      const reader_info& r = it->second;
-      line += human_count(double(r.records - c.prev_records) / dt) + " rec/s, lag " +
-              human_bytes(double(r.lag_bytes)) + ", laps " + std::to_string(r.lapped);
-      c.prev_records = r.records;
-      c.max_lag = std::max(c.max_lag, r.lag_bytes);
+struct producer_view {
+  process proc;
+  std::uint64_t count = 0;  // from its last progress line
+  std::uint64_t ns = 0;
+  std::uint64_t keys = 0;
+  std::uint64_t shown_count = 0;  // at the previous status line
+  std::uint64_t shown_ns = 0;
+  bool final = false;
+  std::uint64_t final_offset = 0;
+  std::string final_checksum;
+  std::uint64_t final_keys = 0;
+  std::uint64_t final_count = 0;
+  std::uint64_t final_ns = 0;
+};
+
+struct replica_view {
+  process proc;
+  unsigned index = 0;
+  bool throttled = false;
+  enum class phase { syncing, loading, streaming } now = phase::syncing;
+  std::uint64_t load_done = 0;
+  std::uint64_t load_total = 0;
+  std::uint64_t full = 0;
+  std::uint64_t partial = 0;
+  std::uint64_t laps = 0;
+  std::uint64_t shown_records = 0;  // at the previous status line
+  bool final = false;
+  std::uint64_t final_offset = 0;
+  std::string final_checksum;
+  std::uint64_t final_keys = 0;
+  std::uint64_t applied = 0;
+  std::uint64_t final_full = 0;
+  std::uint64_t final_partial = 0;
+  std::uint64_t final_laps = 0;
+  std::uint64_t full_after_lap = 0;
+  std::uint64_t backlog_too_small = 0;
+  std::uint64_t rejected = 0;
+
+  std::string tag() const { return "r" + std::to_string(index) + (throttled ? " (slow)" : ""); }
+};
+
+// Compact figures for the status line: "50.0k/s", "83.1k".
+std::string compact(double n) {
+  char buf[32];
+  if (n < 999.5) {
+    std::snprintf(buf, sizeof buf, "%.0f", n);
+  } else if (n < 999'950) {
+    std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  }
+  return buf;
+}
+
+std::string progress_bar(std::uint64_t done, std::uint64_t total) {
+  constexpr int cells = 20;
+  const double f = total == 0 ? 1.0 : std::min(1.0, double(done) / double(total));
+  const int full = static_cast<int>(f * cells);  // full only when done
+  char pct[16];
+  std::snprintf(pct, sizeof pct, "%3.0f%%", f * 100);
+  return "[" + std::string(static_cast<std::size_t>(full), '#') +
+         std::string(static_cast<std::size_t>(cells - full), '.') + "] " + pct + " of " +
+         human_bytes(double(total));
+}
+
+// What the parent prints. Every line is permanent (one per event, one status line a second),
+// so that the output reads the same in a terminal and in a file. On a terminal, one transient
+// line more shows a snapshot load's progress bar as it moves; it is redrawn in place and
+// cleared before each permanent line.
+class demo_run {
+ public:
+  explicit demo_run(std::string log) : log_(std::move(log)), tty_(::isatty(STDOUT_FILENO) == 1) {}
+
+  producer_view producer;
+  std::vector<replica_view> replicas;
+
+  void on_producer_line(const std::string& line) {
+    const auto w = words_of(line, 2);
+    if (w[0] == "progress") {
+      const auto v = words_of(line, 5);
+      producer.count = number(v, 1);
+      producer.ns = number(v, 2);
+      producer.keys = number(v, 3);
+    } else if (w[0] == "snapshot") {
+      const auto v = words_of(line, 6);
+      say("producer: saved snapshot " + std::to_string(number(v, 1)) + " at offset " +
+          std::to_string(number(v, 2)) + " (" + human_bytes(double(number(v, 3))) + ") in " +
+          std::to_string(number(v, 4) / 1'000'000) + " ms, in a forked child");
+    } else if (w[0] == "note") {
+      say("producer: " + (w.size() > 1 ? w[1] : ""));
+    } else if (w[0] == "final") {
+      const auto v = words_of(line, 7);
+      producer.final = true;
+      producer.final_offset = number(v, 1);
+      producer.final_checksum = v.size() > 2 ? v[2] : "";
+      producer.final_keys = number(v, 3);
+      producer.final_count = number(v, 4);
+      producer.final_ns = number(v, 5);
     }
-    std::puts(line.c_str());
+  }
+
+  void on_replica_line(replica_view& r, const std::string& line) {
+    const auto w = words_of(line, 2);
+    if (w[0] == "load") {
+      const auto v = words_of(line, 4);
+      r.load_done = number(v, 1);
+      r.load_total = number(v, 2);
+      r.now = r.load_done < r.load_total ? replica_view::phase::loading : r.now;
+      redraw_progress();
+    } else if (w[0] == "event") {
+      const auto v = words_of(line, 4);
+      on_event(r, v.size() > 1 ? v[1] : "", v.size() > 3 ? v[3] : "");
+    } else if (w[0] == "final") {
+      const auto v = words_of(line, 12);
+      r.final = true;
+      r.final_offset = number(v, 1);
+      r.final_checksum = v.size() > 2 ? v[2] : "";
+      r.final_keys = number(v, 3);
+      r.applied = number(v, 4);
+      r.final_full = number(v, 5);
+      r.final_partial = number(v, 6);
+      r.final_laps = number(v, 7);
+      r.full_after_lap = number(v, 8);
+      r.backlog_too_small = number(v, 9);
+      r.rejected = number(v, 10);
+    }
+  }
+
+  // One timestamped permanent line.
+  void say(const std::string& text) {
+    char head[32];
+    std::snprintf(head, sizeof head, "[%5.1fs] ", seconds_since(start_));
+    permanent(head + text);
+  }
+
+  // Text without a timestamp (the verdict).
+  void permanent(const std::string& line) {
+    clear_progress();
+    std::fputs((line + "\n").c_str(), stdout);
+    redraw_progress();
+  }
+
+  void status_line() {
+    log_info info;
+    try {
+      info = inspect(log_);
+    } catch (const error&) {
+      return;  // not there yet or gone: nothing to show
+    }
+    const double dt = std::max(1e-3, seconds_since(last_status_));
+    last_status_ = steady_clock::now();
+    const double producer_dt = double(producer.ns - producer.shown_ns) / 1e9;
+    std::string line =
+        "producer " + human_bytes(double(info.window.master_offset)) + " " +
+        compact(producer_dt > 0 ? double(producer.count - producer.shown_count) / producer_dt : 0) +
+        "/s " + compact(double(producer.keys)) + " keys";
+    producer.shown_count = producer.count;
+    producer.shown_ns = producer.ns;
+    for (replica_view& r : replicas) {
+      line += " | r" + std::to_string(r.index) + (r.throttled ? " (slow) " : " ");
+      const reader_info* slot = nullptr;
+      for (const reader_info& ri : info.readers)
+        if (ri.pid == static_cast<std::uint32_t>(r.proc.pid)) slot = &ri;
+      const std::uint64_t records = slot ? slot->records : r.shown_records;
+      const double rate = double(records - r.shown_records) / dt;
+      r.shown_records = records;
+      if (r.final) {
+        line += "done";
+      } else if (r.proc.exited || slot == nullptr) {
+        line += r.proc.exited ? "exited" : "starting";
+      } else if (r.now == replica_view::phase::loading) {
+        line += "loading " + progress_bar(r.load_done, r.load_total);
+      } else if (r.now == replica_view::phase::syncing) {
+        line += "full resync: waiting for a snapshot";
+      } else {
+        line += human_bytes(double(slot->offset)) + " lag " + human_bytes(double(slot->lag_bytes)) +
+                " " + compact(rate) + "/s " + std::to_string(r.full) + "F/" +
+                std::to_string(r.partial) + "P";
+      }
+    }
+    say(line);
+  }
+
+  void start_clock() {
+    start_ = steady_clock::now();
+    last_status_ = start_;
+  }
+
+  // Leaves the terminal clean: no transient line.
+  void finish_output() {
+    clear_progress();
     std::fflush(stdout);
   }
 
  private:
-  std::string name_;
-  steady_clock::time_point start_;
-  steady_clock::time_point last_ = steady_clock::now();
-  std::uint64_t prev_writer_count_ = 0;
-  std::uint64_t prev_writer_ns_ = 0;
+  void on_event(replica_view& r, const std::string& kind, const std::string& message) {
+    const std::string who = "replica " + std::to_string(r.index) + ": ";
+    if (kind == "full_resync_done") {
+      ++r.full;
+      r.now = replica_view::phase::streaming;
+      say(who + message + " (" + human_bytes(double(r.load_total)) + ")");
+    } else if (kind == "partial_resync") {
+      ++r.partial;
+      r.now = replica_view::phase::streaming;
+      say(who + message);
+    } else if (kind == "lapped") {
+      ++r.laps;
+      r.now = replica_view::phase::syncing;
+      say(who + message);
+    } else if (kind == "snapshot_requested") {
+      r.now = replica_view::phase::syncing;  // routine: not printed
+    } else if (kind == "full_resync_started") {
+      // "loading snapshot ...": the progress bar shows it. Anything else (a corrupt record) is
+      // news.
+      if (message.rfind("loading snapshot", 0) != 0) say(who + message);
+    } else {
+      // backlog_too_small, snapshot_rejected, snapshot_timeout, history_changed
+      r.now = replica_view::phase::syncing;
+      say(who + message);
+    }
+    redraw_progress();
+  }
+
+  void clear_progress() {
+    if (progress_shown_) std::fputs("\r\033[K", stdout);
+    progress_shown_ = false;
+  }
+
+  void redraw_progress() {
+    if (!tty_) {
+      std::fflush(stdout);
+      return;
+    }
+    std::string text;
+    for (const replica_view& r : replicas) {
+      if (r.now != replica_view::phase::loading || r.final) continue;
+      text += (text.empty() ? "" : "  ") + std::string("replica ") + std::to_string(r.index) +
+              ": loading a snapshot " + progress_bar(r.load_done, r.load_total);
+    }
+    clear_progress();
+    if (!text.empty()) {
+      // Never wider than the terminal: a wrapped line could not be redrawn in place.
+      winsize ws{};
+      if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && text.size() >= ws.ws_col)
+        text.resize(ws.ws_col - 1u);
+      std::fputs(text.c_str(), stdout);
+      progress_shown_ = true;
+    }
+    std::fflush(stdout);
+  }
+
+  std::string log_;
+  bool tty_;
+  bool progress_shown_ = false;
+  steady_clock::time_point start_ = steady_clock::now();
+  steady_clock::time_point last_status_ = steady_clock::now();
 };
 
-// Runs until every child has exited: stops the writer on ^C, gives the readers time to drain.
-void monitor(const std::string& name, std::vector<child>& children) {
-  child& writer = children.back();
-  const std::span<child> readers(children.data(), children.size() - 1);
-  status_printer status(name, steady_clock::now());
-  auto next_tick = steady_clock::now() + 1s;
+// Reads what the children have written, waiting up to `timeout`, then reaps those that exited.
+void pump(demo_run& run, std::chrono::milliseconds timeout) {
+  std::vector<pollfd> fds;
+  std::vector<process*> owners;
+  std::vector<replica_view*> replica_of;
+  const auto watch = [&](process& p, replica_view* r) {
+    if (p.out < 0) return;
+    fds.push_back({p.out, POLLIN, 0});
+    owners.push_back(&p);
+    replica_of.push_back(r);
+  };
+  watch(run.producer.proc, nullptr);
+  for (replica_view& r : run.replicas)
+    watch(r.proc, &r);
+  const int ms = static_cast<int>(std::max<std::int64_t>(0, timeout.count()));
+  if (fds.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10)));
+  } else if (::poll(fds.data(), fds.size(), ms) > 0) {
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      process& p = *owners[i];
+      char buf[8192];
+      const ssize_t n = ::read(p.out, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(p.out);
+        p.out = -1;
+        continue;
+      }
+      p.pending.append(buf, static_cast<std::size_t>(n));
+      for (std::size_t nl; (nl = p.pending.find('\n')) != std::string::npos;) {
+        const std::string line = p.pending.substr(0, nl);
+        p.pending.erase(0, nl + 1);
+        if (replica_of[i] != nullptr) {
+          run.on_replica_line(*replica_of[i], line);
+        } else {
+          run.on_producer_line(line);
+        }
+      }
+    }
+  }
+  reap(run.producer.proc);
+  for (replica_view& r : run.replicas)
+    reap(r.proc);
+}
+
+// Runs the children until there is a verdict to give: the producer appends for the configured
+// time (or until ^C), then every replica catches up to its final offset.
+void monitor(demo_run& run) {
+  enum class stage { appending, draining, done } now = stage::appending;
+  auto next_status = steady_clock::now() + 1s;
   std::optional<steady_clock::time_point> drain_deadline;
-  bool writer_stopped = false;
-  bool readers_stopped = false;
+  bool stop_sent = false;
   for (;;) {
-    const auto now = steady_clock::now();
-    pump(children, std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now));
-    if (stop_requested() && !writer_stopped) {
-      std::puts("interrupted: stopping the writer; the readers finish what is held");
-      ::kill(writer.pid, SIGTERM);
-      writer_stopped = true;
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::max<steady_clock::duration>(
+            0ms, std::min<steady_clock::duration>(next_status - steady_clock::now(), 200ms)));
+    pump(run, wait);
+    if (interrupts >= 2) {
+      run.finish_output();
+      throw command_failure(exit_failure, "interrupted: stopped every process");
     }
-    if (writer.exited && !drain_deadline) drain_deadline = steady_clock::now() + 10s;
-    if (drain_deadline && steady_clock::now() > *drain_deadline && !readers_stopped) {
-      std::puts("the readers did not finish within 10 s of the writer: stopping them");
-      for (child& r : readers)
-        if (!r.exited) ::kill(r.pid, SIGTERM);
-      readers_stopped = true;
+    if (interrupts == 1 && !stop_sent && now == stage::appending) {
+      run.say(
+          "interrupted: stopping the producer; the replicas catch up and are checked "
+          "(^C again to abandon)");
+      send(run.producer.proc, "stop");
+      stop_sent = true;
     }
-    if (std::none_of(children.begin(), children.end(), [](const child& c) { return c.running(); }))
-      return;
-    if (steady_clock::now() >= next_tick) {
-      status.print(writer, readers);
-      next_tick += 1s;
+    if (now == stage::appending) {
+      if (run.producer.final) {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.1f", double(run.producer.final_ns) / 1e9);
+        run.say("producer stopped at offset " + std::to_string(run.producer.final_offset) +
+                " after " + grouped(run.producer.final_count) + " commands in " + secs +
+                " s; every replica now catches up to that offset" +
+                (run.replicas.back().throttled ? " (the throttled one stops sleeping)" : ""));
+        for (replica_view& r : run.replicas)
+          send(r.proc, "stop " + std::to_string(run.producer.final_offset));
+        now = stage::draining;
+        drain_deadline = steady_clock::now() + 30s;
+      } else if (run.producer.proc.exited) {
+        run.say("the producer " + describe_exit(run.producer.proc.status) +
+                " before it finished; stopping the replicas");
+        return;
+      }
+    }
+    if (now == stage::draining) {
+      const bool all_done =
+          std::all_of(run.replicas.begin(), run.replicas.end(),
+                      [](const replica_view& r) { return r.final || r.proc.exited; });
+      if (all_done) return;
+      if (steady_clock::now() > *drain_deadline) {
+        run.say("some replicas did not reach the final offset within 30 s");
+        return;
+      }
+    }
+    if (steady_clock::now() >= next_status) {
+      run.status_line();
+      next_status += 1s;
+      if (next_status < steady_clock::now()) next_status = steady_clock::now() + 1s;
     }
   }
 }
 
-bool exited_ok(const child& c) {
-  return WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0;
+// Closes the producer's stdin (it stops serving snapshots and exits) and waits for everyone.
+void wind_down(demo_run& run) {
+  close_input(run.producer.proc);
+  for (replica_view& r : run.replicas)
+    close_input(r.proc);
+  const auto give_up = steady_clock::now() + 10s;
+  for (;;) {
+    pump(run, 50ms);
+    const bool all_exited = run.producer.proc.exited &&
+                            std::all_of(run.replicas.begin(), run.replicas.end(),
+                                        [](const replica_view& r) { return r.proc.exited; });
+    if (all_exited || steady_clock::now() > give_up || interrupts >= 2) return;
+  }
 }
 
-// One reader's summary line; returns whether it verified everything and accounted for every
-// record the writer wrote (read + lost == total).
-bool print_reader_summary(const child& c, std::optional<std::uint64_t> total,
-                          std::uint64_t& errors) {
-  const bool reported = c.last.size() == 6 && c.last[0] == "result";
-  if (!reported || !WIFEXITED(c.status)) {
-    std::printf("  %-15s: FAILED (%s)\n", c.role.c_str(), describe_exit(c.status).c_str());
+// The verdict: every replica at the producer's final offset with the producer's state, and
+// the throttled replica lapped and recovered by a full resync at least once.
+bool print_verdict(const demo_run& run) {
+  const producer_view& p = run.producer;
+  std::printf("\n");
+  if (!p.final) {
+    std::printf(
+        "verdict: FAILED: the producer %s before it reported its final state; nothing "
+        "to compare the replicas with\n",
+        p.proc.exited ? describe_exit(p.proc.status).c_str() : "did not finish");
     return false;
   }
-  const std::uint64_t read = c.word(1), lost = c.word(2), laps = c.word(3), errs = c.word(4);
-  const bool complete = c.word(5) == 1;
-  const bool adds_up = !total || !complete || read + lost == *total;
-  errors += errs;
-  std::printf("  %-15s: read %s, lost %s to %s lap%s, largest lag seen %s, %s error%s%s%s\n",
-              c.role.c_str(), grouped(read).c_str(), grouped(lost).c_str(), grouped(laps).c_str(),
-              laps == 1 ? "" : "s", human_bytes(double(c.max_lag)).c_str(), grouped(errs).c_str(),
-              errs == 1 ? "" : "s", complete ? "" : ", did not reach the end",
-              adds_up ? "" : ", COUNTS DO NOT ADD UP");
-  return errs == 0 && complete && adds_up && exited_ok(c);
-}
-
-// The writer's summary line; returns its total, or nullopt if it failed.
-std::optional<std::uint64_t> print_writer_summary(const child& writer) {
-  if (!exited_ok(writer) || writer.last.size() != 3 || writer.last[0] != "done") {
-    std::printf("  writer         : FAILED (%s)\n", describe_exit(writer.status).c_str());
-    return std::nullopt;
-  }
-  const std::uint64_t total = writer.word(1);
-  const double seconds = double(writer.word(2)) / 1e9;
-  std::printf("  writer         : %s records in %.2f s, %s records/s (%s/s of %zu-byte records)\n",
-              grouped(total).c_str(), seconds, human_count(double(total) / seconds).c_str(),
-              human_bytes(double(total * record_frame_size(payload_size)) / seconds).c_str(),
-              payload_size);
-  return total;
-}
-
-// Prints the summary; returns whether every record every reader accepted was verified.
-bool print_summary(const demo_config& config, const std::vector<child>& children) {
-  std::printf("\nsummary\n");
-  const std::optional<std::uint64_t> total = print_writer_summary(children.back());
-  bool ok = total.has_value();
-  std::uint64_t errors = 0;
-  for (std::size_t i = 0; i + 1 < children.size(); ++i)
-    ok = print_reader_summary(children[i], total, errors) && ok;
-  std::printf("  capacity       : %s; %s\n", human_bytes(double(config.capacity)).c_str(),
-              config.rate ? ("paced at " + grouped(config.rate) + " records/s").c_str()
-                          : "writer ran flat out");
-  if (ok)
+  std::printf("state at offset %s (the producer's final master offset):\n",
+              std::to_string(p.final_offset).c_str());
+  std::printf("  producer    %10s keys  checksum %s  (%s commands appended)\n",
+              grouped(p.final_keys).c_str(), p.final_checksum.c_str(),
+              grouped(p.final_count).c_str());
+  std::vector<std::string> problems;
+  const replica_view* slow = nullptr;
+  for (const replica_view& r : run.replicas) {
+    if (r.throttled) slow = &r;
+    const std::string who = "replica " + std::to_string(r.index);
+    if (!r.final) {
+      const std::string why = r.proc.exited ? describe_exit(r.proc.status)
+                                            : std::string("did not reach the final offset");
+      std::printf("  %-10s  FAILED: %s\n", who.c_str(), why.c_str());
+      problems.push_back(who + " " + why);
+      continue;
+    }
+    const bool same = r.final_offset == p.final_offset && r.final_keys == p.final_keys &&
+                      r.final_checksum == p.final_checksum;
     std::printf(
-        "verification: OK (every record read was exactly the one written, in order; "
-        "%s verification errors)\n",
-        grouped(errors).c_str());
-  else
-    std::printf("verification: FAILED (%s verification errors)\n", grouped(errors).c_str());
-  return ok;
+        "  %-10s  %10s keys  checksum %s  %s  applied %s records; resyncs: %s full, %s "
+        "partial; lapped %s time%s%s\n",
+        who.c_str(), grouped(r.final_keys).c_str(), r.final_checksum.c_str(),
+        same ? "equal    " : "DIFFERENT", grouped(r.applied).c_str(), grouped(r.final_full).c_str(),
+        grouped(r.final_partial).c_str(), grouped(r.final_laps).c_str(),
+        r.final_laps == 1 ? "" : "s", r.throttled ? " (throttled)" : "");
+    if (r.final_offset != p.final_offset)
+      problems.push_back(who + " stopped at offset " + std::to_string(r.final_offset) + ", not " +
+                         std::to_string(p.final_offset));
+    else if (!same)
+      problems.push_back(who + "'s state differs from the producer's");
+  }
+  if (slow != nullptr && slow->final && slow->full_after_lap == 0)
+    problems.push_back("replica " + std::to_string(slow->index) +
+                       " (throttled) was never lapped and recovered by a full resync, so the "
+                       "demo did not show one; give it more time (--seconds) or a smaller "
+                       "--capacity, or throttle it harder (--slow-every)");
+  if (!problems.empty()) {
+    std::printf("verdict: FAILED: ");
+    for (std::size_t i = 0; i < problems.size(); ++i)
+      std::printf("%s%s", i == 0 ? "" : "; ", problems[i].c_str());
+    std::printf("\n");
+    return false;
+  }
+  const std::string who = run.replicas.size() == 1
+                              ? std::string("the replica holds")
+                              : "all " + std::to_string(run.replicas.size()) + " replicas hold";
+  std::printf("verdict: OK: %s exactly the producer's state at offset %s", who.c_str(),
+              std::to_string(p.final_offset).c_str());
+  if (slow != nullptr)
+    std::printf("; replica %u was lapped %s time%s and recovered by a full resync %s time%s",
+                slow->index, grouped(slow->final_laps).c_str(), slow->final_laps == 1 ? "" : "s",
+                grouped(slow->full_after_lap).c_str(), slow->full_after_lap == 1 ? "" : "s");
+  std::printf("\n");
+  return true;
 }
 
 }  // namespace
 
 int run_demo(std::span<const std::string> argv) {
-  const parsed_args args =
-      parse_args(argv, {{"seconds", true}, {"rate", true}, {"capacity", true}, {"readers", true}});
+  const parsed_args args = parse_args(argv, {{"seconds", true},
+                                             {"rate", true},
+                                             {"capacity", true},
+                                             {"readers", true},
+                                             {"keys", true},
+                                             {"slow-every", true},
+                                             {"seed", true}});
   if (args.has("help")) {
-    std::puts("usage: shmlog demo [--seconds S] [--rate R] [--capacity SIZE] [--readers N]");
+    std::fputs(demo_usage, stdout);
     return exit_ok;
   }
   const demo_config config = demo_config_from(args);
-  catch_stop_signals();
+
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;  // no SA_RESTART: poll() returns at once
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);  // a child that died closes its stdin; we see EPIPE instead
+
   const std::string name = "shmlog-demo-" + std::to_string(::getpid()) + "-" +
                            std::to_string(steady_clock::now().time_since_epoch().count() % 1000000);
-  create(name, {.capacity = config.capacity, .reader_slots = std::max(64u, config.readers)});
-  std::vector<child> children;
-  children.reserve(config.readers + 1);
-  demo_cleanup cleanup(name, children);
+  create(name, {.capacity = config.capacity});
+  demo_run run(name);
+  run.replicas.resize(config.replicas);
+  std::vector<process*> processes = {&run.producer.proc};
+  for (replica_view& r : run.replicas)
+    processes.push_back(&r.proc);
+  demo_cleanup cleanup(name, processes);
 
-  const bool has_slow = config.readers >= 2;
-  std::printf("shmlog demo: 1 writer and %u reader process%s on log '%s' (capacity %s), %g s, %s\n",
-              config.readers, config.readers == 1 ? "" : "es", name.c_str(),
-              human_bytes(double(config.capacity)).c_str(), config.seconds,
-              config.rate ? (grouped(config.rate) + " records/s").c_str() : "writing flat out");
-  if (has_slow)
-    std::printf("reader %u sleeps 1 ms every %" PRIu64
-                " records, so it lags and may be lapped; a lapped reader resumes at the oldest "
-                "record held and counts what it lost\n",
-                config.readers - 1, slow_every);
+  std::string pattern = (std::filesystem::temp_directory_path() / "shmlog-demo-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throw command_failure(exit_failure, "cannot create a snapshot directory like '" + pattern +
+                                            "': " + std::strerror(errno));
+  const std::filesystem::path dir = pattern;
+  cleanup.set_dir(dir);
+
+  const unsigned slow_index = config.slow_every != 0 ? config.replicas - 1 : config.replicas;
+  std::printf(
+      "shmlog demo: a key-value producer and %u replica%s, each its own process, on the "
+      "log '%s'\n",
+      config.replicas, config.replicas == 1 ? "" : "s", name.c_str());
+  std::printf(
+      "  the log: a %s ring in /dev/shm (the backlog); snapshots go to %s, saved by a "
+      "forked child like Redis's BGSAVE\n",
+      human_bytes(double(config.capacity)).c_str(), dir.c_str());
+  std::printf("  the producer: %s for %g s, a seeded mix of SET/INCR/DEL over %s keys\n",
+              config.rate ? (grouped(config.rate) + " commands/s").c_str() : "flat out",
+              config.seconds, grouped(config.keys).c_str());
+  if (slow_index < config.replicas)
+    std::printf(
+        "  replica %u is throttled (sleeps 1 ms every %s records, %s ms per MiB of "
+        "snapshot it loads): it falls behind, is lapped, and must reload its state from a "
+        "snapshot\n",
+        slow_index, grouped(config.slow_every).c_str(), grouped(config.load_delay_ms).c_str());
+  std::printf(
+      "  each second: the producer's offset, commands/s and keys; per replica rN: its offset, "
+      "lag behind the producer, records/s, resyncs done (F full, P partial)\n");
+  std::printf("  watch it from another shell: shmlog info %s\n\n", name.c_str());
   std::fflush(stdout);
-  for (unsigned i = 0; i < config.readers; ++i) {
-    std::vector<std::string> a = {"demo-reader", name, "--index", std::to_string(i)};
-    if (has_slow && i + 1 == config.readers) a.push_back("--slow");
-    const bool slow = has_slow && i + 1 == config.readers;
-    children.push_back(spawn_self("reader " + std::to_string(i) + (slow ? " (slow)" : ""), a));
+
+  run.start_clock();
+  // The text the user gave, already checked: a number printed back could round to 0.
+  const std::string seconds = args.value("seconds").value_or(std::to_string(config.seconds));
+  run.producer.proc =
+      spawn_self({"demo-writer", name, "--snapshot-dir", dir.string(), "--seconds", seconds,
+                  "--rate", std::to_string(config.rate), "--keys", std::to_string(config.keys),
+                  "--seed", std::to_string(config.seed), "--parent", std::to_string(::getpid())});
+  for (unsigned i = 0; i < config.replicas; ++i) {
+    replica_view& r = run.replicas[i];
+    r.index = i;
+    r.throttled = i == slow_index;
+    std::vector<std::string> a = {"demo-reader", name,      "--snapshot-dir",
+                                  dir.string(),  "--index", std::to_string(i)};
+    if (r.throttled) {
+      a.insert(a.end(), {"--slow-every", std::to_string(config.slow_every), "--load-delay",
+                         std::to_string(config.load_delay_ms)});
+    }
+    r.proc = spawn_self(a);
   }
-  wait_for_readers(name, children, config.readers);
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", config.seconds);
-  children.push_back(spawn_self("writer", {"demo-writer", name, "--seconds", seconds, "--rate",
-                                           std::to_string(config.rate)}));
-  monitor(name, children);
-  return print_summary(config, children) ? exit_ok : exit_failure;
+
+  monitor(run);
+  wind_down(run);
+  run.finish_output();
+  return print_verdict(run) ? exit_ok : exit_failure;
 }
 
 }  // namespace shmlog::cli

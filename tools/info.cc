@@ -1,6 +1,7 @@
 // shmlog info: the Redis INFO-style report of a log, as text or as one JSON object.
 #include <time.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <type_traits>
@@ -24,18 +25,6 @@ struct field {
 struct reader_row {
   std::vector<field> fields;
 };
-
-std::string iso_time(std::uint64_t realtime_ns) {
-  if (realtime_ns == 0) return "";
-  const auto seconds = static_cast<time_t>(realtime_ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned>(realtime_ns / 1'000'000 % 1000));
-  return buf;
-}
 
 std::string_view state_name(reader_state s) {
   switch (s) {
@@ -70,7 +59,7 @@ std::vector<field> log_fields(const log_info& i) {
       {"name", i.name},
       {"layout_version", std::uint64_t{i.layout_version}},
       {"mode", octal_mode(i.mode)},
-      {"creation_time", iso_time(i.creation_time_ns)},
+      {"creation_time", iso_utc_time(i.creation_time_ns)},
       {"creation_time_ms", i.creation_time_ns / 1'000'000},
       {"segment_bytes", i.segment_bytes},
       {"max_payload", i.max_payload},
@@ -84,7 +73,7 @@ std::vector<field> writer_fields(const log_info& i) {
       {"writer_pid", std::uint64_t{i.writer_pid}},
       {"writer_alive", i.writer_alive},
       {"writer_generation", std::uint64_t{i.writer_generation}},
-      {"writer_start_time", iso_time(i.writer_start_time_ns)},
+      {"writer_start_time", iso_utc_time(i.writer_start_time_ns)},
       {"writer_start_time_ms", i.writer_start_time_ns / 1'000'000},
       {"recovered_torn_bytes", i.recovered_torn_bytes},
       {"writer_fence", std::string(fence_name(i.writer_fence))},
@@ -107,6 +96,33 @@ std::vector<field> replication_fields(const log_info& i) {
       {"sync_partial_ok", i.sync_partial_ok},
       {"sync_partial_err", i.sync_partial_err},
       {"lapped_total", i.lapped_total},
+      {"backlog_too_small", i.backlog_too_small},
+      {"history_epoch", i.history_epoch},
+  };
+}
+
+// The newest snapshot the producer announced (none: generation 0, offsets and age -1).
+std::vector<field> snapshot_fields(const log_info& i) {
+  const auto& s = i.snapshot;
+  const bool any = s.generation != 0;
+  const auto now =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  const std::int64_t age =
+      !any ? -1 : std::int64_t((now > s.created_ns ? now - s.created_ns : 0) / 1'000'000);
+  return {
+      {"snapshot_generation", s.generation},
+      {"snapshot_offset", any ? std::int64_t(s.offset) : std::int64_t{-1}},
+      {"snapshot_replid", any ? s.replid.str() : std::string()},
+      {"snapshot_path", s.path},
+      {"snapshot_bytes", s.bytes},
+      {"snapshot_time", iso_utc_time(any ? s.created_ns : 0)},
+      {"snapshot_time_ms", s.created_ns / 1'000'000},
+      {"snapshot_age_ms", age},
+      {"snapshot_save_ms", s.save_ns / 1'000'000},
+      {"snapshot_requests", i.snapshot_requests},
+      {"snapshot_requests_served", s.requests_served},
   };
 }
 
@@ -176,6 +192,8 @@ void print_text(const log_info& i) {
   print_text_section("Writer", writer_fields(i));
   std::putchar('\n');
   print_text_section("Replication", replication_fields(i));
+  std::putchar('\n');
+  print_text_section("Snapshot", snapshot_fields(i));
   std::putchar('\n');
   print_text_section("Readers", reader_summary_fields(i));
   for (std::size_t n = 0; n < i.readers.size(); ++n) {
@@ -266,6 +284,7 @@ void print_json(const log_info& i) {
   append_json_members(out, log_fields(i));
   append_json_members(out, writer_fields(i));
   append_json_members(out, replication_fields(i));
+  append_json_members(out, snapshot_fields(i));
   append_json_members(out, reader_summary_fields(i));
   out += ",\"readers\":[";
   for (std::size_t n = 0; n < i.readers.size(); ++n) {

@@ -23,13 +23,28 @@ Commands:
   info NAME [--json]      show the log's replication fields and its readers
   write NAME              append each line of stdin as one record (as the log's writer)
   tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]
+            [--on-lap fail|skip|resync] [--snapshot-dir DIR]
                           print records, one per line; without --follow from the oldest record
-                          held up to the master offset at start, with --follow from the latest
-  demo [--seconds S] [--rate R] [--capacity SIZE] [--readers N]
-                          a live run of one writer and N (default 2) reader processes
+                          held up to the master offset at start, with --follow from the latest;
+                          when lapped: exit 3 (fail), go on from the oldest record held (skip),
+                          or load the producer's snapshot from DIR and go on from it (resync)
+  produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] [--snapshot-mode inline|fork]
+          [--keep N] [--check-every N]
+                          a key-value producer: SET key value, DEL key, INCR key, WAIT n ms and
+                          SNAPSHOT lines from stdin; serves snapshots; recovers its state on restart
+  replica NAME --snapshot-dir DIR [--dump FILE] [--label L]
+                          a key-value replica daemon until SIGTERM; serves shmlog get; --dump
+                          writes its state to FILE on SIGTERM
+  get NAME KEY [--pid PID]
+                          ask a running replica for KEY's value
+  demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K] [--slow-every N]
+                          a live run: a key-value producer and N (default 3) replica processes,
+                          one throttled until it is lapped and full-resyncs; checks every
+                          replica's state against the producer's (shmlog demo --help)
   help                    show this text
 
-Exit status: 0 ok, 1 failed, 2 bad command line, 3 tail was lapped, 4 tail found a corrupt record.
+Exit status: 0 ok, 1 failed (get: KEY not set), 2 bad command line, 3 tail was lapped,
+4 tail found a corrupt record, 5 tail's position is not in the log's new history.
 Logs live in /dev/shm/NAME. Reference: docs/cli.md.
 )";
 
@@ -44,6 +59,9 @@ constexpr command commands[] = {
     {"info", run_info},
     {"write", run_write},
     {"tail", run_tail},
+    {"produce", run_produce},
+    {"replica", run_replica},
+    {"get", run_get},
     {"demo", run_demo},
     {"demo-writer", run_demo_writer},
     {"demo-reader", run_demo_reader},
