@@ -216,6 +216,19 @@ void expect_one_error_line(const run_result& r, int status, const std::string& w
   EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
 }
 
+// A usage error (status 2): one line on stderr starting with `prefix`, nothing on stdout.
+void expect_usage_error(const std::vector<std::string>& args, const std::string& prefix) {
+  std::string shown;
+  for (const auto& a : args)
+    shown += "[" + a + "] ";
+  SCOPED_TRACE(shown);
+  const run_result r = run(args);
+  EXPECT_EQ(r.status, 2) << describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+}
+
 std::string ok(std::vector<std::string> args, std::string_view input = {}) {
   const run_result r = run(args, input);
   EXPECT_EQ(r.status, 0) << describe(r);
@@ -666,6 +679,18 @@ TEST(cli, FromOutsideTheWindowOrInsideARecordIsOneClearError) {
   }
 }
 
+// Waits until the log's only reader (a tail --follow) has caught up with the master offset, then
+// stops it (SIGSTOP) and waits until it is stopped: whatever is written next can lap it.
+void stop_when_caught_up(const std::string& log, cli_process& tail) {
+  wait_for_info(log, [](const info_text& i) {
+    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
+  });
+  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  ASSERT_TRUE(WIFSTOPPED(status));
+}
+
 // A deterministic lap: tail --follow catches up and is stopped (SIGSTOP) while the writer laps
 // it; when it continues, its next poll finds its offset overwritten.
 TEST(cli, TailLappedByTheWriterExits3NamingBothOffsets) {
@@ -676,14 +701,7 @@ TEST(cli, TailLappedByTheWriterExits3NamingBothOffsets) {
   cli_process tail({"tail", log, "--follow", "--from", "oldest"});
   for (const char* expected : {"a", "b", "c"})
     ASSERT_EQ(tail.read_line(), expected);
-  // Its slot shows where it will read next: it has caught up with the master offset.
-  wait_for_info(log, [](const info_text& i) {
-    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
-  });
-  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
-  ASSERT_TRUE(WIFSTOPPED(status));
+  ASSERT_NO_FATAL_FAILURE(stop_when_caught_up(log, tail));
 
   ok({"write", log}, numbered_lines(40, 200));  // 8 KiB: two laps of the 4 KiB ring
   const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
@@ -997,19 +1015,9 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"demo", "--readers", "17"},
       {"demo", "extra"},
   };
-  for (const auto& args : cases) {
-    std::string shown;
-    for (const auto& a : args)
-      shown += "[" + a + "] ";
-    const run_result r = run(args);
-    EXPECT_EQ(r.status, 2) << shown << describe(r);
-    EXPECT_EQ(r.out, "") << shown;
-    EXPECT_EQ(line_count(r.err), 1u) << shown << r.err;
-    EXPECT_EQ(r.err.rfind("shmlog", 0), 0u) << shown << r.err;
-    const std::string prefix =
-        args[0] == "bogus" || args[0] == "--bogus" ? "shmlog: " : "shmlog " + args[0] + ": ";
-    EXPECT_EQ(r.err.rfind(prefix, 0), 0u) << shown << r.err;
-  }
+  for (const auto& args : cases)
+    expect_usage_error(
+        args, args[0] == "bogus" || args[0] == "--bogus" ? "shmlog: " : "shmlog " + args[0] + ": ");
   EXPECT_FALSE(shmlog::exists(fresh));
 }
 
@@ -1059,27 +1067,7 @@ TEST(cli, DemoLapsTheThrottledReplicaWhichFullResyncsAndEveryStateMatches) {
 // --- the key-value commands: produce, replica, get ------------------------------------------
 
 // A fresh directory for snapshot files and dumps, removed with everything in it at the end.
-class scoped_dir {
- public:
-  scoped_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "shmlog-cli-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~scoped_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  scoped_dir(const scoped_dir&) = delete;
-  scoped_dir& operator=(const scoped_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
-  operator std::string() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using scoped_dir = shmlog::test::scratch_dir;
 
 // What a key-value state holds after the commands the tests send (kv_state's rules, restated
 // so that the tests check the tool against an independent model).
@@ -1116,12 +1104,7 @@ std::uint64_t frame(const std::string& command) {
   return 8 + (command.size() + 7) / 8 * 8;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using shmlog::test::read_file;
 
 // "WAIT n ms -> K readers at offset M" -> M
 std::uint64_t wait_line_offset(const std::optional<std::string>& line) {
@@ -1609,12 +1592,7 @@ TEST(cli, TailOnLapSkipGoesOnFromTheOldestRecordHeld) {
   cli_process tail({"tail", log, "--follow", "--from", "oldest", "--on-lap=skip"});
   for (const char* expected : {"a", "b", "c"})
     ASSERT_EQ(tail.read_line(), expected);
-  wait_for_info(log, [](const info_text& i) {
-    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
-  });
-  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  ASSERT_NO_FATAL_FAILURE(stop_when_caught_up(log, tail));
   ok({"write", log}, numbered_lines(40, 200));
   const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
   ASSERT_GT(oldest, wanted);
@@ -1648,12 +1626,7 @@ TEST(cli, TailOnLapResyncContinuesFromTheProducersSnapshot) {
   cli_process tail(
       {"tail", log, "--follow", "--from", "oldest", "--on-lap", "resync", "--snapshot-dir", dir});
   ASSERT_EQ(tail.read_line(), "SET a 1");
-  wait_for_info(log, [](const info_text& i) {
-    return i.readers.size() == 1 && i.readers[0].at("offset") == i.fields.at("master_repl_offset");
-  });
-  ASSERT_EQ(::kill(tail.pid(), SIGSTOP), 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(tail.pid(), &status, WUNTRACED), tail.pid());
+  ASSERT_NO_FATAL_FAILURE(stop_when_caught_up(log, tail));
   std::string input;
   for (int i = 0; i < 100; ++i)
     input += "SET key" + std::to_string(i) + " " + std::string(30, 'v') + "\n";
@@ -1726,16 +1699,8 @@ TEST(cli, BadArgumentsOfTheKeyValueCommandsAreUsageErrors) {
       {"tail", n, "--snapshot-dir", d},
       {"tail", n, "--on-lap=skip", "--snapshot-dir", d},
   };
-  for (const auto& args : cases) {
-    std::string shown;
-    for (const auto& a : args)
-      shown += "[" + a + "] ";
-    const run_result r = run(args);
-    EXPECT_EQ(r.status, 2) << shown << describe(r);
-    EXPECT_EQ(r.out, "") << shown;
-    EXPECT_EQ(line_count(r.err), 1u) << shown << r.err;
-    EXPECT_EQ(r.err.rfind("shmlog " + args[0] + ": ", 0), 0u) << shown << r.err;
-  }
+  for (const auto& args : cases)
+    expect_usage_error(args, "shmlog " + args[0] + ": ");
   // Nothing was created, and the existing log was not opened as a writer.
   EXPECT_EQ(info_of(log).fields.at("writer_generation"), "0");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);

@@ -39,19 +39,12 @@ using namespace std::chrono_literals;
 using shmlog::test::fields;
 using shmlog::test::find_reader;
 using shmlog::test::peer;
+using shmlog::test::read_file;
 using shmlog::test::scoped_log;
 using shmlog::test::scratch_dir;
 using shmlog::test::steady;
 using shmlog::test::unique_log_name;
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using shmlog::test::write_file;
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -21,16 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using test::read_file;
 using test::scratch_dir;
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using test::write_file;
 
 struct snapshot_files : ::testing::Test {
   scratch_dir dir;
