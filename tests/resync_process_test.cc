@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -383,6 +384,10 @@ struct corruption {
   const char* name;
   const char* problem;  // what the replica's refusal must say
 };
+// gtest shows the parameter by this (its bytes otherwise).
+void PrintTo(const corruption& c, std::ostream* out) {
+  *out << c.name;
+}
 
 class resync_processes_by_corruption : public resync_processes,
                                        public ::testing::WithParamInterface<corruption> {
