@@ -374,8 +374,26 @@ class reader_core {
     return skipped;
   }
 
-  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset,
-                         bool count_psync = true) {
+  // PSYNC: counted as a partial resync accepted or refused.
+  resync_decision resync(std::optional<history_id> replid, std::uint64_t offset) {
+    const resync_decision d = move_if_held(replid, offset);
+    if (d.is_partial()) {
+      area_->sync_partial_ok.fetch_add(1, std::memory_order_relaxed);
+    } else if (replid && !replid->is_none()) {
+      area_->sync_partial_err.fetch_add(1, std::memory_order_relaxed);
+    }
+    return d;
+  }
+
+  // The end of a full resync: counted as one, if it succeeds, and as no PSYNC.
+  resync_decision continue_after_load(const history_id& replid, std::uint64_t offset) {
+    const resync_decision d = move_if_held(replid, offset);
+    if (d.is_partial()) area_->sync_full.fetch_add(1, std::memory_order_relaxed);
+    return d;
+  }
+
+  // The PSYNC decision, and the move to `offset` if it is partial; counts nothing.
+  resync_decision move_if_held(std::optional<history_id> replid, std::uint64_t offset) {
     const sync_point sync = begin_sync();
     resync_decision d = decide_resync(sync.history, window(), replid, offset);
     if (d.is_partial()) {
@@ -393,17 +411,8 @@ class reader_core {
         }
       }
     }
-    if (!count_psync) {
-      if (d.is_partial()) count_full_resync();
-    } else if (d.is_partial()) {
-      area_->sync_partial_ok.fetch_add(1, std::memory_order_relaxed);
-    } else if (replid && !replid->is_none()) {
-      area_->sync_partial_err.fetch_add(1, std::memory_order_relaxed);
-    }
     return d;
   }
-
-  void count_full_resync() noexcept { area_->sync_full.fetch_add(1, std::memory_order_relaxed); }
 
   // --- state ------------------------------------------------------------------------------
 
@@ -694,10 +703,7 @@ resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t o
   return core_->resync(replid, offset);
 }
 resync_decision reader::continue_after_load(const history_id& replid, std::uint64_t offset) {
-  return core_->resync(replid, offset, false);
-}
-void reader::count_full_resync() noexcept {
-  core_->count_full_resync();
+  return core_->continue_after_load(replid, offset);
 }
 bool reader::log_removed() const {
   return core_->log_removed();

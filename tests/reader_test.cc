@@ -212,7 +212,7 @@ TEST_F(reader_fixture, ResyncCountsPartialOkAndPartialErr) {
   EXPECT_EQ(r.resync(history_id::random(), b).reason, resync_reason::unknown_history);
   EXPECT_EQ(r.resync(std::nullopt, 0).reason, resync_reason::no_history);
   EXPECT_EQ(r.resync(replid, b + 4).reason, resync_reason::not_a_record_boundary);
-  r.count_full_resync();
+  EXPECT_TRUE(r.continue_after_load(replid, b).is_partial());  // the end of a full resync
   const log_info info = inspect(log.name());
   EXPECT_EQ(info.sync_partial_ok, 1u);
   EXPECT_EQ(info.sync_partial_err, 2u);  // the "no history" request was not a partial attempt

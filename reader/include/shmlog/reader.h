@@ -165,8 +165,6 @@ class reader {
   // it counts sync_full if it succeeds, nothing if it does not (the caller counts the failure,
   // e.g. as backlog_too_small).
   resync_decision continue_after_load(const history_id& replid, std::uint64_t offset);
-  // Counts one full resync in the log's sync_full counter (the snapshot layer calls it).
-  void count_full_resync() noexcept;
 
   // Any thread. True once the log's name has been destroyed (shmlog destroy): no writer can
   // open it again, so nothing more will arrive. The reader's mapping stays valid.
