@@ -51,6 +51,20 @@ std::uint32_t header_crc_of(const snapshot_header& h) {
   throw error(errc::bad_snapshot, "snapshot '" + path.string() + "': " + problem);
 }
 
+// What a checked header says, with its history id parsed.
+snapshot_info info_from_header(const std::filesystem::path& path, const snapshot_header& h) {
+  const auto replid = history_id::parse({h.replid, history_id_size});
+  if (!replid) bad(path, "its history id is not 40 hex characters");
+  snapshot_info info;
+  info.path = path;
+  info.replid = *replid;
+  info.offset = h.offset;
+  info.payload_bytes = h.payload_length;
+  info.created_ns = h.created_ns;
+  info.save_ns = h.save_ns;
+  return info;
+}
+
 [[noreturn]] void system_failure(const std::filesystem::path& path, const std::string& what,
                                  int err) {
   throw error(err == EACCES || err == EPERM ? errc::permission_denied : errc::system_error,
@@ -185,16 +199,9 @@ class verified_file {
                      std::to_string(expected_size) + " the header describes");
     if (crc32c(base_ + snapshot_header_size, h.payload_length) != h.payload_crc)
       bad(path_, "payload checksum mismatch (the file was damaged after it was written)");
-    const auto replid = history_id::parse({h.replid, history_id_size});
-    if (!replid) bad(path_, "its history id is not 40 hex characters");
-    if (expected && *replid != *expected)
-      bad(path_, "belongs to history " + replid->str() + ", not to " + expected->str());
-    info_.path = path_;
-    info_.replid = *replid;
-    info_.offset = h.offset;
-    info_.payload_bytes = h.payload_length;
-    info_.created_ns = h.created_ns;
-    info_.save_ns = h.save_ns;
+    info_ = info_from_header(path_, h);
+    if (expected && info_.replid != *expected)
+      bad(path_, "belongs to history " + info_.replid.str() + ", not to " + expected->str());
   }
 
   std::filesystem::path path_;
@@ -329,16 +336,7 @@ snapshot_info read_snapshot_header(const std::filesystem::path& path) {
   if (h.magic != snapshot_magic || h.format_version != snapshot_format_version ||
       h.header_crc != header_crc_of(h))
     bad(path, "not a valid snapshot header");
-  const auto replid = history_id::parse({h.replid, history_id_size});
-  if (!replid) bad(path, "its history id is not 40 hex characters");
-  snapshot_info info;
-  info.path = path;
-  info.replid = *replid;
-  info.offset = h.offset;
-  info.payload_bytes = h.payload_length;
-  info.created_ns = h.created_ns;
-  info.save_ns = h.save_ns;
-  return info;
+  return info_from_header(path, h);
 }
 
 snapshot_info verify_snapshot(const std::filesystem::path& path,

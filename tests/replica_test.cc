@@ -42,6 +42,14 @@ struct full_resync : ::testing::Test {
       }
     });
   }
+  // The replica catches up while another thread serves the producer's snapshot requests.
+  void catch_up_while_serving(snapshot_service& service, replica& r) {
+    std::atomic<bool> done{false};
+    std::thread producer = serve(service, done);
+    r.catch_up();
+    done = true;
+    producer.join();
+  }
   replica_options options() {
     return {.snapshot_dir = dir.path(),
             .snapshot_timeout = 60s,
@@ -76,13 +84,9 @@ TEST_F(full_resync, ServiceRefusesAMissingDirectoryNamingIt) {
 TEST_F(full_resync, NewReplicaLoadsASnapshotThenFollowsTheLog) {
   snapshot_service service(w, producer_state, {.dir = dir.path(), .check_every = 1});
   append_n(50, "before-");
-  std::atomic<bool> done{false};
-  std::thread producer = serve(service, done);
   test::list_state state;
   replica r(log.name(), state, options());
-  r.catch_up();
-  done = true;
-  producer.join();
+  catch_up_while_serving(service, r);
   EXPECT_TRUE(r.synced());
   EXPECT_EQ(state.loads, 1u);
   EXPECT_EQ(state.items, producer_state.items);
@@ -130,11 +134,7 @@ TEST_F(full_resync, LappedReplicaReloadsTheStateAndCatchesUp) {
   replica r(log.name(), state, options());
   r.catch_up();
   append_n(2000, "flood-");  // far more than the 16 KiB ring: the replica is lapped
-  std::atomic<bool> done{false};
-  std::thread producer = serve(service, done);
-  r.catch_up();
-  done = true;
-  producer.join();
+  catch_up_while_serving(service, r);
   EXPECT_TRUE(saw(replica_event::kind::lapped));
   EXPECT_EQ(r.stats().full_resyncs, 2u);
   EXPECT_EQ(state.items, producer_state.items);
@@ -149,13 +149,9 @@ TEST_F(full_resync, CorruptSnapshotIsRefusedAndANewOneAskedFor) {
     f.seekp(snapshot_header_size + 10);
     f.put('#');  // a flipped byte in the payload
   }
-  std::atomic<bool> done{false};
-  std::thread producer = serve(service, done);
   test::list_state state;
   replica r(log.name(), state, options());
-  r.catch_up();
-  done = true;
-  producer.join();
+  catch_up_while_serving(service, r);
   EXPECT_EQ(r.stats().snapshots_rejected, 1u);
   EXPECT_NE(message_of(replica_event::kind::snapshot_rejected).find(bad.path.string()),
             std::string::npos);
@@ -231,13 +227,9 @@ TEST_F(full_resync, ForkModeSnapshotIsWrittenByAChildAndPublished) {
   snapshot_service service(w, producer_state,
                            {.dir = dir.path(), .mode = snapshot_mode::fork, .check_every = 1});
   append_n(40, "f-");
-  std::atomic<bool> done{false};
-  std::thread producer = serve(service, done);
   test::list_state state;
   replica r(log.name(), state, options());
-  r.catch_up();
-  done = true;
-  producer.join();
+  catch_up_while_serving(service, r);
   EXPECT_EQ(state.items, producer_state.items);
   EXPECT_EQ(service.published(), 1u);
 }

@@ -183,14 +183,14 @@ std::string human_bytes(double bytes) {
 }
 
 std::string human_count(double count) {
-  static constexpr const char* units[] = {"", " k", " M", " G"};
-  std::size_t u = 0;
-  while (count >= 999.995 && u + 1 < std::size(units)) {
-    count /= 1000;
-    ++u;
-  }
   char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f%s" : "%.2f%s", count, units[u]);
+  if (count < 999.5) {
+    std::snprintf(buf, sizeof buf, "%.0f", count);
+  } else if (count < 999'950) {
+    std::snprintf(buf, sizeof buf, "%.1fk", count / 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2fM", count / 1e6);
+  }
   return buf;
 }
 

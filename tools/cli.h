@@ -83,7 +83,7 @@ double parse_seconds(std::string_view option, std::string_view text, double max)
 std::string snapshot_dir_option(const parsed_args& args, bool for_writing,
                                 std::string_view needed_by);
 
-// Formats for people: "1.5 MiB", "12.30 M", "1,234,567", "0640".
+// Formats for people: "1.5 MiB", "50.0k" (compact, for status lines), "1,234,567", "0640".
 std::string human_bytes(double bytes);
 std::string human_count(double count);
 std::string grouped(std::uint64_t n);

@@ -636,19 +636,6 @@ struct replica_view {
   std::string tag() const { return "r" + std::to_string(index) + (throttled ? " (slow)" : ""); }
 };
 
-// Compact figures for the status line: "50.0k/s", "83.1k".
-std::string compact(double n) {
-  char buf[32];
-  if (n < 999.5) {
-    std::snprintf(buf, sizeof buf, "%.0f", n);
-  } else if (n < 999'950) {
-    std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-  }
-  return buf;
-}
-
 std::string progress_bar(std::uint64_t done, std::uint64_t total) {
   constexpr int cells = 20;
   const double f = total == 0 ? 1.0 : std::min(1.0, double(done) / double(total));
@@ -749,8 +736,9 @@ class demo_run {
     const double producer_dt = double(producer.ns - producer.shown_ns) / 1e9;
     std::string line =
         "producer " + human_bytes(double(info.window.master_offset)) + " " +
-        compact(producer_dt > 0 ? double(producer.count - producer.shown_count) / producer_dt : 0) +
-        "/s " + compact(double(producer.keys)) + " keys";
+        human_count(producer_dt > 0 ? double(producer.count - producer.shown_count) / producer_dt
+                                    : 0) +
+        "/s " + human_count(double(producer.keys)) + " keys";
     producer.shown_count = producer.count;
     producer.shown_ns = producer.ns;
     for (replica_view& r : replicas) {
@@ -771,7 +759,7 @@ class demo_run {
         line += "full resync: waiting for a snapshot";
       } else {
         line += human_bytes(double(slot->offset)) + " lag " + human_bytes(double(slot->lag_bytes)) +
-                " " + compact(rate) + "/s " + std::to_string(r.full) + "F/" +
+                " " + human_count(rate) + "/s " + std::to_string(r.full) + "F/" +
                 std::to_string(r.partial) + "P";
       }
     }
