@@ -11,44 +11,15 @@
 #include <limits>
 
 #include "copy.h"
+#include "fault.h"
 #include "mapping.h"
 #include "os.h"
+#include "ring.h"
 #include "shmlog/error.h"
 #include "shmlog/writer.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define SHMLOG_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHMLOG_TSAN 1
-#endif
-#endif
-
-// The seqlock's intended race: a reader loads ring bytes the writer may be overwriting at the
-// same moment, then validates and discards them if it was. Under ThreadSanitizer exactly these
-// loads are excluded from race detection (not suppressed after the fact: TSan cannot always
-// recover the stack of an old read to match a suppression). See docs/design.md.
-#if defined(SHMLOG_TSAN)
-extern "C" void AnnotateIgnoreReadsBegin(const char* file, int line);
-extern "C" void AnnotateIgnoreReadsEnd(const char* file, int line);
-#define SHMLOG_RACY_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
-#define SHMLOG_RACY_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
-#else
-#define SHMLOG_RACY_READS_BEGIN() ((void)0)
-#define SHMLOG_RACY_READS_END() ((void)0)
-#endif
-
 namespace shmlog {
 namespace detail {
-
-// A header is read with one 64-bit load, so it is never torn, only possibly stale.
-inline std::uint64_t racy_load_header(const std::byte* at) noexcept {
-  SHMLOG_RACY_READS_BEGIN();
-  const std::uint64_t word =
-      __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), __ATOMIC_RELAXED);
-  SHMLOG_RACY_READS_END();
-  return word;
-}
 
 inline void racy_copy(std::byte* to, const std::byte* from, std::size_t n) noexcept {
   SHMLOG_RACY_READS_BEGIN();
@@ -89,16 +60,13 @@ constexpr std::uint64_t forever_ns = std::uint64_t{1} << 62;
 
 }  // namespace
 
-// The history as a reader synchronised with it, and the epoch that goes with it.
-struct sync_point {
-  std::uint64_t epoch = 0;
-  history_state history;
-};
-
 class reader_core {
  public:
   reader_core(segment_file lock_file, std::shared_ptr<mapping> map, const reader_options& options)
-      : file_(std::move(lock_file)), map_(std::move(map)), policy_(options.wait) {
+      : lock_(std::move(lock_file)),
+        map_(std::move(map)),
+        policy_(options.wait),
+        owner_pid_(::getpid()) {
     const geometry& g = map_->geo();
     const segment_header& h = map_->header();
     ring_ = map_->ring();
@@ -130,9 +98,12 @@ class reader_core {
   }
 
   ~reader_core() {
+    // A fork()ed child's copy of this object holds no slot (os.h, register_role_fd): only the
+    // process that took the slot gives it back.
+    if (::getpid() != owner_pid_) return;
     slot_->state.store(static_cast<std::uint32_t>(reader_state::free), std::memory_order_relaxed);
     slot_->pid.store(0, std::memory_order_release);
-    // file_'s destructor closes the descriptor, which releases the slot lock.
+    // lock_'s destructor closes the descriptor, which releases the slot lock.
   }
 
   // --- polling: reader thread only ----------------------------------------------------------
@@ -179,9 +150,10 @@ class reader_core {
     }
     // Validate, as in poll_general().
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (intent_->load(std::memory_order_relaxed) > offset + capacity_ ||
+    const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
+    if (intent > offset + capacity_ || master > intent ||
         epoch_word_->load(std::memory_order_relaxed) != epoch_) [[unlikely]]
-      return poll_general<copy>(buffer);  // lapped or a new history: neither ever goes back
+      return poll_general<copy>(buffer);  // lapped, a new history or a corrupt master offset
     offset_ = offset + frame;
     records_ = records;
     poll_result r;
@@ -216,7 +188,10 @@ class reader_core {
       const std::uint32_t length = header_length(word);
       const record_type type = header_type(word);
       const std::uint64_t frame = record_frame_size(length);
-      const char* problem = check_header_at(word, offset, frame, master);
+      // Checked before anything is copied, so a stale or hostile header never makes the reader
+      // read outside the ring; a padding record passes only if it ends the ring, after which
+      // comes ring byte 0, where padding fails the check: this loop runs at most twice.
+      const char* problem = check_record_header(word, offset, master, capacity_, max_payload_);
       std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
       if constexpr (copy) {
         if (problem == nullptr && type != padding_record_type) {
@@ -235,6 +210,10 @@ class reader_core {
       // The epoch, on the intent's line: a starting writer changed the history (and may have
       // taken the master offset back), so what we read may belong to either; never deliver it.
       const std::uint64_t epoch = epoch_word_->load(std::memory_order_relaxed);
+      // A sound writer stores the intent before publishing any master offset it covers, and
+      // our acquire load of the master offset made that intent visible.
+      if (problem == nullptr && master > intent)
+        problem = "master offset is beyond the write intent";
       if (intent > offset + capacity_ || epoch != epoch_ || problem != nullptr) [[unlikely]] {
         offset_ = offset;
         if (epoch != epoch_) return history_changed();
@@ -301,11 +280,12 @@ class reader_core {
 
   // --- positioning: reader thread only ------------------------------------------------------
 
-  void seek(std::uint64_t target) { seek_with(target, begin_sync()); }
+  void seek(std::uint64_t target) { seek_with(target, begin_sync(), target); }
 
   // Positions within the history `sync` saw; if the history changes after that, the next poll
-  // says history_changed.
-  void seek_with(std::uint64_t target, const sync_point& sync) {
+  // says history_changed. The reader then holds the records from `holds_from` on.
+  void seek_with(std::uint64_t target, const sync_point& sync, std::uint64_t holds_from) {
+    const geometry& g = map_->geo();
     for (int attempt = 0; attempt < 16; ++attempt) {
       const backlog_window w = window();
       if (target < w.first_byte_offset || target > w.master_offset)
@@ -315,21 +295,23 @@ class reader_core {
                         ", " + std::to_string(w.master_offset) + "]");
       if (target % record_alignment != 0)
         throw_not_boundary(target, "records start at multiples of 8");
-      // Walk from the first record of target's chunk (or the oldest record) up to target.
+      // Walk from the first record of target's chunk (or the oldest record) up to target: at
+      // most one chunk and one record of headers.
       const std::uint64_t boundary = target & ~(chunk_ - 1);
-      std::uint64_t pos =
-          boundary > w.first_byte_offset ? checkpoint(boundary) : w.first_byte_offset;
-      const std::uint64_t walk_start = pos;
-      std::uint64_t previous = pos;
-      const char* problem = nullptr;
-      while (pos < target) {
-        const std::uint64_t word = racy_load_header(ring_ + (pos & mask_));
-        const std::uint64_t frame = record_frame_size(header_length(word));
-        problem = check_header_at(word, pos, frame, w.master_offset);
-        if (problem) break;
-        previous = pos;
-        pos += frame;
+      std::uint64_t walk_start = w.first_byte_offset;
+      if (boundary > w.first_byte_offset) {
+        const std::optional<std::uint64_t> at = checked_checkpoint(checkpoints_, boundary, g);
+        if (!at) {
+          if (intent_->load(std::memory_order_acquire) > boundary + capacity_) continue;
+          throw error(errc::corrupt_header, "log '" + name() +
+                                                "': corrupt header: the checkpoint of chunk "
+                                                "boundary " +
+                                                std::to_string(boundary) +
+                                                " is not a record start within a record of it");
+        }
+        walk_start = std::min(*at, target);
       }
+      const record_walk walk = walk_records(ring_, g, walk_start, target, w.master_offset);
       std::atomic_thread_fence(std::memory_order_acquire);  // pairs as in poll()
       if (intent_->load(std::memory_order_relaxed) > walk_start + capacity_)
         continue;  // lapped mid-walk
@@ -338,13 +320,15 @@ class reader_core {
                                                    "': the writer changed the history while "
                                                    "seeking to offset " +
                                                    std::to_string(target));
-      if (problem)
+      if (walk.problem)
         throw error(errc::corrupt_record, "log '" + name() + "': record at offset " +
-                                              std::to_string(pos) + " is corrupt: " + problem);
-      if (pos != target)
-        throw_not_boundary(target, "it falls inside the record at " + std::to_string(previous) +
-                                       " (next record at " + std::to_string(pos) + ")");
-      move_to(target, sync);
+                                              std::to_string(walk.position) +
+                                              " is corrupt: " + walk.problem);
+      if (walk.position != target)
+        throw_not_boundary(target, "it falls inside the record at " +
+                                       std::to_string(walk.previous) + " (next record at " +
+                                       std::to_string(walk.position) + ")");
+      move_to(target, sync, holds_from);
       return;
     }
     throw error(errc::offset_out_of_range, "log '" + name() + "': offset " +
@@ -354,11 +338,17 @@ class reader_core {
 
   void seek_oldest() {
     const sync_point sync = begin_sync();
-    move_to(window().first_byte_offset, sync);
+    const std::uint64_t oldest = window().first_byte_offset;
+    move_to(oldest, sync, oldest);
   }
   void seek_latest() {
     const sync_point sync = begin_sync();
-    move_to(master_->load(std::memory_order_acquire), sync);
+    window();  // throws corrupt_header if the header's offsets are inconsistent
+    if (sync.master_offset % record_alignment != 0)
+      throw error(errc::corrupt_header, "log '" + name() + "': corrupt header: master_offset " +
+                                            std::to_string(sync.master_offset) +
+                                            " is not a multiple of 8");
+    move_to(sync.master_offset, sync, sync.master_offset);
   }
 
   std::uint64_t skip_corruption() {
@@ -366,11 +356,19 @@ class reader_core {
     const backlog_window w = window();
     const std::uint64_t next_boundary = (offset_ & ~(chunk_ - 1)) + chunk_;
     std::uint64_t target = w.master_offset;
-    if (next_boundary <= w.master_offset)
-      target = std::max(next_boundary > w.first_byte_offset ? checkpoint(next_boundary) : 0,
-                        w.first_byte_offset);
+    if (next_boundary <= w.master_offset) {
+      target = w.first_byte_offset;
+      if (next_boundary > w.first_byte_offset) {
+        const std::optional<std::uint64_t> at =
+            checked_checkpoint(checkpoints_, next_boundary, map_->geo());
+        // A checkpoint that is itself corrupt cannot be trusted to start a record: skip to the
+        // master offset, which window() has checked.
+        target = at && *at <= w.master_offset ? *at : w.master_offset;
+      }
+    }
     const std::uint64_t skipped = target > offset_ ? target - offset_ : 0;
-    move_to(std::max(target, offset_), sync);
+    target = std::max(target, offset_);
+    move_to(target, sync, target);
     return skipped;
   }
 
@@ -397,8 +395,10 @@ class reader_core {
     const sync_point sync = begin_sync();
     resync_decision d = decide_resync(sync.history, window(), replid, offset);
     if (d.is_partial()) {
+      // A PSYNC names what the caller holds: a state of `replid` up to `offset`, so every
+      // record before it (WAIT counts the reader from now on).
       try {
-        seek_with(offset, sync);
+        seek_with(offset, sync, 0);
       } catch (const error& e) {
         d.kind = resync_kind::full;
         if (e.code() == errc::not_a_record_boundary) {
@@ -418,7 +418,7 @@ class reader_core {
 
   bool log_removed() const {
     struct stat st {};
-    if (::fstat(file_.fd(), &st) != 0)
+    if (::fstat(lock_.fd(), &st) != 0)
       throw error(errc::system_error, "log '" + name() + "': " + errno_message("fstat", errno));
     return st.st_nlink == 0;
   }
@@ -426,8 +426,8 @@ class reader_core {
   std::uint64_t offset() const noexcept { return offset_; }
   const history_id& replid() const noexcept { return replid_; }
   std::uint64_t master_offset() const noexcept { return master_->load(std::memory_order_acquire); }
-  backlog_window window() const { return read_window(name(), map_->header(), map_->geo()); }
-  history_state history() const { return read_history(name(), map_->header()); }
+  backlog_window window() const { return read_window(*map_); }
+  history_state history() const { return read_history(*map_); }
   std::uint64_t lapped_count() const noexcept { return lapped_; }
   std::uint32_t slot() const noexcept { return slot_index_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
@@ -440,49 +440,25 @@ class reader_core {
   }
 
  private:
-  // nullptr if the header at `offset` could be a record the writer wrote there.
-  const char* check_header_at(std::uint64_t word, std::uint64_t offset, std::uint64_t frame,
-                              std::uint64_t master) const noexcept {
-    const std::uint64_t index = offset & mask_;
-    if (header_tag(word) != record_tag(offset)) return "header tag does not match its offset";
-    if (header_type(word) == padding_record_type) {
-      if (index + frame != capacity_) return "padding record does not end at the ring's end";
-    } else {
-      if (header_length(word) > max_payload_) return "record length exceeds the log's max payload";
-      if (index + frame > capacity_) return "record runs past the ring's end";
-    }
-    if (offset + frame > master) return "record extends past the master offset";
-    return nullptr;
-  }
-
   [[noreturn]] void throw_not_boundary(std::uint64_t target, const std::string& why) const {
     throw error(errc::not_a_record_boundary, "log '" + name() + "': offset " +
                                                  std::to_string(target) +
                                                  " does not start a record: " + why);
   }
 
-  // The first record at or after chunk boundary b; valid for boundaries in the held window.
-  std::uint64_t checkpoint(std::uint64_t boundary) const noexcept {
-    // acquire: pairs with the master/intent release stores that follow the checkpoint store.
-    return checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_acquire);
-  }
+  // The history, its epoch and the master offset of one moment (mapping.h, read_sync_point):
+  // if the writer changes the history after that, the epoch we keep is the old one, and the
+  // next poll says history_changed.
+  sync_point begin_sync() const { return read_sync_point(*map_); }
 
-  // The history as of now. The epoch is read first: if the writer changes the history after
-  // that, the epoch we keep is the old one, and the next poll says history_changed.
-  sync_point begin_sync() const {
-    sync_point p;
-    p.epoch = epoch_word_->load(std::memory_order_acquire);  // pairs with change_history()
-    p.history = history();
-    return p;
-  }
-
-  void move_to(std::uint64_t offset, const sync_point& sync) noexcept {
+  void move_to(std::uint64_t offset, const sync_point& sync, std::uint64_t holds_from) {
     epoch_ = sync.epoch;
     replid_ = sync.history.replid;
     offset_ = offset;
+    holds_from_ = std::min(holds_from, offset);
     known_master_ = offset;  // forces a fresh master load at the next poll
     lapped_at_ = no_offset;
-    if (slot_) slot_->offset.store(offset_, std::memory_order_relaxed);
+    if (slot_) write_slot_position(*slot_, {epoch_, holds_from_, offset_});
   }
 
   poll_result history_changed() const noexcept {
@@ -494,7 +470,14 @@ class reader_core {
   poll_result lapped() {
     poll_result r;
     r.status = poll_status::lapped;
-    const backlog_window w = window();
+    backlog_window w;
+    try {
+      w = window();
+    } catch (const error&) {
+      // The writer came round, but its header does not say where the oldest record is:
+      // nothing can be resumed from it; skip_corruption() or a resync reports the details.
+      return corrupt("lapped, and the header's offsets or checkpoints are corrupt");
+    }
     r.lap = lap_report{offset_, w.first_byte_offset, w.master_offset};
     if (lapped_at_ != offset_) {  // count each lap once, however often it is polled
       lapped_at_ = offset_;
@@ -548,7 +531,9 @@ class reader_core {
   }
 
   // See docs/design.md, "No lost wake-up".
-  bool sleep_until(std::uint64_t deadline) noexcept {
+  bool sleep_until(std::uint64_t deadline) {
+    // Without the reader's half of the store-load fence a wake-up could be lost: never sleep.
+    if (membarrier_failed_) return yield_until(deadline);
     set_state(reader_state::sleeping);
     for (;;) {
       // 1. Announce: a writer that publishes after this sees a new epoch and wakes sleepers.
@@ -557,7 +542,13 @@ class reader_core {
       // the writer's fence between its master store and its sleep_epoch load: seq_cst thread
       // fence against a seq_cst writer, membarrier() against a compiler-fence-only writer.
       std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (asymmetric_fence_) membarrier_global();
+      if (asymmetric_fence_ && !membarrier_global()) {
+        // No barrier on the writer's CPU (a seccomp filter, an old kernel): the writer's
+        // compiler-only fence leaves its sleep_epoch load free to pass its master store, so a
+        // sleeper could miss its wake-up. Yield instead, from now on.
+        membarrier_failed_ = true;
+        return yield_until(deadline);
+      }
       // 3. acquire: pairs with the writer's release store of wake_seq in wake_sleepers().
       const std::uint32_t seq = wake_seq_->load(std::memory_order_acquire);
       // 4. Re-check, then sleep only if the wake word is still what we saw.
@@ -594,11 +585,12 @@ class reader_core {
   void take_slot(const std::string& label) {
     const std::uint32_t count = map_->geo().slot_count;
     for (std::uint32_t i = 0; i < count; ++i) {
-      if (!try_lock_byte(file_.fd(), reader_lock_byte(i))) continue;
-      // Ours now. A pid left here belonged to a reader that died: its lock went with it.
+      if (!try_lock_byte(lock_.fd(), reader_lock_byte(i))) continue;
+      // Ours now. A pid left here belonged to a reader that died: its lock went with it (a
+      // move it left half-done is completed by write_slot_position).
       reader_slot& s = map_->slot(i);
       s.state.store(static_cast<std::uint32_t>(reader_state::reading), std::memory_order_relaxed);
-      s.offset.store(offset_, std::memory_order_relaxed);
+      write_slot_position(s, {epoch_, holds_from_, offset_});
       s.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
       s.attach_time_ns.store(realtime_ns(), std::memory_order_relaxed);
       s.lapped.store(0, std::memory_order_relaxed);
@@ -617,9 +609,10 @@ class reader_core {
                     " shmlog create --readers)");
   }
 
-  segment_file file_;  // holds this reader's slot lock
+  role_file lock_;  // holds this reader's slot lock; never mapped
   std::shared_ptr<mapping> map_;
   wait_policy policy_;
+  pid_t owner_pid_;  // the process that took the slot
 
   // Hot state, private to the reader thread.
   const std::byte* ring_ = nullptr;
@@ -630,8 +623,9 @@ class reader_core {
   const std::atomic<std::uint64_t>* master_ = nullptr;
   const std::atomic<std::uint64_t>* intent_ = nullptr;
   const std::atomic<std::uint64_t>* epoch_word_ = nullptr;
-  std::uint64_t epoch_ = 0;  // history_epoch when this reader last synchronised
-  history_id replid_;        // the history of the records it has been given
+  std::uint64_t epoch_ = 0;       // history_epoch when this reader last synchronised
+  history_id replid_;             // the history of the records it has been given
+  std::uint64_t holds_from_ = 0;  // it holds the records of that history from here to offset_
   const std::atomic<std::uint32_t>* wake_seq_ = nullptr;
   const std::atomic<std::uint64_t>* checkpoints_ = nullptr;
   reader_area_header* area_ = nullptr;
@@ -644,6 +638,7 @@ class reader_core {
   std::uint64_t records_ = 0;
   std::uint64_t records_at_beat_ = 0;
   bool asymmetric_fence_ = false;      // the log's writers fence with membarrier (sleep_until)
+  bool membarrier_failed_ = false;     // membarrier() failed here once: never sleep
   std::uint64_t records_at_wait_ = 0;  // records_ when wait() last ran (catch-up grace)
   std::function<void()> validation_hook_;
   bool has_validation_hook_ = false;
@@ -652,9 +647,17 @@ class reader_core {
 }  // namespace detail
 
 reader reader::attach(std::string_view name, const reader_options& options) {
-  auto file = detail::segment_file::open(name, true);
-  auto map = detail::mapping::map(file, detail::map_access::reader);
-  return reader(std::make_unique<detail::reader_core>(std::move(file), std::move(map), options));
+  // Two descriptions, as for the writer: the slot lock on one that is never mapped, so that the
+  // lock goes with this reader's process, not with the last process holding the mapping.
+  auto lock_file = detail::segment_file::open(name, true);
+  auto mapped_file = detail::segment_file::open(name, true);
+  if (!mapped_file.same_object(lock_file))
+    throw error(errc::not_found, "log '" + std::string(name) +
+                                     "' was destroyed and created again while being "
+                                     "attached to; attach again");
+  auto map = detail::mapping::map(mapped_file, detail::map_access::reader);
+  return reader(
+      std::make_unique<detail::reader_core>(std::move(lock_file), std::move(map), options));
 }
 
 reader reader::attach(const writer& w, const reader_options& options) {

@@ -125,10 +125,10 @@ bool replica::wait(std::chrono::nanoseconds timeout) {
 }
 
 bool replica::wait_for_snapshot(std::uint64_t ticket) {
-  const auto& header = detail::reader_mapping(reader_)->header();
+  const detail::mapping& map = *detail::reader_mapping(reader_);
   const auto give_up = std::chrono::steady_clock::now() + options_.snapshot_timeout;
   while (!stopping() && std::chrono::steady_clock::now() < give_up) {
-    if (detail::read_snapshot_announcement(header).requests_served >= ticket) return true;
+    if (detail::read_snapshot_announcement(map).requests_served >= ticket) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the producer's pace, not ours
   }
   return false;
@@ -143,7 +143,7 @@ bool replica::full_resync() {
   backoff_ = std::chrono::milliseconds(10);
   std::uint64_t refused_generation = 0;  // a snapshot we cannot use: do not load it again
   while (!stopping()) {
-    const detail::snapshot_announcement ann = detail::read_snapshot_announcement(map->header());
+    const detail::snapshot_announcement ann = detail::read_snapshot_announcement(*map);
     const history_state history = reader_.history();
     const backlog_window window = reader_.window();
     const bool usable = ann.generation != 0 && ann.generation != refused_generation &&

@@ -1,5 +1,6 @@
 #include "mapping.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,7 +10,9 @@
 #include <cstring>
 #include <thread>
 
+#include "fault.h"
 #include "os.h"
+#include "seqlock.h"
 #include "shmlog/crc32c.h"
 #include "shmlog/error.h"
 
@@ -44,7 +47,7 @@ std::string quoted(std::string_view name) {
 }
 
 std::uint32_t descriptor_crc(const segment_descriptor& d) {
-  // Everything after the magic and before the checksum itself (bytes 8 .. 59).
+  // Everything after the magic and before the checksum itself (bytes 8 .. 123).
   const auto* base = reinterpret_cast<const std::byte*>(&d);
   return crc32c(base + sizeof(std::uint64_t),
                 offsetof(segment_descriptor, descriptor_crc) - sizeof(std::uint64_t));
@@ -76,7 +79,8 @@ geometry validate_descriptor(std::string_view name, const segment_descriptor& d)
   if (d.intent_chunk != intent_chunk_for(d.capacity))
     bad("intent_chunk " + std::to_string(d.intent_chunk) + " != capacity / 16");
   if (d.max_payload != max_payload_for(d.capacity))
-    bad("max_payload " + std::to_string(d.max_payload) + " != capacity / 4 - 8");
+    bad("max_payload " + std::to_string(d.max_payload) + " != " +
+        std::to_string(max_payload_for(d.capacity)) + " (capacity / 4 - 8, at most 4 GiB - 8)");
   if (d.writer_fence != static_cast<std::uint32_t>(fence_mode::seq_cst) &&
       d.writer_fence != static_cast<std::uint32_t>(fence_mode::membarrier))
     bad("writer_fence " + std::to_string(d.writer_fence) + " is not a known fence mode");
@@ -147,6 +151,27 @@ bool segment_file::same_object(const segment_file& other) const {
   return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
 }
 
+role_file::role_file(segment_file file) : file_(std::move(file)) {
+  register_role_fd(file_.fd());
+}
+
+role_file::~role_file() {
+  // Before file_ closes the number: afterwards it may belong to someone else's descriptor.
+  unregister_role_fd(file_.fd());
+}
+
+mapping::~mapping() {
+  if (probe_fd_ >= 0) ::close(probe_fd_);
+}
+
+bool mapping::writer_alive() const {
+  return is_byte_locked(probe_fd_, writer_lock_byte);
+}
+
+bool mapping::reader_alive(std::uint32_t i) const {
+  return is_byte_locked(probe_fd_, reader_lock_byte(i));
+}
+
 std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
   const std::string& name = file.name();
   const std::string log = "log " + quoted(name);
@@ -213,6 +238,8 @@ std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
   } catch (const bip::interprocess_exception& e) {
     throw_open_error(name, "mmap", e.get_native_error());
   }
+  m->probe_fd_ = ::fcntl(file.fd(), F_DUPFD_CLOEXEC, 0);
+  if (m->probe_fd_ < 0) throw_open_error(name, "duplicate the descriptor of", errno);
   auto* front = static_cast<std::byte*>(m->front_.get_address());
   m->header_ = reinterpret_cast<segment_header*>(front);
   m->ring_ = front + header_size;
@@ -231,135 +258,188 @@ void initialise_segment(std::byte* base, const create_options& options) {
   d.reader_area_offset = header_size + options.capacity;
   d.reader_area_size = static_cast<std::uint32_t>(reader_area_size_for(options.reader_slots));
   d.reader_slot_count = options.reader_slots;
-  d.intent_chunk = static_cast<std::uint32_t>(intent_chunk_for(options.capacity));
-  d.max_payload = static_cast<std::uint32_t>(max_payload_for(options.capacity));
+  d.intent_chunk = intent_chunk_for(options.capacity);
+  d.max_payload = max_payload_for(options.capacity);
   d.creation_time_ns = realtime_ns();
   d.writer_fence = static_cast<std::uint32_t>(options.writer_fence);
   d.descriptor_crc = descriptor_crc(d);
 
-  const history_id id = history_id::random();
-  const history_id none;
-  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
-    std::uint64_t a = 0, b = 0;
-    std::memcpy(&a, id.view().data() + 8 * w, 8);
-    std::memcpy(&b, none.view().data() + 8 * w, 8);
-    h->history.replid[w].store(a, std::memory_order_relaxed);
-    h->history.replid2[w].store(b, std::memory_order_relaxed);
-  }
+  store_history_id(h->history.replid, history_id::random());
+  store_history_id(h->history.replid2, history_id());
   h->history.second_repl_offset.store(no_offset, std::memory_order_relaxed);
   h->checkpoints[0].store(0, std::memory_order_relaxed);  // the first record starts at 0
   // Everything above becomes visible to any process that sees the magic.
   d.magic.store(segment_magic, std::memory_order_release);  // pairs with mapping::map's acquire
 }
 
-backlog_window read_window(std::string_view name, const segment_header& h, const geometry& geo) {
+namespace {
+
+std::string hex64(std::uint64_t v) {
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(v));
+  return hex;
+}
+
+[[noreturn]] void throw_corrupt_offsets(std::string_view name, const std::string& what) {
+  throw error(errc::corrupt_header, "log " + quoted(name) + ": corrupt header: " + what);
+}
+
+// The error for a header seqlock a reader could not read: the block, the writer's pid, and
+// whether it died (then the next writer repairs the block) or is alive and stuck.
+[[noreturn]] void throw_interrupted(const mapping& m, const char* block,
+                                    const seqlock_read_result& r) {
+  const std::uint32_t pid = m.header().writer.pid.load(std::memory_order_acquire);
+  const std::string who = pid ? "writer pid " + std::to_string(pid) : std::string("a writer");
+  const std::string log = "log " + quoted(m.name()) + ": the " + block + " block";
+  if (r.owner_dead)
+    throw error(errc::interrupted_update,
+                log + " was left half-written (seq " + std::to_string(r.seq) + ") by " + who +
+                    ", which died while changing it; the next writer to open the log repairs it");
+  if (r.seq & 1)
+    throw error(errc::interrupted_update,
+                log + " has been half-written (seq " + std::to_string(r.seq) + ") by live " + who +
+                    " for more than " + std::to_string(seqlock_patience.count()) +
+                    " s; is that process stopped?");
+  throw error(errc::interrupted_update, log + " kept changing for more than " +
+                                            std::to_string(seqlock_patience.count()) +
+                                            " s while being read");
+}
+
+}  // namespace
+
+void store_history_id(std::atomic<std::uint64_t>* words, const history_id& id) noexcept {
+  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, id.view().data() + 8 * w, 8);
+    words[w].store(v, std::memory_order_relaxed);
+  }
+}
+
+std::optional<history_id> load_history_id(const std::atomic<std::uint64_t>* words) noexcept {
+  char id[history_id_size];
+  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+    const std::uint64_t v = words[w].load(std::memory_order_relaxed);
+    std::memcpy(id + 8 * w, &v, 8);
+  }
+  return history_id::parse({id, history_id_size});
+}
+
+backlog_window read_window(const mapping& m) {
+  const segment_header& h = m.header();
+  const geometry& geo = m.geo();
+  const std::string_view name = m.name();
   for (int attempt = 0; attempt < 1000; ++attempt) {
     // acquire pairs with the writer's release store of write_intent, which follows the
     // publication of every checkpoint at or before intent - capacity.
     const std::uint64_t intent = h.write_intent.load(std::memory_order_acquire);
     const std::uint64_t master = h.master_offset.load(std::memory_order_acquire);
-    if (intent <= geo.capacity) return {0, master};        // nothing overwritten yet
-    const std::uint64_t boundary = intent - geo.capacity;  // a multiple of intent_chunk
+    const bool wrapped = intent > geo.capacity;
+    const std::uint64_t boundary = wrapped ? intent - geo.capacity : 0;
     const std::uint64_t first =
-        h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
-            std::memory_order_acquire);
-    // If the intent moved, the entry may already describe a later lap: look again.
+        wrapped ? h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
+                      std::memory_order_acquire)
+                : 0;
+    // If the intent moved, the entry may already describe a later lap, and the master offset
+    // may be beyond the intent we loaded: look again.
     if (h.write_intent.load(std::memory_order_acquire) != intent) continue;
-    if (first < boundary) break;  // cannot happen with a sound writer
+    // What a sound writer guarantees (docs/design.md, "What a reader checks"): a chunk-aligned
+    // intent below 2^63, an 8-aligned master offset at most a ring behind it.
+    if (intent % geo.intent_chunk != 0 || intent >= max_log_offset)
+      throw_corrupt_offsets(name, "write_intent " + std::to_string(intent) +
+                                      " is not a multiple of the intent chunk below 2^63");
+    if (master % record_alignment != 0 || master > intent || intent - master > geo.capacity)
+      throw_corrupt_offsets(name, "master_offset " + std::to_string(master) +
+                                      " is not an 8-aligned offset within a ring below "
+                                      "write_intent " +
+                                      std::to_string(intent));
+    if (!wrapped) return {0, master};  // nothing overwritten yet
+    if (first % record_alignment != 0 || first < boundary ||
+        first - boundary > max_frame_for(geo.capacity))
+      throw_corrupt_offsets(name, "checkpoint for chunk boundary " + std::to_string(boundary) +
+                                      " is " + hex64(first) +
+                                      ", not an 8-aligned offset within a record of it");
     // After a history branch took the master offset back by more than the ring holds, the
     // oldest intact record is of the old history, beyond the new master: nothing is held.
     if (first > master) return {master, master};
     return {first, master};
   }
-  throw error(errc::corrupt_header, "log " + quoted(name) +
-                                        ": corrupt header: checkpoint table is inconsistent with"
-                                        " write_intent");
+  throw_corrupt_offsets(name, "write_intent kept moving while the window was read");
 }
 
-history_state read_history(std::string_view name, const segment_header& h) {
-  history_state s;
-  for (;;) {
-    const std::uint32_t before =
-        h.history.seq.load(std::memory_order_acquire);  // pairs with the writer's release
-    if (before & 1) {
-      std::this_thread::yield();
-      continue;
-    }
-    char id[history_id_size];
-    char id2[history_id_size];
-    for (std::size_t w = 0; w < history_id_size / 8; ++w) {
-      const std::uint64_t a = h.history.replid[w].load(std::memory_order_relaxed);
-      const std::uint64_t b = h.history.replid2[w].load(std::memory_order_relaxed);
-      std::memcpy(id + 8 * w, &a, 8);
-      std::memcpy(id2 + 8 * w, &b, 8);
-    }
-    const std::uint64_t second = h.history.second_repl_offset.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);  // the loads above before the re-check
-    if (h.history.seq.load(std::memory_order_relaxed) != before) continue;
-    auto parsed = history_id::parse({id, history_id_size});
-    auto parsed2 = history_id::parse({id2, history_id_size});
-    if (!parsed || !parsed2)
-      throw error(
-          errc::corrupt_header,
-          "log " + quoted(name) + ": corrupt header: a history id is not 40 hex characters");
-    s.replid = *parsed;
-    s.replid2 = *parsed2;
-    s.second_repl_offset = second;
-    return s;
-  }
+history_state read_history(const mapping& m) {
+  return read_sync_point(m).history;
 }
 
-snapshot_announcement read_snapshot_announcement(const segment_header& h) {
-  const snapshot_block& b = h.snapshot;
-  for (;;) {
-    const std::uint32_t before = b.seq.load(std::memory_order_acquire);  // pairs with the writer
-    if (before & 1) {
-      std::this_thread::yield();
-      continue;
-    }
-    snapshot_announcement a;
-    a.generation = b.generation.load(std::memory_order_relaxed);
-    a.offset = b.offset.load(std::memory_order_relaxed);
-    a.requests_served = b.requests_served.load(std::memory_order_relaxed);
-    a.created_ns = b.created_ns.load(std::memory_order_relaxed);
-    a.save_ns = b.save_ns.load(std::memory_order_relaxed);
-    a.bytes = b.bytes.load(std::memory_order_relaxed);
-    char id[history_id_size];
-    for (std::size_t w = 0; w < history_id_size / 8; ++w) {
-      const std::uint64_t v = b.replid[w].load(std::memory_order_relaxed);
-      std::memcpy(id + 8 * w, &v, 8);
-    }
-    char path[snapshot_path_size];
-    for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
-      const std::uint64_t v = b.path[w].load(std::memory_order_relaxed);
-      std::memcpy(path + 8 * w, &v, 8);
-    }
-    std::atomic_thread_fence(std::memory_order_acquire);  // the loads above before the re-check
-    if (b.seq.load(std::memory_order_relaxed) != before) continue;
-    if (a.generation == 0) return a;
-    const auto replid = history_id::parse({id, history_id_size});
-    if (replid) a.replid = *replid;
-    a.path.assign(path, strnlen(path, snapshot_path_size));
-    return a;
-  }
+sync_point read_sync_point(const mapping& m) {
+  const segment_header& h = m.header();
+  std::uint64_t epoch = 0;
+  std::uint64_t master = 0;
+  std::uint64_t second = 0;
+  std::optional<history_id> replid;
+  std::optional<history_id> replid2;
+  const seqlock_read_result r = read_seqlocked(
+      h.history.seq,
+      [&] {
+        epoch = h.history_epoch.load(std::memory_order_relaxed);
+        replid = load_history_id(h.history.replid);
+        replid2 = load_history_id(h.history.replid2);
+        second = h.history.second_repl_offset.load(std::memory_order_relaxed);
+        master = h.master_offset.load(std::memory_order_relaxed);
+      },
+      [&] { return m.writer_alive(); }, seqlock_patience);
+  if (!r.ok) throw_interrupted(m, "history", r);
+  if (!replid || !replid2)
+    throw error(errc::corrupt_header, "log " + quoted(m.name()) +
+                                          ": corrupt header: a history id is not 40 hex "
+                                          "characters");
+  sync_point p;
+  p.epoch = epoch;
+  p.history.replid = *replid;
+  p.history.replid2 = *replid2;
+  p.history.second_repl_offset = second;
+  p.master_offset = master;
+  return p;
+}
+
+snapshot_announcement read_snapshot_announcement(const mapping& m) {
+  const snapshot_block& b = m.header().snapshot;
+  snapshot_announcement a;
+  std::optional<history_id> replid;
+  char path[snapshot_path_size];
+  const seqlock_read_result r = read_seqlocked(
+      b.seq,
+      [&] {
+        a.generation = b.generation.load(std::memory_order_relaxed);
+        a.offset = b.offset.load(std::memory_order_relaxed);
+        a.requests_served = b.requests_served.load(std::memory_order_relaxed);
+        a.created_ns = b.created_ns.load(std::memory_order_relaxed);
+        a.save_ns = b.save_ns.load(std::memory_order_relaxed);
+        a.bytes = b.bytes.load(std::memory_order_relaxed);
+        replid = load_history_id(b.replid);
+        for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
+          const std::uint64_t v = b.path[w].load(std::memory_order_relaxed);
+          std::memcpy(path + 8 * w, &v, 8);
+        }
+      },
+      [&] { return m.writer_alive(); }, seqlock_patience);
+  if (!r.ok) throw_interrupted(m, "snapshot", r);
+  if (a.generation == 0) return a;
+  if (replid) a.replid = *replid;  // else none: matches no history, so nobody loads it
+  a.path.assign(path, strnlen(path, snapshot_path_size));
+  return a;
 }
 
 void write_snapshot_announcement(segment_header& h, const snapshot_announcement& a) {
   snapshot_block& b = h.snapshot;
-  const std::uint32_t seq = b.seq.load(std::memory_order_relaxed);
-  b.seq.store(seq + 1, std::memory_order_relaxed);      // odd: readers retry
-  std::atomic_thread_fence(std::memory_order_release);  // odd before the fields
+  seqlock_write change(b.seq);
   b.generation.store(a.generation, std::memory_order_relaxed);
   b.offset.store(a.offset, std::memory_order_relaxed);
   b.requests_served.store(a.requests_served, std::memory_order_relaxed);
+  fault_injected(fault_point::snapshot_announcement_half_done);
   b.created_ns.store(a.created_ns, std::memory_order_relaxed);
   b.save_ns.store(a.save_ns, std::memory_order_relaxed);
   b.bytes.store(a.bytes, std::memory_order_relaxed);
-  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, a.replid.view().data() + 8 * w, 8);
-    b.replid[w].store(v, std::memory_order_relaxed);
-  }
+  store_history_id(b.replid, a.replid);
   char path[snapshot_path_size] = {};
   std::memcpy(path, a.path.data(), std::min(a.path.size(), snapshot_path_size - 1));
   for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
@@ -367,7 +447,51 @@ void write_snapshot_announcement(segment_header& h, const snapshot_announcement&
     std::memcpy(&v, path + 8 * w, 8);
     b.path[w].store(v, std::memory_order_relaxed);
   }
-  b.seq.store(seq + 2, std::memory_order_release);  // pairs with read_snapshot_announcement
+  change.finish();
+}
+
+std::optional<slot_position> read_slot_position(const reader_slot& s) noexcept {
+  slot_position p;
+  const bool ok = try_read_seqlocked(s.move_seq, [&] {
+    p.epoch = s.epoch.load(std::memory_order_relaxed);
+    p.holds_from = s.holds_from.load(std::memory_order_relaxed);
+    p.offset = s.offset.load(std::memory_order_relaxed);
+  });
+  if (!ok) return std::nullopt;
+  return p;
+}
+
+void write_slot_position(reader_slot& s, const slot_position& p) {
+  seqlock_write move(s.move_seq);
+  s.epoch.store(p.epoch, std::memory_order_relaxed);
+  fault_injected(fault_point::slot_move_half_done);
+  s.holds_from.store(p.holds_from, std::memory_order_relaxed);
+  s.offset.store(p.offset, std::memory_order_relaxed);
+  move.finish();
+}
+
+bool history_left_odd(const segment_header& h) noexcept {
+  return h.history.seq.load(std::memory_order_acquire) & 1;
+}
+
+bool snapshot_announcement_left_odd(const segment_header& h) noexcept {
+  return h.snapshot.seq.load(std::memory_order_acquire) & 1;
+}
+
+void repair_snapshot_announcement(segment_header& h) noexcept {
+  snapshot_block& b = h.snapshot;
+  seqlock_write change(b.seq);
+  // generation and requests_served stay: each word is its old or its new value, and both are
+  // counts that must not go back. The rest says "nothing usable": a history id of none
+  // matches no log, so no replica loads it, and the next request gets a new snapshot.
+  b.offset.store(0, std::memory_order_relaxed);
+  b.created_ns.store(0, std::memory_order_relaxed);
+  b.save_ns.store(0, std::memory_order_relaxed);
+  b.bytes.store(0, std::memory_order_relaxed);
+  store_history_id(b.replid, history_id());
+  for (std::size_t w = 0; w < snapshot_path_size / 8; ++w)
+    b.path[w].store(0, std::memory_order_relaxed);
+  change.finish();
 }
 
 }  // namespace shmlog::detail

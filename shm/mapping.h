@@ -4,11 +4,14 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "ring.h"
 #include "shmlog/layout.h"
 #include "shmlog/segment.h"
 
@@ -41,16 +44,23 @@ class segment_file {
   bool writable_ = false;
 };
 
-// The validated geometry of a segment, from its descriptor.
-struct geometry {
-  std::uint64_t capacity = 0;
-  std::uint64_t mask = 0;
-  std::uint64_t intent_chunk = 0;
-  std::uint64_t max_payload = 0;
-  std::uint64_t reader_area_offset = 0;
-  std::uint64_t reader_area_size = 0;
-  std::uint32_t slot_count = 0;
-  std::uint64_t total_size = 0;
+// A segment_file whose descriptor carries a role: the writer lock or a reader slot's lock. It
+// is never mapped (a mapping holds a reference to the open file description, and the lock
+// would outlive the role in any process that still had the mapping), and it is registered so
+// that a fork()ed child drops its copy (os.h, register_role_fd). The owner keeps it for as
+// long as it holds the role; neither copyable nor movable, so the number stays registered.
+class role_file {
+ public:
+  explicit role_file(segment_file file);
+  ~role_file();
+  role_file(const role_file&) = delete;
+  role_file& operator=(const role_file&) = delete;
+
+  int fd() const noexcept { return file_.fd(); }
+  segment_file& file() noexcept { return file_; }
+
+ private:
+  segment_file file_;
 };
 
 enum class map_access {
@@ -78,6 +88,15 @@ class mapping {
   reader_area_header& reader_area() const noexcept { return *reader_area_; }
   reader_slot& slot(std::uint32_t i) const noexcept { return slots_[i]; }
 
+  // Whether any process holds the writer lock right now (a system call). Any process.
+  bool writer_alive() const;
+  // Whether any process holds reader slot i's lock right now (a system call). Any process.
+  bool reader_alive(std::uint32_t i) const;
+
+  mapping(const mapping&) = delete;
+  mapping& operator=(const mapping&) = delete;
+  ~mapping();
+
  private:
   mapping() = default;
   std::string name_;
@@ -89,19 +108,47 @@ class mapping {
   std::byte* ring_ = nullptr;
   reader_area_header* reader_area_ = nullptr;
   reader_slot* slots_ = nullptr;
+  // A descriptor of the object, only to ask who holds its locks (F_OFD_GETLK), which any
+  // descriptor of the file can answer. Holds no lock itself.
+  int probe_fd_ = -1;
 };
+
+// Creates, sizes and initialises a new segment (validating name and options first) and returns
+// the description that holds the writer lock, taken before the object had a size: closing it
+// releases the lock, or writer::create keeps it as its writer lock. Nothing is left behind if
+// this throws.
+segment_file create_segment(std::string_view name, const create_options& options);
+// Removes the name if it still refers to `created` (a failed writer::create); never throws.
+void remove_if_same(const segment_file& created) noexcept;
 
 // Fills a fresh, zero-filled, correctly sized segment (creator only, before anyone can open it
 // successfully): descriptor, a new random history id, checkpoint 0; stores the magic last.
 void initialise_segment(std::byte* base, const create_options& options);
 
 // The held window [first_byte_offset, master_offset] as of a moment during the call; any
-// process, may be stale by the time it returns. See docs/design.md, "checkpoints".
-backlog_window read_window(std::string_view name, const segment_header& header,
-                           const geometry& geo);
+// process, may be stale by the time it returns. Validates what it reads (offsets aligned and
+// consistent with the write intent, the checkpoint inside its chunk) and throws corrupt_header
+// naming the field otherwise. See docs/design.md, "Checkpoints".
+backlog_window read_window(const mapping& m);
 
-// Copies the history block under its seqlock.
-history_state read_history(std::string_view name, const segment_header& header);
+// How long a reader waits for a live writer that holds a header seqlock odd before it gives up
+// with interrupted_update. A live writer holds it for microseconds.
+inline constexpr std::chrono::seconds seqlock_patience{1};
+
+// Copies the history block under its seqlock. Throws interrupted_update if a dead writer left
+// it half-written (or a live one holds it longer than seqlock_patience), corrupt_header if an
+// id is not 40 hex characters. Any process.
+history_state read_history(const mapping& m);
+
+// The history, the history epoch and the master offset of one moment: read together under the
+// history seqlock, inside which a starting writer changes all three (docs/design.md, "History
+// across restarts"). Where a reader synchronises. Any process.
+struct sync_point {
+  std::uint64_t epoch = 0;
+  history_state history;
+  std::uint64_t master_offset = 0;
+};
+sync_point read_sync_point(const mapping& m);
 
 // The newest snapshot the producer published (snapshot_block), copied under its seqlock.
 struct snapshot_announcement {
@@ -114,8 +161,35 @@ struct snapshot_announcement {
   history_id replid;
   std::string path;
 };
-snapshot_announcement read_snapshot_announcement(const segment_header& header);
+// Any process. Throws interrupted_update as read_history does.
+snapshot_announcement read_snapshot_announcement(const mapping& m);
 // Producer only (it holds the writer lock).
 void write_snapshot_announcement(segment_header& header, const snapshot_announcement& a);
+
+// Takeover only (the caller holds the writer lock, so nobody else is mid-update). Whether a
+// block was left odd by a process that died while changing it.
+bool history_left_odd(const segment_header& header) noexcept;
+bool snapshot_announcement_left_odd(const segment_header& header) noexcept;
+// Repairs a snapshot block left odd: whatever it announced is withdrawn (no reader loads a
+// file from a half-written announcement); the generation and the requests answered are kept,
+// each word being either its old or its new value, so neither goes back.
+void repair_snapshot_announcement(segment_header& header) noexcept;
+
+// A reader slot's position: which history it reads (the history epoch it synchronised at),
+// and the records it holds, [holds_from, offset). Written by the slot's reader under the
+// slot's move_seq when it moves; between moves only offset changes, forwards.
+struct slot_position {
+  std::uint64_t epoch = no_offset;
+  std::uint64_t holds_from = 0;
+  std::uint64_t offset = 0;
+};
+// Any process; one attempt, never waits: nullopt while the reader is moving (or died moving).
+std::optional<slot_position> read_slot_position(const reader_slot& s) noexcept;
+// The slot's reader only.
+void write_slot_position(reader_slot& s, const slot_position& p);
+
+// The value of a history id as the 8-byte words of a header block, and back.
+void store_history_id(std::atomic<std::uint64_t>* words, const history_id& id) noexcept;
+std::optional<history_id> load_history_id(const std::atomic<std::uint64_t>* words) noexcept;
 
 }  // namespace shmlog::detail

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,7 +11,9 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <vector>
 
+#include "fault.h"
 #include "shmlog/error.h"
 
 namespace shmlog::detail {
@@ -50,9 +53,94 @@ bool membarrier_register_global() noexcept {
   return ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
-void membarrier_global() noexcept {
-  if (kernel_has_global_expedited())
-    ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+bool membarrier_global() {
+  if (fault_injected(fault_point::membarrier)) return false;
+  return kernel_has_global_expedited() &&
+         ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+// --- fault injection (shm/fault.h) -----------------------------------------------------------
+
+namespace {
+std::atomic<fault_hook> installed_fault_hook{nullptr};
+}  // namespace
+
+void set_fault_hook(fault_hook hook) noexcept {
+  installed_fault_hook.store(hook, std::memory_order_release);
+}
+
+bool fault_injected(fault_point p) {
+  const fault_hook hook = installed_fault_hook.load(std::memory_order_acquire);
+  return hook != nullptr && hook(p);
+}
+
+std::string_view to_string(fault_point p) noexcept {
+  switch (p) {
+    case fault_point::history_change_half_done:
+      return "history_change_half_done";
+    case fault_point::snapshot_announcement_half_done:
+      return "snapshot_announcement_half_done";
+    case fault_point::segment_created:
+      return "segment_created";
+    case fault_point::membarrier:
+      return "membarrier";
+    case fault_point::slot_move_half_done:
+      return "slot_move_half_done";
+  }
+  return "unknown";
+}
+
+// --- role descriptors and fork() ---------------------------------------------------------------
+
+namespace {
+
+// A plain pthread mutex, not std::mutex: the fork handlers lock it before fork() and the
+// child re-initialises its copy, which std::mutex does not allow.
+pthread_mutex_t role_fds_mutex = PTHREAD_MUTEX_INITIALIZER;
+std::vector<int>* role_fds = nullptr;  // never freed: fork handlers may run at any time
+
+void lock_role_fds() noexcept {
+  pthread_mutex_lock(&role_fds_mutex);
+}
+void unlock_role_fds() noexcept {
+  pthread_mutex_unlock(&role_fds_mutex);
+}
+// In the child, before fork() returns there: only async-signal-safe calls.
+void drop_roles_in_child() noexcept {
+  if (role_fds != nullptr && !role_fds->empty()) {
+    const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    // dup3 onto the same number: the child's descriptor no longer refers to the segment (its
+    // reference to the locked description is gone), while the number stays taken, so that
+    // the role object's eventual close() closes /dev/null, not someone else's descriptor.
+    for (int fd : *role_fds)
+      if (null_fd >= 0) ::dup3(null_fd, fd, O_CLOEXEC);
+    if (null_fd >= 0) ::close(null_fd);
+  }
+  pthread_mutex_init(&role_fds_mutex, nullptr);
+}
+
+}  // namespace
+
+void register_role_fd(int fd) {
+  static const int installed = [] {
+    return pthread_atfork(lock_role_fds, unlock_role_fds, drop_roles_in_child);
+  }();
+  if (installed != 0) throw error(errc::system_error, errno_message("pthread_atfork", installed));
+  lock_role_fds();
+  try {
+    if (role_fds == nullptr) role_fds = new std::vector<int>();
+    role_fds->push_back(fd);
+  } catch (...) {
+    unlock_role_fds();
+    throw;
+  }
+  unlock_role_fds();
+}
+
+void unregister_role_fd(int fd) noexcept {
+  lock_role_fds();
+  if (role_fds != nullptr) std::erase(*role_fds, fd);
+  unlock_role_fds();
 }
 
 namespace {

@@ -51,6 +51,8 @@ std::string_view to_string(errc code) noexcept {
       return "bad_snapshot";
     case errc::snapshot_timeout:
       return "snapshot_timeout";
+    case errc::interrupted_update:
+      return "interrupted_update";
     case errc::system_error:
       return "system_error";
   }
@@ -125,21 +127,40 @@ void validate_create_options(const create_options& o) {
     bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
 
-void create(std::string_view name, const create_options& options) {
+namespace detail {
+
+segment_file create_segment(std::string_view name, const create_options& options) {
   validate_name(name);
   validate_create_options(options);
-  auto file = detail::segment_file::create(name, options.mode);
+  auto file = segment_file::create(name, options.mode);
   try {
     file.object().truncate(static_cast<boost::interprocess::offset_t>(
         segment_size_for(options.capacity, options.reader_slots)));
     boost::interprocess::mapped_region region(file.object(), boost::interprocess::read_write, 0,
                                               header_size);
-    detail::initialise_segment(static_cast<std::byte*>(region.get_address()), options);
+    initialise_segment(static_cast<std::byte*>(region.get_address()), options);
   } catch (...) {
     boost::interprocess::shared_memory_object::remove(std::string(name).c_str());
     throw;
   }
+  return file;
+}
+
+void remove_if_same(const segment_file& created) noexcept {
+  try {
+    const segment_file now = segment_file::open(created.name(), false);
+    if (now.same_object(created))
+      boost::interprocess::shared_memory_object::remove(created.name().c_str());
+  } catch (...) {
+    // Gone already, or no longer ours to remove.
+  }
+}
+
+}  // namespace detail
+
+void create(std::string_view name, const create_options& options) {
   // Closing the file releases the creator's hold on the writer lock.
+  detail::create_segment(name, options);
 }
 
 bool destroy(std::string_view name) {
@@ -176,12 +197,12 @@ log_info inspect(std::string_view name) {
   info.reader_slot_count = g.slot_count;
   info.creation_time_ns = h.descriptor.creation_time_ns;
   info.mode = file.mode();
-  info.history = detail::read_history(name, h);
-  info.window = detail::read_window(name, h, g);
+  info.history = detail::read_history(*m);
+  info.window = detail::read_window(*m);
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
 
   info.writer_pid = h.writer.pid.load(std::memory_order_acquire);
-  info.writer_alive = detail::is_byte_locked(file.fd(), writer_lock_byte);
+  info.writer_alive = m->writer_alive();
   info.writer_generation = h.writer.generation.load(std::memory_order_relaxed);
   info.writer_start_time_ns = h.writer.start_time_ns.load(std::memory_order_relaxed);
   info.recovered_torn_bytes = h.writer.recovered_torn_bytes.load(std::memory_order_relaxed);
@@ -196,7 +217,7 @@ log_info inspect(std::string_view name) {
   info.snapshot_requests = ra.snapshot_requests.load(std::memory_order_relaxed);
   info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
   info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
-  const detail::snapshot_announcement a = detail::read_snapshot_announcement(h);
+  const detail::snapshot_announcement a = detail::read_snapshot_announcement(*m);
   info.snapshot.generation = a.generation;
   info.snapshot.offset = a.offset;
   info.snapshot.bytes = a.bytes;
@@ -210,7 +231,7 @@ log_info inspect(std::string_view name) {
   for (std::uint32_t i = 0; i < g.slot_count; ++i) {
     const reader_slot& s = m->slot(i);
     const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
-    const bool alive = detail::is_byte_locked(file.fd(), reader_lock_byte(i));
+    const bool alive = m->reader_alive(i);
     if (!alive) {
       if (pid != 0) ++info.stale_slots;
       continue;

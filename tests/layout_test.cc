@@ -49,9 +49,21 @@ TEST(layout_rules, SizingRulesFollowCapacity) {
 
 TEST(layout_rules, ReaderAreaIsWholePages) {
   EXPECT_EQ(reader_area_size_for(1), 4096u);
-  EXPECT_EQ(reader_area_size_for(62), 4096u);  // 128 + 62 * 64 = 4096
-  EXPECT_EQ(reader_area_size_for(63), 8192u);
-  EXPECT_EQ(segment_size_for(4096, 64), 4096u + 4096u + 8192u);
+  EXPECT_EQ(reader_area_size_for(31), 4096u);  // 128 + 31 * 128 = 4096
+  EXPECT_EQ(reader_area_size_for(32), 8192u);
+  EXPECT_EQ(segment_size_for(4096, 64), 4096u + 4096u + 12288u);
+}
+
+// The record header's 32-bit length is the limit above 16 GiB, where a quarter of the ring
+// would no longer fit; every sizing field still fits its (64-bit) descriptor field.
+TEST(layout_rules, LargestPayloadIsAQuarterOfTheRingUpTo16GiBThen4GiBLess8) {
+  EXPECT_EQ(max_payload_for(std::uint64_t{1} << 34), (std::uint64_t{1} << 32) - 8);
+  EXPECT_EQ(max_payload_for(std::uint64_t{1} << 35), (std::uint64_t{1} << 32) - 8);
+  EXPECT_EQ(max_payload_for(max_capacity), (std::uint64_t{1} << 32) - 8);
+  EXPECT_EQ(max_frame_for(max_capacity), std::uint64_t{1} << 32);
+  EXPECT_EQ(intent_chunk_for(max_capacity), std::uint64_t{1} << 36);
+  // A padding record is shorter than the largest frame, so its length fits 32 bits too.
+  EXPECT_LE(max_frame_for(max_capacity) - record_header_size, std::uint64_t{0xFFFFFFFF});
 }
 
 TEST(layout_rules, LockBytesDoNotOverlap) {

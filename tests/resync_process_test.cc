@@ -128,8 +128,9 @@ class resync_processes : public ::testing::Test {
 
   // The newest snapshot the segment announces (the producer's seqlock-protected block).
   shmlog::detail::snapshot_announcement announcement() const {
-    const shmlog::test::raw_segment raw(log_.name());
-    return shmlog::detail::read_snapshot_announcement(raw.header());
+    auto file = shmlog::detail::segment_file::open(log_.name(), false);
+    const auto map = shmlog::detail::mapping::map(file, shmlog::detail::map_access::inspector);
+    return shmlog::detail::read_snapshot_announcement(*map);
   }
   // Counters of the reader area that inspect() does not show.
   std::uint64_t snapshot_requests() const {

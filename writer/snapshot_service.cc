@@ -34,7 +34,7 @@ snapshot_service::snapshot_service(writer& w, const state_machine& state, snapsh
   if (options_.file_mode == 0) options_.file_mode = inspect(w.name()).mode & 0666;
   // Requests made before this producer started count as pending unless the last snapshot
   // published (by an earlier producer) answered them.
-  served_ = detail::read_snapshot_announcement(w.shared_mapping()->header()).requests_served;
+  served_ = detail::read_snapshot_announcement(*w.shared_mapping()).requests_served;
   countdown_ = 1;  // look at once, at the first poll
 }
 
@@ -69,7 +69,7 @@ snapshot_info snapshot_service::snapshot_now() {
 }
 
 std::uint64_t snapshot_service::next_generation() const {
-  return detail::read_snapshot_announcement(writer_.shared_mapping()->header()).generation + 1;
+  return detail::read_snapshot_announcement(*writer_.shared_mapping()).generation + 1;
 }
 
 void snapshot_service::start(std::uint64_t requests) {

@@ -10,8 +10,11 @@
 #include <utility>
 
 #include "copy.h"
+#include "fault.h"
 #include "mapping.h"
 #include "os.h"
+#include "ring.h"
+#include "seqlock.h"
 #include "shmlog/error.h"
 
 namespace shmlog {
@@ -21,8 +24,8 @@ namespace detail {
 // moved without moving this. See docs/design.md, "The append path", for the argument.
 class writer_core {
  public:
-  writer_core(segment_file file, std::shared_ptr<mapping> map, const writer_options& options)
-      : file_(std::move(file)), map_(std::move(map)) {
+  writer_core(segment_file lock_file, std::shared_ptr<mapping> map, const writer_options& options)
+      : lock_(std::move(lock_file)), map_(std::move(map)), owner_pid_(::getpid()) {
     const geometry& g = map_->geo();
     segment_header& h = map_->writable_header();
     ring_ = map_->ring();
@@ -41,8 +44,11 @@ class writer_core {
   }
 
   ~writer_core() {
-    map_->writable_header().writer.open.store(0, std::memory_order_release);
-    // file_'s destructor closes the descriptor, which releases the writer lock.
+    // A fork()ed child's copy of this object holds no role (os.h, register_role_fd): only
+    // the process that took the role says it closed the log.
+    if (::getpid() == owner_pid_)
+      map_->writable_header().writer.open.store(0, std::memory_order_release);
+    // lock_'s destructor closes the descriptor, which releases the writer lock.
   }
 
   // --- the append path: writer thread only ----------------------------------------------
@@ -161,7 +167,7 @@ class writer_core {
   const takeover_info& takeover() const noexcept { return takeover_; }
   fence_mode fence() const noexcept { return fence_; }
   const std::shared_ptr<mapping>& shared_mapping() const noexcept { return map_; }
-  int lock_fd() const noexcept { return file_.fd(); }
+  int lock_fd() const noexcept { return lock_.fd(); }
 
   std::size_t wait_for_readers(std::size_t wanted, std::uint64_t offset,
                                std::chrono::nanoseconds timeout) const {
@@ -177,15 +183,22 @@ class writer_core {
     }
   }
 
-  // Live readers whose published offset is at or beyond `offset`. A slot's lock says whether
-  // its reader is alive (a dead reader's last offset stays in its slot).
+  // Live readers that hold the records of the current history up to `offset`: their slot
+  // names the current history epoch, their offset is at or beyond `offset`, and they hold the
+  // records before it (a replica whose state reflects the log from its start, or a reader that
+  // has read from before `offset`). A slot's lock says whether its reader is alive (a dead
+  // reader's last position stays in its slot); a slot in the middle of a move counts next time.
   std::size_t readers_at(std::uint64_t offset) const {
+    // acquire: pairs with change_history()'s release store of the epoch.
+    const std::uint64_t epoch = map_->header().history_epoch.load(std::memory_order_acquire);
     std::size_t n = 0;
     for (std::uint32_t i = 0; i < map_->geo().slot_count; ++i) {
       const reader_slot& slot = map_->slot(i);
       if (slot.pid.load(std::memory_order_acquire) == 0) continue;
-      if (slot.offset.load(std::memory_order_relaxed) < offset) continue;
-      if (is_byte_locked(file_.fd(), reader_lock_byte(i))) ++n;
+      const std::optional<slot_position> p = read_slot_position(slot);
+      if (!p || p->epoch != epoch || p->offset < offset) continue;
+      if (p->holds_from != 0 && p->holds_from >= offset) continue;
+      if (map_->reader_alive(i)) ++n;
     }
     return n;
   }
@@ -328,20 +341,52 @@ class writer_core {
 
   // Called once, holding the writer lock: continue where the last writer published, or start
   // the history the producer's state calls for (docs/design.md, "History across restarts").
+  // Trusts nothing the previous writer left (docs/design.md, "Takeover"): everything is checked
+  // and planned before the first store, so a refusal leaves the log as it was.
   void take_over(segment_header& h, const writer_options& options) {
     writer_block& wb = h.writer;
+    const std::uint64_t master = master_->load(std::memory_order_relaxed);
+    const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
+    check_offsets(master, intent);
     takeover_.previous_pid = wb.pid.load(std::memory_order_relaxed);
     takeover_.previous_crashed = wb.open.load(std::memory_order_relaxed) != 0;
-    takeover_.previous_master_offset = master_->load(std::memory_order_relaxed);
-    const history_state before = read_history(map_->name(), h);
-    const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-    takeover_.plan =
-        plan_writer_history(before, takeover_.previous_master_offset, options.state_replid,
-                            options.state_offset, intent > capacity_ ? intent - capacity_ : 0);
-    if (takeover_.plan.action != history_action::keep) change_history(h, before);
+    takeover_.previous_master_offset = master;
+
+    // 1. Plan. A history block a dead writer left half-written (or damaged) holds no history
+    // anyone can continue: start one that shares nothing, which sends every reader to a full
+    // resync, the one outcome that is right whatever the block said.
+    const std::optional<history_state> before = intact_history(h, master);
+    if (before) {
+      takeover_.plan =
+          plan_writer_history(*before, master, options.state_replid, options.state_offset,
+                              intent > capacity_ ? intent - capacity_ : 0);
+    } else {
+      takeover_.repaired_history = true;
+      takeover_.plan.action = history_action::restart;
+      takeover_.plan.master_offset = master;
+    }
+    // A branch continues the log from the state's offset: it must be a record start.
+    if (takeover_.plan.action == history_action::branch)
+      check_record_boundary(takeover_.plan.shared_up_to, master, intent);
+
+    // 2. Claim the role in the header before changing anything else, so that a reader finding
+    // a block half-written names this process.
+    wb.start_time_ns.store(realtime_ns(), std::memory_order_relaxed);
+    wb.generation.fetch_add(1, std::memory_order_relaxed);
+    wb.open.store(1, std::memory_order_relaxed);
+    wb.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
+
+    // 3. Repair and change. Nobody else can be mid-update: we hold the writer lock.
+    if (snapshot_announcement_left_odd(h)) {
+      repair_snapshot_announcement(h);
+      takeover_.repaired_snapshot_announcement = true;
+    }
+    if (takeover_.plan.action != history_action::keep)
+      change_history(h, before.value_or(history_state{}));
+
     const std::uint64_t published = master_->load(std::memory_order_relaxed);
     written_end_ = published;
-    intent_local_ = intent_->load(std::memory_order_relaxed);  // never moves back
+    intent_local_ = intent;  // never moves back
     takeover_.master_offset = published;
     takeover_.unpublished_bytes = intent_local_ > published ? intent_local_ - published : 0;
     next_checkpoint_ = ((published >> chunk_shift_) + 1) << chunk_shift_;
@@ -361,16 +406,95 @@ class writer_core {
     wb.fence.store(static_cast<std::uint32_t>(fence_), std::memory_order_relaxed);
     if (takeover_.previous_crashed)
       wb.recovered_torn_bytes.store(takeover_.unpublished_bytes, std::memory_order_relaxed);
-    wb.start_time_ns.store(realtime_ns(), std::memory_order_relaxed);
-    wb.generation.fetch_add(1, std::memory_order_relaxed);
-    wb.open.store(1, std::memory_order_relaxed);
-    wb.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
+  }
+
+  // What a sound writer leaves, whatever the moment it stopped: a chunk-aligned write intent
+  // below 2^63, an 8-aligned master offset at most a ring behind it, and for every chunk
+  // boundary the readers may look up (in the held window, up to the master offset) a checkpoint
+  // inside the boundary's first record. Anything else would make this writer write outside the
+  // ring or readers misread it: refuse, naming the field, before anything is changed.
+  void check_offsets(std::uint64_t master, std::uint64_t intent) const {
+    const auto refuse = [&](const std::string& what) {
+      throw error(errc::corrupt_header, "log '" + name() + "': corrupt header: " + what +
+                                            "; no writer can continue this log (destroy it and "
+                                            "create it again)");
+    };
+    if (intent >= max_log_offset || intent % chunk_ != 0)
+      refuse("write_intent " + std::to_string(intent) + " is not a multiple of the intent chunk (" +
+             std::to_string(chunk_) + ") below 2^63");
+    if (master % record_alignment != 0 || master > intent || intent - master > capacity_)
+      refuse("master_offset " + std::to_string(master) +
+             " is not an 8-aligned offset at most one ring (" + std::to_string(capacity_) +
+             " bytes) below write_intent " + std::to_string(intent));
+    const geometry& g = map_->geo();
+    const std::uint64_t oldest = intent > capacity_ ? intent - capacity_ : 0;
+    for (std::uint64_t b = oldest; b <= master; b += chunk_) {
+      const std::optional<std::uint64_t> at = checked_checkpoint(checkpoints_, b, g);
+      if (!at || *at > master)
+        refuse("the checkpoint of chunk boundary " + std::to_string(b) + " is " +
+               std::to_string(
+                   checkpoints_[(b / chunk_) % checkpoint_count].load(std::memory_order_relaxed)) +
+               ", not a record start between it and the master offset " + std::to_string(master));
+    }
+  }
+
+  // The history block as the last writer completed it, or nullopt if it is half-written (seq
+  // odd: that writer died changing it) or damaged (an id that is not hex, a shared prefix
+  // beyond the master offset). We hold the writer lock, so one look is enough.
+  std::optional<history_state> intact_history(const segment_header& h,
+                                              std::uint64_t master) const noexcept {
+    if (history_left_odd(h)) return std::nullopt;
+    std::optional<history_id> replid;
+    std::optional<history_id> replid2;
+    std::uint64_t second = 0;
+    if (!try_read_seqlocked(h.history.seq, [&] {
+          replid = load_history_id(h.history.replid);
+          replid2 = load_history_id(h.history.replid2);
+          second = h.history.second_repl_offset.load(std::memory_order_relaxed);
+        }))
+      return std::nullopt;
+    if (!replid || !replid2) return std::nullopt;
+    if (!replid2->is_none() && second > master) return std::nullopt;
+    return history_state{*replid, *replid2, replid2->is_none() ? no_offset : second};
+  }
+
+  // A branch that takes the master offset back to `target` must land on a record start of the
+  // log, or the next record would be written inside an old one: walk to it from the checkpoint
+  // of its chunk. A branch that cannot go back (the ring no longer holds target) can only be
+  // checked for alignment.
+  void check_record_boundary(std::uint64_t target, std::uint64_t master,
+                             std::uint64_t intent) const {
+    if (target % record_alignment != 0)
+      throw error(errc::not_a_record_boundary,
+                  "log '" + name() + "': writer_options::state_offset " + std::to_string(target) +
+                      " is not a multiple of 8, so it cannot start a record");
+    if (!takeover_.plan.rewinds) return;
+    const geometry& g = map_->geo();
+    const std::uint64_t oldest = intent > capacity_ ? intent - capacity_ : 0;
+    const std::uint64_t boundary = std::max(target & ~(chunk_ - 1), oldest);
+    // check_offsets() vouched for every checkpoint from oldest to master.
+    const std::uint64_t from =
+        boundary == 0
+            ? 0
+            : checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
+    const record_walk w = walk_records(ring_, g, std::min(from, target), target, master);
+    if (w.problem)
+      throw error(errc::corrupt_record, "log '" + name() + "': record at offset " +
+                                            std::to_string(w.position) +
+                                            " is corrupt: " + w.problem);
+    if (w.position != target)
+      throw error(errc::not_a_record_boundary,
+                  "log '" + name() + "': writer_options::state_offset " + std::to_string(target) +
+                      " does not start a record of the log (it falls inside the record at " +
+                      std::to_string(w.previous) + ", next record at " +
+                      std::to_string(w.position) + "): the producer's state is not a prefix of it");
   }
 
   // Writes the planned history under the history seqlock, bumps the epoch so that every
   // reader re-synchronises before it can take a byte of the new history for the old, and, for
-  // a branch, takes the master offset back to where the histories diverge. Holding the writer
-  // lock, before anything is appended.
+  // a branch, takes the master offset back to where the histories diverge: all three inside
+  // the seqlock, so that a reader synchronising (read_sync_point) sees them of one moment.
+  // Holding the writer lock, before anything is appended.
   void change_history(segment_header& h, const history_state& before) {
     const history_plan& plan = takeover_.plan;
     history_state after;
@@ -380,34 +504,28 @@ class writer_core {
       after.second_repl_offset = plan.shared_up_to;
     }
     history_block& hb = h.history;
-    const std::uint32_t seq = hb.seq.load(std::memory_order_relaxed);
-    hb.seq.store(seq + 1, std::memory_order_relaxed);     // odd: readers retry
-    std::atomic_thread_fence(std::memory_order_release);  // odd before the fields
+    seqlock_write change(hb.seq);
     store_history_id(hb.replid, after.replid);
+    fault_injected(fault_point::history_change_half_done);
     store_history_id(hb.replid2, after.replid2);
     hb.second_repl_offset.store(after.second_repl_offset, std::memory_order_relaxed);
-    hb.seq.store(seq + 2, std::memory_order_release);  // pairs with read_history's acquire
     // release, then a release fence: the new epoch is ordered before every byte written from
     // now on, as the write intent is (pairs with the readers' acquire fence before they load
     // history_epoch with write_intent).
     h.history_epoch.store(h.history_epoch.load(std::memory_order_relaxed) + 1,
                           std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
+    // After the epoch: a reader whose master load sees the rewound offset (acquire) sees the
+    // new epoch too, and reports history_changed rather than a record beyond the master.
     if (plan.action == history_action::branch && plan.rewinds)
       master_->store(plan.shared_up_to, std::memory_order_release);
+    change.finish();
     takeover_.new_history = after;
   }
 
-  static void store_history_id(std::atomic<std::uint64_t>* words, const history_id& id) {
-    for (std::size_t w = 0; w < history_id_size / 8; ++w) {
-      std::uint64_t v = 0;
-      std::memcpy(&v, id.view().data() + 8 * w, 8);
-      words[w].store(v, std::memory_order_relaxed);
-    }
-  }
-
-  segment_file file_;  // holds the writer lock for as long as this object lives; never mapped
+  role_file lock_;  // holds the writer lock for as long as this object lives; never mapped
   std::shared_ptr<mapping> map_;
+  pid_t owner_pid_;  // the process that took the role
 
   // Hot state, private to the writer thread.
   std::byte* ring_ = nullptr;
@@ -454,6 +572,24 @@ namespace {
 }  // namespace
 }  // namespace detail
 
+namespace detail {
+namespace {
+
+// Maps a second description of the object the lock file holds the writer lock on (the lock's
+// description is never mapped: docs/design.md, "The writer lock").
+writer open_locked(segment_file lock_file, const writer_options& options) {
+  auto mapped_file = segment_file::open(lock_file.name(), true);
+  if (!mapped_file.same_object(lock_file))
+    throw error(errc::not_found, "log '" + lock_file.name() +
+                                     "' was destroyed and created again while being "
+                                     "opened; open it again");
+  auto map = mapping::map(mapped_file, map_access::writer);
+  return make_writer(std::make_unique<writer_core>(std::move(lock_file), std::move(map), options));
+}
+
+}  // namespace
+}  // namespace detail
+
 writer writer::open(std::string_view name, const writer_options& options) {
   // The writer lock lives on an open file description that is never mapped. A lock is released
   // only when the last reference to its description goes, and a mapping is such a reference:
@@ -463,22 +599,28 @@ writer writer::open(std::string_view name, const writer_options& options) {
   auto lock_file = detail::segment_file::open(name, true);
   if (!detail::try_lock_byte(lock_file.fd(), writer_lock_byte))
     detail::throw_writer_exists(lock_file);
-  auto mapped_file = detail::segment_file::open(name, true);
-  if (!mapped_file.same_object(lock_file))
-    throw error(errc::not_found, "log '" + std::string(name) +
-                                     "' was destroyed and created again while being "
-                                     "opened; open it again");
-  auto map = detail::mapping::map(mapped_file, detail::map_access::writer);
-  return writer(
-      std::make_unique<detail::writer_core>(std::move(lock_file), std::move(map), options));
+  return detail::open_locked(std::move(lock_file), options);
 }
 
 writer writer::create(std::string_view name, const create_options& options,
                       const writer_options& writer_opts) {
-  shmlog::create(name, options);
-  // Between create() closing the object and this open, another writer could take the role;
-  // then open() reports it, naming its pid, as it would for any existing log.
-  return open(name, writer_opts);
+  // The creator holds the writer lock from before the object has a size, and keeps it as this
+  // writer's lock: no other process can take the role in between.
+  auto lock_file = detail::create_segment(name, options);
+  const detail::segment_file created = detail::segment_file::open(name, false);
+  try {
+    detail::fault_injected(detail::fault_point::segment_created);
+    return detail::open_locked(std::move(lock_file), writer_opts);
+  } catch (...) {
+    // A failed creation leaves nothing behind (unless someone destroyed and re-created the
+    // name in between: that object is not ours to remove).
+    detail::remove_if_same(created);
+    throw;
+  }
+}
+
+writer detail::make_writer(std::unique_ptr<detail::writer_core> core) {
+  return writer(std::move(core));
 }
 
 int detail::writer_lock_fd(const writer& w) noexcept {
@@ -529,7 +671,7 @@ fence_mode writer::fence() const noexcept {
   return core_->fence();
 }
 history_state writer::history() const {
-  return detail::read_history(name(), core_->shared_mapping()->header());
+  return detail::read_history(*core_->shared_mapping());
 }
 std::shared_ptr<detail::mapping> writer::shared_mapping() const noexcept {
   return core_->shared_mapping();

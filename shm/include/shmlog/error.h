@@ -30,7 +30,10 @@ enum class errc {
   no_free_reader_slot,    // every reader slot is held by a live reader
   bad_snapshot,           // a snapshot file is truncated, corrupt, of another history or version
   snapshot_timeout,       // the producer did not answer a snapshot request in time
-  system_error,           // an operating-system call failed; the message has errno's text
+  // A header block (history, snapshot announcement) was left half-written by a writer that
+  // died while changing it (the next writer repairs it), or is held half-written for too long.
+  interrupted_update,
+  system_error,  // an operating-system call failed; the message has errno's text
 };
 
 std::string_view to_string(errc code) noexcept;

@@ -101,11 +101,26 @@ inline constexpr std::uint32_t checkpoint_count = 2 * intent_chunks_per_ring;
 constexpr std::uint64_t intent_chunk_for(std::uint64_t capacity) noexcept {
   return capacity / intent_chunks_per_ring;
 }
+// The length field of a record header is 32 bits, so no payload exceeds this (8-aligned, so
+// that a frame of the largest payload is exactly 4 GiB and a padding length always fits too).
+inline constexpr std::uint64_t max_record_payload = 0xFFFF'FFF8;
 // A record's frame may take at most a quarter of the ring, so a reader always has at least
-// three records' worth of ring to read one before the writer can come round to it.
+// three records' worth of ring to read one before the writer can come round to it; on rings
+// above 16 GiB the 32-bit length field is the tighter limit.
 constexpr std::uint64_t max_payload_for(std::uint64_t capacity) noexcept {
-  return capacity / 4 - record_header_size;
+  const std::uint64_t quarter = capacity / 4 - record_header_size;
+  return quarter < max_record_payload ? quarter : max_record_payload;
 }
+// The largest frame a sound writer writes, padding included: a record needs padding only when
+// its frame does not fit before the ring's end, so padding is always shorter than this.
+constexpr std::uint64_t max_frame_for(std::uint64_t capacity) noexcept {
+  return record_frame_size(max_payload_for(capacity));
+}
+
+// Offsets stay below 2^63 (about 29 years at 10 GB/s), so that offset + capacity and every
+// other sum of an offset and a ring length fits in 64 bits. A writer refuses to take over a log
+// whose offsets are beyond it.
+inline constexpr std::uint64_t max_log_offset = std::uint64_t{1} << 63;
 
 // ---------------------------------------------------------------------------------------------
 // Segment header: the first header_size bytes of the segment. Only the writer (or the creator)
@@ -113,7 +128,9 @@ constexpr std::uint64_t max_payload_for(std::uint64_t capacity) noexcept {
 
 inline constexpr std::size_t cache_line_size = 64;
 inline constexpr std::uint64_t segment_magic = 0x0000474F4C4D4853;  // "SHMLOG\0\0" little-endian
-inline constexpr std::uint32_t layout_version = 1;
+// 2: 64-bit intent_chunk and max_payload (capacities above 16 GiB), a two-line descriptor, and
+// two-line reader slots that say which history and which records a reader holds.
+inline constexpr std::uint32_t layout_version = 2;
 inline constexpr std::uint32_t header_size = 4096;
 inline constexpr std::size_t history_id_size = 40;  // hex characters, like a Redis replid
 inline constexpr std::uint64_t no_offset = ~std::uint64_t{0};
@@ -135,16 +152,19 @@ struct alignas(cache_line_size) segment_descriptor {
   std::uint64_t reader_area_offset;  // header_size + capacity
   std::uint32_t reader_area_size;    // bytes, a multiple of the page size
   std::uint32_t reader_slot_count;
-  std::uint32_t intent_chunk;      // capacity / 16 (the field keeps old segments readable)
-  std::uint32_t max_payload;       // capacity / 4 - record_header_size
+  std::uint64_t intent_chunk;      // capacity / 16
+  std::uint64_t max_payload;       // max_payload_for(capacity)
   std::uint64_t creation_time_ns;  // CLOCK_REALTIME
   std::uint32_t writer_fence;      // the fence_mode every writer of this log uses
-  std::uint32_t descriptor_crc;    // CRC-32C of bytes 8 .. 59 (after the magic, before this)
+  std::uint8_t reserved[56];       // zero
+  std::uint32_t descriptor_crc;    // CRC-32C of bytes 8 .. 123 (after the magic, before this)
 };
 
 // The history of the log, like a Redis master's replid / replid2 / second_replid_offset.
 // Changed only while a starting writer holds the writer lock; seq is odd during a change, so
-// a reader copies the block, re-reads seq and retries if it changed (a seqlock).
+// a reader copies the block, re-reads seq and retries if it changed (a seqlock, shm/seqlock.h).
+// The change also bumps history_epoch and may take master_offset back, both inside the odd
+// window, so that a reader sees the history, the epoch and the master offset of one moment.
 struct alignas(cache_line_size) history_block {
   std::atomic<std::uint32_t> seq;
   std::uint32_t reserved;
@@ -167,7 +187,8 @@ struct alignas(cache_line_size) writer_block {
 inline constexpr std::size_t snapshot_path_size = 256;
 
 // The newest snapshot file: written by the producer when it publishes one, under a seqlock
-// (seq odd while it changes). Readers that need a full resync read it, and load the file.
+// (seq odd while it changes; a block a dead producer left odd is repaired by the next writer).
+// Readers that need a full resync read it, and load the file.
 struct alignas(cache_line_size) snapshot_block {
   std::atomic<std::uint32_t> seq;
   std::uint32_t reserved;
@@ -194,8 +215,9 @@ struct segment_header {
   // written. Readers load it after copying a record to see whether the writer came round.
   alignas(cache_line_size) std::atomic<std::uint64_t> write_intent;
   // Bumped (release, then a release fence) by a starting writer that changes the history,
-  // before it writes any byte of the new one. On the intent's line, so the readers' check after
-  // every record loads both at the cost of one: a changed epoch means "resync".
+  // inside the history seqlock and before it writes any byte of the new one. On the intent's line,
+  // so the readers' check after every record loads both at the cost of one: a changed epoch means
+  // "resync".
   std::atomic<std::uint64_t> history_epoch;
 
   // Bumped by the writer when it wakes sleeping readers; they futex-wait on it.
@@ -210,22 +232,22 @@ struct segment_header {
   snapshot_block snapshot;
 };
 
-static_assert(sizeof(segment_descriptor) == 1 * cache_line_size);
+static_assert(sizeof(segment_descriptor) == 2 * cache_line_size);
 static_assert(sizeof(history_block) == 2 * cache_line_size);
 static_assert(sizeof(writer_block) == 1 * cache_line_size);
 static_assert(offsetof(segment_header, descriptor) == 0 * cache_line_size);
-static_assert(offsetof(segment_header, history) == 1 * cache_line_size);
-static_assert(offsetof(segment_header, writer) == 3 * cache_line_size);
-static_assert(offsetof(segment_header, master_offset) == 4 * cache_line_size);
-static_assert(offsetof(segment_header, write_intent) == 5 * cache_line_size);
-static_assert(offsetof(segment_header, wake_seq) == 6 * cache_line_size);
-static_assert(offsetof(segment_header, history_epoch) == 5 * cache_line_size + 8);
-static_assert(offsetof(segment_header, checkpoints) == 7 * cache_line_size);
-static_assert(offsetof(segment_header, snapshot) == 11 * cache_line_size);
+static_assert(offsetof(segment_header, history) == 2 * cache_line_size);
+static_assert(offsetof(segment_header, writer) == 4 * cache_line_size);
+static_assert(offsetof(segment_header, master_offset) == 5 * cache_line_size);
+static_assert(offsetof(segment_header, write_intent) == 6 * cache_line_size);
+static_assert(offsetof(segment_header, history_epoch) == 6 * cache_line_size + 8);
+static_assert(offsetof(segment_header, wake_seq) == 7 * cache_line_size);
+static_assert(offsetof(segment_header, checkpoints) == 8 * cache_line_size);
+static_assert(offsetof(segment_header, snapshot) == 12 * cache_line_size);
 static_assert(sizeof(snapshot_block) == 6 * cache_line_size);
 static_assert(offsetof(snapshot_block, replid) == 56);
 static_assert(offsetof(snapshot_block, path) == 96);
-static_assert(sizeof(segment_header) == 17 * cache_line_size);
+static_assert(sizeof(segment_header) == 18 * cache_line_size);
 static_assert(sizeof(segment_header) <= header_size);
 static_assert(offsetof(segment_descriptor, layout_version) == 8);
 static_assert(offsetof(segment_descriptor, header_size) == 12);
@@ -234,10 +256,10 @@ static_assert(offsetof(segment_descriptor, reader_area_offset) == 24);
 static_assert(offsetof(segment_descriptor, reader_area_size) == 32);
 static_assert(offsetof(segment_descriptor, reader_slot_count) == 36);
 static_assert(offsetof(segment_descriptor, intent_chunk) == 40);
-static_assert(offsetof(segment_descriptor, max_payload) == 44);
-static_assert(offsetof(segment_descriptor, creation_time_ns) == 48);
-static_assert(offsetof(segment_descriptor, writer_fence) == 56);
-static_assert(offsetof(segment_descriptor, descriptor_crc) == 60);
+static_assert(offsetof(segment_descriptor, max_payload) == 48);
+static_assert(offsetof(segment_descriptor, creation_time_ns) == 56);
+static_assert(offsetof(segment_descriptor, writer_fence) == 64);
+static_assert(offsetof(segment_descriptor, descriptor_crc) == 124);
 static_assert(offsetof(history_block, replid) == 8);
 static_assert(offsetof(history_block, replid2) == 8 + history_id_size);
 static_assert(offsetof(history_block, second_repl_offset) == 8 + 2 * history_id_size);
@@ -281,31 +303,45 @@ enum class reader_state : std::uint32_t {
   sleeping = 4,  // in futex_wait
 };
 
-// One per attached reader, on its own cache line; owned by the reader holding the slot's lock
-// (see docs/design.md, "reader slots"). Other processes only read it.
+// One per attached reader, on two cache lines of its own; owned by the reader holding the
+// slot's lock (see docs/design.md, "Reader slots"). Other processes only read it. The first
+// line is what the reader updates as it reads, the second what it writes when it attaches.
 struct alignas(cache_line_size) reader_slot {
-  std::atomic<std::uint32_t> pid;
-  std::atomic<std::uint32_t> state;           // a reader_state
-  std::atomic<std::uint64_t> offset;          // next byte this reader will read
-  std::atomic<std::uint64_t> heartbeat_ns;    // CLOCK_MONOTONIC of its last poll or wait step
+  std::atomic<std::uint64_t> offset;  // next byte this reader will read
+  std::atomic<std::uint32_t> state;   // a reader_state
+  // Seqlock over a move (epoch, holds_from, offset together): odd while the reader moves. In
+  // between moves only offset changes, and only forwards.
+  std::atomic<std::uint32_t> move_seq;
+  std::atomic<std::uint64_t> epoch;  // history_epoch of the history it reads; no_offset: none
+  // The reader holds (has been given, or was loaded with) every record of that history from
+  // here up to offset; 0 for a replica whose state reflects the log from its first byte.
+  std::atomic<std::uint64_t> holds_from;
+  std::atomic<std::uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of its last poll or wait step
+  std::atomic<std::uint64_t> records;       // records delivered to it
+  std::atomic<std::uint64_t> lapped;        // times this reader found its data overwritten
+  std::uint64_t reserved0;
+
+  alignas(cache_line_size) std::atomic<std::uint32_t> pid;
+  std::uint32_t reserved1;
   std::atomic<std::uint64_t> attach_time_ns;  // CLOCK_REALTIME
-  std::atomic<std::uint64_t> lapped;          // times this reader found its data overwritten
-  std::atomic<std::uint64_t> records;         // records delivered to it
   char label[16];                             // free text, NUL-padded
+  std::uint8_t reserved2[32];
 };
 
 static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
 static_assert(offsetof(reader_area_header, sync_full) == cache_line_size);
-static_assert(sizeof(reader_slot) == cache_line_size);
-static_assert(offsetof(reader_area_header, lapped_total) == cache_line_size + 24);
-static_assert(offsetof(reader_area_header, snapshot_requests) == cache_line_size + 32);
-static_assert(offsetof(reader_area_header, backlog_too_small) == cache_line_size + 40);
-static_assert(offsetof(reader_slot, offset) == 8);
-static_assert(offsetof(reader_slot, heartbeat_ns) == 16);
-static_assert(offsetof(reader_slot, attach_time_ns) == 24);
-static_assert(offsetof(reader_slot, lapped) == 32);
+static_assert(sizeof(reader_slot) == 2 * cache_line_size);
+static_assert(offsetof(reader_slot, offset) == 0);
+static_assert(offsetof(reader_slot, state) == 8);
+static_assert(offsetof(reader_slot, move_seq) == 12);
+static_assert(offsetof(reader_slot, epoch) == 16);
+static_assert(offsetof(reader_slot, holds_from) == 24);
+static_assert(offsetof(reader_slot, heartbeat_ns) == 32);
 static_assert(offsetof(reader_slot, records) == 40);
-static_assert(offsetof(reader_slot, label) == 48);
+static_assert(offsetof(reader_slot, lapped) == 48);
+static_assert(offsetof(reader_slot, pid) == cache_line_size);
+static_assert(offsetof(reader_slot, attach_time_ns) == cache_line_size + 8);
+static_assert(offsetof(reader_slot, label) == cache_line_size + 16);
 
 inline constexpr std::uint64_t page_size = 4096;
 

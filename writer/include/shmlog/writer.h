@@ -33,6 +33,7 @@ class mapping;
 // The descriptor holding the writer lock: a child forked to save a snapshot closes its copy,
 // so that the lock dies with the writer process, not with the child.
 int writer_lock_fd(const writer& w) noexcept;
+writer make_writer(std::unique_ptr<writer_core> core);
 }  // namespace detail
 
 // One record of a batch.
@@ -60,6 +61,11 @@ struct takeover_info {
   std::uint64_t previous_master_offset = 0;  // before any history change
   history_plan plan;                         // keep, branch (the master went back) or restart
   history_state new_history;                 // the history written, unless the plan was keep
+  // The previous writer died while changing the history block: its history was unknown, so
+  // the plan is a restart (every reader full-resyncs). docs/design.md, "Takeover".
+  bool repaired_history = false;
+  // The previous producer died while announcing a snapshot: the announcement was withdrawn.
+  bool repaired_snapshot_announcement = false;
 };
 
 class claimed_record;
@@ -100,17 +106,19 @@ class writer {
   // Writer thread only (the writer's own view; it is always current).
   std::uint64_t master_offset() const noexcept;
   std::uint64_t capacity() const noexcept;
-  std::uint64_t max_payload() const noexcept;  // capacity / 4 - 8
+  std::uint64_t max_payload() const noexcept;  // capacity / 4 - 8, at most 4 GiB - 8
   const std::string& name() const noexcept;
   const takeover_info& takeover() const noexcept;
   fence_mode fence() const noexcept;
   history_state history() const;
 
   // Any thread, never on the append path (like Redis WAIT): waits until at least `readers`
-  // live readers have consumed every record before `offset` (their published offset is at or
-  // beyond it), or `timeout` passes. Returns how many had when it returned. A reader publishes
-  // its offset when it comes back for the next record, so "consumed" means "handed over, and
-  // the reader asked for more".
+  // live readers hold the records of the current history up to `offset`, or `timeout` passes.
+  // Returns how many did when it returned. A reader holds a record once it has been handed
+  // over and the reader asked for the next one; it holds the records before its start only if
+  // it was given them otherwise (reader::continue_after_load, or a resync() from a state). A
+  // reader of an older history (before a writer restart changed it) does not count until it
+  // resynchronised.
   std::size_t wait_for_readers(std::size_t readers, std::uint64_t offset,
                                std::chrono::nanoseconds timeout) const;
 
@@ -119,6 +127,7 @@ class writer {
 
  private:
   friend int detail::writer_lock_fd(const writer& w) noexcept;
+  friend writer detail::make_writer(std::unique_ptr<detail::writer_core> core);
   explicit writer(std::unique_ptr<detail::writer_core> core);
   std::unique_ptr<detail::writer_core> core_;
 };
