@@ -12,6 +12,9 @@ namespace shmlog::detail {
 enum class fault_point {
   // writer::open: the history block's seq is odd and the new ids are half written.
   history_change_half_done,
+  // writer::open: the history block is written and the epoch bumped; the master offset is not
+  // yet taken back (a branch), and seq is still odd.
+  history_change_epoch_bumped,
   // snapshot publication: the snapshot block's seq is odd and its fields are half written.
   snapshot_announcement_half_done,
   // writer::create: the segment is initialised, the writer is not yet open.
@@ -20,6 +23,8 @@ enum class fault_point {
   membarrier,
   // reader slot move: move_seq is odd, the position fields half written.
   slot_move_half_done,
+  // A process reading a header seqlock found it odd (or changed) and is about to retry.
+  seqlock_read_retry,
 };
 
 // The hook returns true to make a failing point (membarrier) fail; it may also not return

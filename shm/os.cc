@@ -78,6 +78,8 @@ std::string_view to_string(fault_point p) noexcept {
   switch (p) {
     case fault_point::history_change_half_done:
       return "history_change_half_done";
+    case fault_point::history_change_epoch_bumped:
+      return "history_change_epoch_bumped";
     case fault_point::snapshot_announcement_half_done:
       return "snapshot_announcement_half_done";
     case fault_point::segment_created:
@@ -86,6 +88,8 @@ std::string_view to_string(fault_point p) noexcept {
       return "membarrier";
     case fault_point::slot_move_half_done:
       return "slot_move_half_done";
+    case fault_point::seqlock_read_retry:
+      return "seqlock_read_retry";
   }
   return "unknown";
 }

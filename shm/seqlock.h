@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <thread>
 
+#include "fault.h"
+
 namespace shmlog::detail {
 
 // Owner only (the one process allowed to change the block). Begins a write in the constructor;
@@ -89,6 +91,7 @@ seqlock_read_result read_seqlocked(const std::atomic<std::uint32_t>& seq, Copy&&
     const auto now = std::chrono::steady_clock::now();
     if (attempt == 0) give_up = now + patience;
     if (now >= give_up) return r;
+    fault_injected(fault_point::seqlock_read_retry);
     std::this_thread::yield();
   }
 }

@@ -515,6 +515,7 @@ class writer_core {
     h.history_epoch.store(h.history_epoch.load(std::memory_order_relaxed) + 1,
                           std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
+    fault_injected(fault_point::history_change_epoch_bumped);
     // After the epoch: a reader whose master load sees the rewound offset (acquire) sees the
     // new epoch too, and reports history_changed rather than a record beyond the master.
     if (plan.action == history_action::branch && plan.rewinds)

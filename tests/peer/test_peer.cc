@@ -14,10 +14,11 @@
 //     BYTES <= capacity / 2 no reader can be lapped (the write intent runs at most capacity / 16
 //     ahead). --hold: after the result, waits for stdin to close. --ping-pong: see ping_pong.
 //
-//   hold-writer NAME [--start-seq S] [--max-payload B]
-//       ready pid=P previous_pid=Q crashed=0|1 master=M
+//   hold-writer NAME [--start-seq S] [--max-payload B] [--fork-child]
+//       ready pid=P previous_pid=Q crashed=0|1 master=M [child=C]
 //     Holds the writer role until stdin closes. Each stdin line "append K" appends K records and
-//     answers "appended last_seq=L master=M".
+//     answers "appended last_seq=L master=M". --fork-child: first fork()s a plain child (no
+//     exec) that lives until stdin closes, to show that it does not inherit the role.
 //
 //   reader NAME [--from oldest|latest] [--wait spin|yield|sleep|adaptive] [--on-lap resume|fail]
 //               [--first-seq S] [--view] [--slow K] [--report-at SEQ] [--deadline-ms D]
@@ -33,9 +34,9 @@
 //     --slow K verifies each record K more times, to fall behind by honest work. When caught up
 //     it waits T ms at a time (default 100) per its wait mode.
 //
-//   hold-reader NAME
-//       ready slot=I pid=P
-//     Holds a reader slot until stdin closes.
+//   hold-reader NAME [--fork-child]
+//       ready slot=I pid=P [child=C]
+//     Holds a reader slot until stdin closes. --fork-child: as for hold-writer.
 //
 //   waiter NAME --wait sleep|adaptive [--rounds R] [--timeout-ms T]
 //       ready slot=I pid=P
@@ -64,6 +65,7 @@
 //                         -> blocking bytes=B. With orphan, a fork-mode child does not die
 //                         with the producer, and finishes the file on SIGUSR1.
 //       stats             -> stats published=N in_progress=0|1 master=M
+//       wait N OFFSET MS  writer::wait_for_readers(N, OFFSET, MS) -> waited readers=K
 //       state             -> state items=N checksum=C master=M replid=R replid2=R2 second=S
 //     At EOF: result published=N master=M items=N checksum=C.
 //
@@ -81,6 +83,10 @@
 //       hold     stops reading the log -> held offset=O;  go -> going offset=O
 //       state    -> state ... (as for sync, without moving)
 //     At EOF: result ... (the fields of state).
+//
+// Fault injection, for any role (shm/fault.h), before the role's own options:
+//   --fault-kill POINT    raise(SIGKILL) when the library reaches POINT: a real kill -9 there
+//   --fault-pause POINT   at POINT, print "paused at=POINT" and wait for a line "resume" on stdin
 //
 // Any role that cannot open or attach prints "error code=<errc> message=<what>" and exits 3.
 // Exit codes: 0 success, 2 bad usage, 3 open/attach failed, 4 a verification failed, 5 a
@@ -113,6 +119,7 @@
 #include <utility>
 #include <vector>
 
+#include "fault.h"
 #include "shmlog/shmlog.h"
 #include "test_state.h"
 #include "test_util.h"
@@ -389,15 +396,30 @@ int run_writer(const std::string& name, int argc, char** argv) {
   return exit_ok;
 }
 
+// A plain fork() (no exec) of a process holding a role, as a daemon forking a helper does: the
+// child lives until stdin closes (the test closes it when it is done) and does nothing else.
+// Returns the child's pid as " child=C" for the ready line.
+std::string fork_idle_child() {
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    char c;
+    while (::read(STDIN_FILENO, &c, 1) > 0) {
+    }
+    ::_exit(0);
+  }
+  return " child=" + num(static_cast<std::uint64_t>(child));
+}
+
 int run_hold_writer(const std::string& name, int argc, char** argv) {
-  const arguments a(argc, argv, {}, {"--start-seq", "--max-payload"});
+  const arguments a(argc, argv, {"--fork-child"}, {"--start-seq", "--max-payload"});
   std::optional<shmlog::writer> opened = open_or_say(name);
   if (!opened) return exit_open_failed;
   shmlog::writer& w = *opened;
   const std::size_t max_payload =
       std::min<std::uint64_t>(a.number("--max-payload", 256), w.max_payload());
   std::uint64_t seq = a.number("--start-seq", 0);
-  say(ready_line(w));
+  say(ready_line(w) + (a.flag("--fork-child") ? fork_idle_child() : std::string()));
   std::string line;
   while (std::getline(std::cin, line)) {
     const std::string command = "append ";
@@ -578,9 +600,13 @@ int run_reader(const std::string& name, int argc, char** argv) {
 }
 
 int run_hold_reader(const std::string& name, int argc, char** argv) {
-  const arguments a(argc, argv, {}, {});
+  const arguments a(argc, argv, {"--fork-child"}, {});
   std::optional<shmlog::reader> attached = attach_or_say(name, {.label = "peer-hold"});
   if (!attached) return exit_open_failed;
+  if (a.flag("--fork-child")) {
+    const std::string child = fork_idle_child();
+    say("forked" + child);
+  }
   wait_for_stdin_eof();
   return exit_ok;
 }
@@ -898,6 +924,12 @@ int run_producer(const std::string& name, int argc, char** argv) {
       state.block_after = argument(*line, 1, 0);
       state.orphan = line->find(" orphan") != std::string::npos;
       say("blocking bytes=" + num(*state.block_after));
+    } else if (command == "wait") {
+      const std::size_t readers = argument(*line, 1, 0);
+      const std::uint64_t offset = argument(*line, 2, 0);
+      const std::uint64_t ms = argument(*line, 3, 0);
+      say("waited readers=" +
+          num(w.wait_for_readers(readers, offset, std::chrono::milliseconds(ms))));
     } else if (command == "stats") {
       say("stats published=" + num(service.published()) + " in_progress=" +
           (service.in_progress() ? "1" : "0") + " master=" + num(w.master_offset()));
@@ -1016,6 +1048,56 @@ int run_replica(const std::string& name, int argc, char** argv) {
   return exit_ok;
 }
 
+// --fault-kill / --fault-pause: the point, and what to do there.
+std::optional<shmlog::detail::fault_point> kill_at;
+std::optional<shmlog::detail::fault_point> pause_at;
+
+shmlog::detail::fault_point parse_fault_point(const std::string& s) {
+  using shmlog::detail::fault_point;
+  for (fault_point p :
+       {fault_point::history_change_half_done, fault_point::history_change_epoch_bumped,
+        fault_point::snapshot_announcement_half_done, fault_point::segment_created,
+        fault_point::membarrier, fault_point::slot_move_half_done,
+        fault_point::seqlock_read_retry})
+    if (shmlog::detail::to_string(p) == s) return p;
+  throw usage_error("unknown fault point " + s);
+}
+
+bool on_fault_point(shmlog::detail::fault_point p) {
+  if (kill_at == p) ::raise(SIGKILL);
+  if (pause_at == p) {
+    pause_at.reset();  // once
+    say("paused at=" + std::string(shmlog::detail::to_string(p)));
+    // Unbuffered, byte by byte: the role reads the rest of stdin after this returns.
+    std::string line;
+    char c;
+    while (::read(STDIN_FILENO, &c, 1) == 1) {
+      if (c != '\n') {
+        line += c;
+        continue;
+      }
+      if (line == "resume") break;
+      line.clear();
+    }
+  }
+  return false;
+}
+
+// Removes the fault options from argv and installs the hook they ask for.
+std::vector<char*> take_fault_options(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--fault-kill" || arg == "--fault-pause") && i + 1 < argc) {
+      (arg == "--fault-kill" ? kill_at : pause_at) = parse_fault_point(argv[++i]);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (kill_at || pause_at) shmlog::detail::set_fault_hook(on_fault_point);
+  return rest;
+}
+
 int run(int argc, char** argv) {
   if (argc < 3) throw usage_error("usage: shmlog_test_peer ROLE NAME [options]");
   const std::string role = argv[1];
@@ -1039,7 +1121,8 @@ int main(int argc, char** argv) {
     if (std::to_string(::getppid()) != parent) return exit_deadline;  // the parent is gone
   }
   try {
-    return run(argc, argv);
+    std::vector<char*> args = take_fault_options(argc, argv);
+    return run(static_cast<int>(args.size()), args.data());
   } catch (const usage_error& e) {
     say(std::string("error code=usage message=") + e.what());
     return exit_usage;
