@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "peer_check.h"
 #include "shmlog/shmlog.h"
 #include "test_util.h"
 
@@ -56,14 +59,20 @@ std::vector<std::string> split_lines(const std::string& s) {
   return lines;
 }
 
+// at_once: the child runs the tool at once. on_release: it waits until release(), so that the
+// test can act on the child's pid before the tool starts (bind a name derived from it, say).
+enum class start_mode { at_once, on_release };
+
 // One run of the tool. stdin, stdout and stderr are pipes owned by this object.
 class cli_process {
  public:
-  explicit cli_process(std::vector<std::string> args, std::optional<uid_t> run_as = {}) {
+  explicit cli_process(std::vector<std::string> args, std::optional<uid_t> run_as = {},
+                       start_mode start = start_mode::at_once) {
     ::signal(SIGPIPE, SIG_IGN);  // a child that exits early must not kill the test
-    int in[2], out[2], err[2];
+    int in[2], out[2], err[2], gate[2] = {-1, -1};
     // O_CLOEXEC: no other child may inherit these ends (a leaked stdin would never see EOF).
-    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC) ||
+        (start == start_mode::on_release && ::pipe2(gate, O_CLOEXEC)))
       throw std::runtime_error("pipe2 failed");
     args.insert(args.begin(), SHMLOG_CLI);
     std::vector<char*> argv;
@@ -79,15 +88,35 @@ class cli_process {
       if (run_as &&
           (::setgroups(0, nullptr) != 0 || ::setgid(*run_as) != 0 || ::setuid(*run_as) != 0))
         ::_exit(126);
+      if (gate[0] >= 0) {
+        ::close(gate[1]);
+        char go = 0;
+        ssize_t n;
+        while ((n = ::read(gate[0], &go, 1)) < 0 && errno == EINTR) {
+        }
+        if (n != 1) ::_exit(125);  // never released: the test gave up
+      }
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
     ::close(in[0]);
     ::close(out[1]);
     ::close(err[1]);
+    if (gate[0] >= 0) ::close(gate[0]);
     in_ = in[1];
     out_ = out[0];
     err_ = err[0];
+    gate_ = gate[1];
+  }
+
+  // Lets a child started with start_mode::on_release run the tool.
+  void release() {
+    if (gate_ < 0) return;
+    const char go = 1;
+    while (::write(gate_, &go, 1) < 0 && errno == EINTR) {
+    }
+    ::close(gate_);
+    gate_ = -1;
   }
 
   ~cli_process() {
@@ -95,7 +124,7 @@ class cli_process {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    for (int fd : {in_, out_, err_})
+    for (int fd : {in_, out_, err_, gate_})
       if (fd >= 0) ::close(fd);
   }
   cli_process(const cli_process&) = delete;
@@ -191,7 +220,7 @@ class cli_process {
   }
 
   pid_t pid_ = -1;
-  int in_ = -1, out_ = -1, err_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1, gate_ = -1;
   std::string out_text_, err_text_;
   std::size_t out_taken_ = 0;
   std::size_t err_taken_ = 0;
@@ -1580,6 +1609,137 @@ TEST(cli, GetWithoutAReplicaIsOneClearError) {
                         "pid 1 is not a live reader of log '" + log.name() + "'");
   expect_one_error_line(run({"get", unique_log_name("cli"), "k"}), 1, "does not exist");
   EXPECT_EQ(stop(tail).status, 0);
+}
+
+// --- the GET socket: an abstract name anyone may bind ------------------------------------
+
+// Binds and listens on an abstract name from the test process, as any program of any user
+// could: the listener's SO_PEERCRED credentials are the test's pid and uid. A forked child
+// answers every connection with a forged value (replica_daemon's reply format), so a client
+// that believed it would print that value.
+class squatter {
+ public:
+  static constexpr const char* forged_value = "forged-by-squatter";
+
+  explicit squatter(const std::string& name) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), len) != 0 ||
+        ::listen(fd_, 16) != 0)
+      throw std::runtime_error("cannot listen on @" + name + ": " + std::strerror(errno));
+    child_ = ::fork();
+    if (child_ < 0) throw std::runtime_error("fork failed");
+    if (child_ == 0) {
+      // Only the listening socket: pipes of a cli_process alive now must not stay open here.
+      if (fd_ > 3) ::close_range(3, static_cast<unsigned>(fd_) - 1, 0);
+      ::close_range(static_cast<unsigned>(fd_) + 1, ~0U, 0);
+      static constexpr char reply[] = "VALUE 0\nforged-by-squatter";
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        char request[1024];
+        (void)::recv(c, request, sizeof request, 0);
+        (void)::send(c, reply, sizeof reply - 1, MSG_NOSIGNAL);
+        ::close(c);
+      }
+    }
+  }
+  ~squatter() {
+    if (child_ > 0) {
+      ::kill(child_, SIGKILL);
+      ::waitpid(child_, nullptr, 0);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  squatter(const squatter&) = delete;
+  squatter& operator=(const squatter&) = delete;
+
+ private:
+  int fd_ = -1;
+  pid_t child_ = -1;
+};
+
+// The name docs/cli.md gives a replica's GET socket.
+std::string replica_address(pid_t pid) {
+  return "shmlog-replica-" + std::to_string(pid);
+}
+
+// The name is bound before the daemon starts (it is derived from the pid: the child waits for
+// the test to bind it). The daemon must not run unreachable: it exits 1 naming the address and
+// the holder, having asked the producer for nothing.
+TEST(cli, ReplicaWhoseGetSocketNameIsTakenExits1NamingTheAddressAndItsHolder) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  ok({"create", log, "--capacity", "4K"});
+  cli_process replica({"replica", log, "--snapshot-dir", dir}, {}, start_mode::on_release);
+  const std::string address = replica_address(replica.pid());
+  const squatter holder(address);
+  replica.release();
+  const run_result r = replica.finish();
+  expect_one_error_line(r, 1,
+                        "shmlog replica: cannot serve GET on @" + address +
+                            ": another process (pid " + std::to_string(::getpid()) +
+                            " running as uid " + std::to_string(::geteuid()) +
+                            ", your own user) already holds that socket address");
+  EXPECT_EQ(info_of(log).fields.at("snapshot_requests"), "0");
+}
+
+// A live reader that is not a replica daemon (tail) and a process that listens on the name
+// derived from tail's pid: `get` must see that the listener is not tail and print no answer.
+// (All tests run as one uid, so the pid is what trips here; the uid rule is tested below.)
+TEST(cli, GetRefusesAListenerThatIsNotTheReaderItsNameIsDerivedFrom) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  cli_process tail({"tail", log, "--follow"});
+  wait_for_info(log, [](const info_text& i) { return i.readers.size() == 1; });
+  const std::string address = replica_address(tail.pid());
+  const squatter forger(address);
+  const std::string expected =
+      "shmlog get: refusing @" + address + " (the GET socket of reader pid " +
+      std::to_string(tail.pid()) + " of log '" + log.name() + "'): expected pid " +
+      std::to_string(tail.pid()) + " running as " +
+      (::geteuid() == 0 ? "root" : "uid " + std::to_string(::geteuid()) + " (yours) or root") +
+      ", found pid " + std::to_string(::getpid()) + " running as uid " +
+      std::to_string(::geteuid()) + "; another process holds that name";
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"get", log, "k"}, {"get", log, "k", "--pid", std::to_string(tail.pid())}}) {
+    const run_result r = run(args);
+    expect_one_error_line(r, 1, expected);
+    EXPECT_EQ(r.err.find(squatter::forged_value), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(stop(tail).status, 0);
+}
+
+TEST(get_peer_check, TrustsTheNamedPidAsTheClientsUidOrRoot) {
+  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 1000, .gid = 5}),
+            std::nullopt);
+  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 0, .gid = 0}),
+            std::nullopt);
+  EXPECT_EQ(shmlog::cli::check_peer(123, 0, ucred{.pid = 123, .uid = 0, .gid = 0}), std::nullopt);
+}
+
+TEST(get_peer_check, RefusesTheNamedPidRunningAsAnotherUser) {
+  EXPECT_EQ(
+      shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 1001, .gid = 1000}),
+      "expected pid 123 running as uid 1000 (yours) or root, found pid 123 running as uid 1001");
+  // Root trusts only root: a user's replica is asked as that user.
+  EXPECT_EQ(shmlog::cli::check_peer(123, 0, ucred{.pid = 123, .uid = 1000, .gid = 1000}),
+            "expected pid 123 running as root, found pid 123 running as uid 1000");
+}
+
+TEST(get_peer_check, RefusesAnotherPidEvenAsTheClientsUidOrRoot) {
+  EXPECT_EQ(
+      shmlog::cli::check_peer(123, 1000, ucred{.pid = 456, .uid = 1000, .gid = 1000}),
+      "expected pid 123 running as uid 1000 (yours) or root, found pid 456 running as uid 1000");
+  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 456, .uid = 0, .gid = 0}),
+            "expected pid 123 running as uid 1000 (yours) or root, found pid 456 running as uid 0");
+  // A listener in a pid namespace the client cannot see is reported as pid 0.
+  EXPECT_EQ(
+      shmlog::cli::check_peer(123, 1000, ucred{.pid = 0, .uid = 1000, .gid = 1000}),
+      "expected pid 123 running as uid 1000 (yours) or root, found pid 0 running as uid 1000");
 }
 
 // As the lapped test: tail is stopped while the writer laps it. With --on-lap=skip it says

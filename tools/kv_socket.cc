@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cli.h"
+#include "peer_check.h"
 
 namespace shmlog::cli {
 
@@ -70,6 +71,28 @@ bool receive(int fd, std::string& into, std::size_t limit, char stop_at = '\0') 
     if (stop_at != '\0' && into.find(stop_at) != std::string::npos) return true;
   }
   return true;
+}
+
+// Who holds an abstract name someone else bound, for the message of a replica that cannot
+// listen on its own: connects (non-blocking, so a full accept queue cannot stall the daemon),
+// sends nothing, and reads the listener's credentials.
+std::string holder_of(const std::string& name) {
+  std::string who = "it could not be identified: possibly another user's";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return who;
+  sockaddr_un addr{};
+  const socklen_t len = abstract_address(name, addr);
+  ucred peer{};
+  socklen_t peer_len = sizeof peer;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    if (errno == ECONNREFUSED)
+      who = "it bound the name but does not listen: possibly another user's";
+  } else if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0) {
+    who = "pid " + std::to_string(peer.pid) + " running as uid " + std::to_string(peer.uid) +
+          (peer.uid == ::geteuid() ? ", your own user" : ", another user");
+  }
+  ::close(fd);
+  return who;
 }
 
 std::optional<std::uint64_t> parse_offset(std::string_view text) {
@@ -135,6 +158,15 @@ get_server::get_server(std::string log, answer_fn answer)
       ::listen(listen_fd_, 16) != 0) {
     const int err = errno;
     ::close(listen_fd_);
+    // Any process may bind any abstract name. `get` reaches a replica only at the name derived
+    // from its pid, so a replica without it could not be asked: it refuses to start.
+    if (err == EADDRINUSE)
+      throw command_failure(
+          exit_failure,
+          "cannot serve GET on @" + address_ + ": another process (" + holder_of(address_) +
+              ") already holds that socket address; shmlog get finds a replica only at the "
+              "address derived from its pid, so this replica will not start (see "
+              "docs/operations.md, \"A replica's GET socket is taken\")");
     throw command_failure(
         exit_failure, "cannot listen on the GET socket @" + address_ + ": " + std::strerror(err));
   }
@@ -214,6 +246,27 @@ std::optional<get_reply> ask_replica(pid_t pid, std::string_view log, std::strin
     if (err == ECONNREFUSED || err == ENOENT) return std::nullopt;
     throw command_failure(exit_failure, "cannot reach the replica of pid " + std::to_string(pid) +
                                             " (@" + name + "): " + std::strerror(err));
+  }
+  // Before a byte of the request: a process that bound the name first must learn nothing and
+  // have no chance to forge an answer.
+  ucred peer{};
+  socklen_t peer_len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw command_failure(exit_failure, "cannot identify the process listening on @" + name +
+                                            " (reader pid " + std::to_string(pid) +
+                                            "): " + std::strerror(err));
+  }
+  if (const auto mismatch = check_peer(pid, ::geteuid(), peer)) {
+    ::close(fd);
+    throw command_failure(exit_failure,
+                          "refusing @" + name + " (the GET socket of reader pid " +
+                              std::to_string(pid) + " of log '" + std::string(log) +
+                              "'): " + *mismatch +
+                              "; another process holds that name, and its answer cannot be "
+                              "trusted (see docs/operations.md, \"A replica's GET socket is "
+                              "taken\")");
   }
   std::string request = "GET ";
   request.append(log).append(" ").append(key).append("\n");

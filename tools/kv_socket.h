@@ -3,7 +3,9 @@
 //
 // A replica daemon listens on a Unix stream socket in the abstract namespace named
 // "shmlog-replica-<pid>": no file to clean up after a crash (the kernel drops the name with the
-// process), and `get` finds it from the pids `shmlog::inspect` lists as the log's readers. One
+// process), and `get` finds it from the pids `shmlog::inspect` lists as the log's readers.
+// Any process may bind any abstract name, so `get` checks with SO_PEERCRED that the listener is
+// that pid (docs/design.md, "Finding a replica: an abstract socket checked by SO_PEERCRED"). One
 // request per connection, text:
 //
 //   request:  "GET <log> <key>\n"
@@ -49,7 +51,8 @@ get_reply parse_reply(std::string_view bytes);
 class get_server {
  public:
   using answer_fn = std::function<get_reply(std::string_view key)>;
-  // Throws command_failure if the socket cannot be created or bound.
+  // Throws command_failure if the socket cannot be created or bound; if another process holds
+  // the name, the message says so and names it.
   get_server(std::string log, answer_fn answer);
   ~get_server();
   get_server(const get_server&) = delete;
@@ -71,7 +74,8 @@ class get_server {
 
 // Asks the replica daemon of process `pid` for `key` of `log`. nullopt if no daemon listens on
 // that pid's socket (the process is some other reader); throws command_failure if one listens
-// but does not answer properly.
+// but does not answer properly, or if the listener is not process `pid` running as this
+// process's user or root (check_peer): anyone may bind an abstract name first.
 std::optional<get_reply> ask_replica(pid_t pid, std::string_view log, std::string_view key);
 
 }  // namespace shmlog::cli

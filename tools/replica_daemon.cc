@@ -209,6 +209,9 @@ int run_replica(std::span<const std::string> argv) {
 
   catch_stop_signals();
   guarded_kv state;
+  // Listen before attaching: a replica that cannot be asked (its socket name is taken) must
+  // exit before it takes a reader slot or asks the producer for a snapshot.
+  get_server server(name, [&state](std::string_view key) { return state.get(key); });
   replica_options options;
   options.snapshot_dir = dir;
   options.wait = daemon_wait;
@@ -226,7 +229,6 @@ int run_replica(std::span<const std::string> argv) {
   struct unregister {
     ~unregister() { stop_replica_on_signal(nullptr); }
   } unregister_on_exit;
-  get_server server(name, [&state](std::string_view key) { return state.get(key); });
   log_line("started on log '" + name + "' (reader slot " + std::to_string(r.log_reader().slot()) +
            ", label " + label + "); snapshots from " + dir.string() + "; GET socket @" +
            server.address() + (dump ? "; dump to " + dump->string() + " on SIGTERM" : ""));
