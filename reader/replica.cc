@@ -98,7 +98,18 @@ std::size_t replica::catch_up(std::size_t max_records) {
         resync_due_ = true;
         break;
       case poll_status::history_changed: {
-        const resync_decision d = reader_.resync(reader_.replid(), reader_.offset());
+        resync_decision d;
+        try {
+          d = reader_.resync(reader_.replid(), reader_.offset());
+        } catch (const error& e) {
+          // The writer that changed the history died half-way: wait for the next one, which
+          // repairs the block (this poll will say history_changed again).
+          if (e.code() != errc::interrupted_update) throw;
+          event(replica_event::kind::history_changed,
+                std::string(e.what()) + "; waiting for the next writer");
+          back_off();
+          return applied;
+        }
         if (d.is_partial()) {
           ++stats_.partial_resyncs;
           event(replica_event::kind::partial_resync, "history changed; " + d.describe());
@@ -128,7 +139,13 @@ bool replica::wait_for_snapshot(std::uint64_t ticket) {
   const detail::mapping& map = *detail::reader_mapping(reader_);
   const auto give_up = std::chrono::steady_clock::now() + options_.snapshot_timeout;
   while (!stopping() && std::chrono::steady_clock::now() < give_up) {
-    if (detail::read_snapshot_announcement(map).requests_served >= ticket) return true;
+    try {
+      if (detail::read_snapshot_announcement(map).requests_served >= ticket) return true;
+    } catch (const error& e) {
+      // A producer died announcing a snapshot: nothing is served until the next one repairs
+      // the block. full_resync() reports it.
+      if (e.code() != errc::interrupted_update) throw;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the producer's pace, not ours
   }
   return false;
@@ -143,9 +160,21 @@ bool replica::full_resync() {
   backoff_ = std::chrono::milliseconds(10);
   std::uint64_t refused_generation = 0;  // a snapshot we cannot use: do not load it again
   while (!stopping()) {
-    const detail::snapshot_announcement ann = detail::read_snapshot_announcement(*map);
-    const history_state history = reader_.history();
-    const backlog_window window = reader_.window();
+    detail::snapshot_announcement ann;
+    history_state history;
+    backlog_window window;
+    try {
+      ann = detail::read_snapshot_announcement(*map);
+      history = reader_.history();
+      window = reader_.window();
+    } catch (const error& e) {
+      // A writer died half-way through changing a header block: the next one repairs it.
+      if (e.code() != errc::interrupted_update) throw;
+      event(replica_event::kind::snapshot_rejected,
+            std::string(e.what()) + "; waiting for the next writer");
+      back_off();
+      continue;
+    }
     const bool usable = ann.generation != 0 && ann.generation != refused_generation &&
                         ann.replid == history.replid && ann.offset >= window.first_byte_offset &&
                         ann.offset <= window.master_offset;

@@ -70,8 +70,8 @@ inline const char* check_record_header(std::uint64_t word, std::uint64_t offset,
   if (header_type(word) == padding_record_type) {
     // A sound writer pads only when a record does not fit before the ring's end, so padding is
     // shorter than the largest record and never starts at ring byte 0.
-    if (header_length(word) > max_payload) return "padding record longer than the largest record";
     if (index == 0) return "padding record at the start of the ring";
+    if (header_length(word) > max_payload) return "padding record longer than the largest record";
     if (index + frame != capacity) return "padding record does not end at the ring's end";
   } else {
     if (header_length(word) > max_payload) return "record length exceeds the log's max payload";

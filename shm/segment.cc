@@ -197,7 +197,12 @@ log_info inspect(std::string_view name) {
   info.reader_slot_count = g.slot_count;
   info.creation_time_ns = h.descriptor.creation_time_ns;
   info.mode = file.mode();
-  info.history = detail::read_history(*m);
+  try {
+    info.history = detail::read_history(*m);
+  } catch (const error& e) {
+    if (e.code() != errc::interrupted_update) throw;
+    info.problems.emplace_back(e.what());
+  }
   info.window = detail::read_window(*m);
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
 
@@ -217,7 +222,13 @@ log_info inspect(std::string_view name) {
   info.snapshot_requests = ra.snapshot_requests.load(std::memory_order_relaxed);
   info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
   info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
-  const detail::snapshot_announcement a = detail::read_snapshot_announcement(*m);
+  detail::snapshot_announcement a;
+  try {
+    a = detail::read_snapshot_announcement(*m);
+  } catch (const error& e) {
+    if (e.code() != errc::interrupted_update) throw;
+    info.problems.emplace_back(e.what());
+  }
   info.snapshot.generation = a.generation;
   info.snapshot.offset = a.offset;
   info.snapshot.bytes = a.bytes;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "peer_check.h"
+#include "raw_segment.h"
 #include "shmlog/shmlog.h"
 #include "test_util.h"
 
@@ -1452,6 +1453,39 @@ TEST(cli, RestartedProduceRestartsTheHistoryForAStateOfAnotherHistory) {
 // /dev/shm does not survive a reboot, the snapshot directory does: a producer that finds no log
 // but snapshots of one of that name recovers its state from the newest, on a new history, and
 // retires the old files (their generations would outrank the new log's own).
+// Issue 8, item 1: a producer killed while it changed the history leaves the block half-written.
+// info and tail say so at once (they used to wait forever), and the next produce repairs it.
+TEST(cli, HistoryLeftHalfWrittenIsReportedByInfoAndTailThenRepairedByTheNextProducer) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  ASSERT_EQ(run({"produce", log, "--snapshot-dir", dir}, "SET a 1\nSET b 2\n").status, 0);
+  const info_text before = info_of(log);
+  shmlog::test::raw_segment(log.name())
+      .poke<std::uint32_t>(offsetof(shmlog::segment_header, history), 5);  // seq: odd
+  const std::string half_written = "log '" + log.name() +
+                                   "': the history block was left half-written (seq 5) by writer "
+                                   "pid " +
+                                   before.fields.at("writer_pid") +
+                                   ", which died while changing it; the next writer to open the "
+                                   "log repairs it";
+  // info shows everything else, and says what it could not read.
+  const run_result info = run({"info", log});
+  EXPECT_EQ(info.status, 1) << describe(info);
+  EXPECT_EQ(info.err, "shmlog info: " + half_written + "\n");
+  EXPECT_NE(info.out.find("master_repl_offset:"), std::string::npos) << info.out;
+  expect_one_error_line(run({"tail", log, "--from", "oldest"}), 1, half_written);
+
+  const run_result next = run({"produce", log, "--snapshot-dir", dir}, "SET c 3\n");
+  EXPECT_EQ(next.status, 0) << describe(next);
+  EXPECT_NE(next.err.find(half_written + "; the backlog cannot be replayed, starting from "
+                                         "snapshot "),
+            std::string::npos)
+      << next.err;
+  EXPECT_NE(next.err.find("new history sharing nothing with the log"), std::string::npos)
+      << next.err;
+  EXPECT_NE(info_of(log).fields.at("replid"), before.fields.at("replid"));
+}
+
 TEST(cli, ProduceRecoversFromTheSnapshotsOfARemovedLog) {
   scoped_log log(unique_log_name("cli"));
   scoped_dir dir;

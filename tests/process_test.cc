@@ -294,6 +294,46 @@ TEST_F(processes, StaleReaderSlotReclaimed) {
   next.expect_success();
 }
 
+// Issue 8, item 9: a role belongs to the process that took it. A plain fork() (no exec) copies
+// the role's descriptor into the child; the library drops the child's copy, so a holder killed
+// while its child lives gives the role back at once.
+TEST_F(processes, ReaderKilledWhileItsForkedChildLivesGivesItsSlotBack) {
+  create_log(4096, 4);
+  peer& dead = start("hold-reader", {"--fork-child"});
+  const std::uint64_t slot = fields(dead.await_line("ready"))["slot"];
+  const auto child = static_cast<pid_t>(fields(dead.await_line("forked"))["child"]);
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+  ASSERT_EQ(::kill(child, 0), 0) << "the child must still be alive for this test";
+
+  const shmlog::log_info stale = shmlog::inspect(log_);
+  EXPECT_EQ(stale.stale_slots, 1u);
+  EXPECT_EQ(find_reader(stale, static_cast<std::uint64_t>(dead.pid())), nullptr);
+  peer& next = start("hold-reader");
+  EXPECT_EQ(fields(next.await_line("ready"))["slot"], slot);
+  dead.close_stdin();  // the child's stdin: it exits
+  next.close_stdin();
+  next.expect_success();
+}
+
+TEST_F(processes, WriterKilledWhileItsForkedChildLivesGivesTheRoleBack) {
+  create_log(4096);
+  peer& holder = start("hold-writer", {"--fork-child"});
+  const fields ready(holder.await_line("ready"));
+  const auto child = static_cast<pid_t>(ready["child"]);
+  holder.signal(SIGKILL);
+  holder.wait_exit();
+  ASSERT_EQ(::kill(child, 0), 0) << "the child must still be alive for this test";
+  EXPECT_FALSE(shmlog::inspect(log_).writer_alive);
+
+  peer& next = start("writer", {"--records", "10"});
+  const fields took(next.await_line("ready"));
+  EXPECT_EQ(took["previous_pid"], static_cast<std::uint64_t>(holder.pid()));
+  EXPECT_EQ(took["crashed"], 1u);
+  next.expect_success();
+  holder.close_stdin();
+}
+
 TEST_F(processes, ReaderSlotsExhausted) {
   create_log(4096, 2);
   peer& first = start("hold-reader");

@@ -17,16 +17,22 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "deadline.h"
+#include "fault.h"
 #include "mapping.h"
 #include "process_peer.h"
 #include "raw_segment.h"
@@ -722,6 +728,176 @@ TEST_F(resync_processes, UnrelatedProducerRestartsTheHistoryAndEveryReplicaReloa
     EXPECT_EQ(got["partial_resyncs"], 0u);
     EXPECT_EQ(got["items"], 15u);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 8: a process killed inside a header seqlock, a reader synchronising during a history
+// change, and WAIT for a replica that has not loaded its state yet.
+
+// What every reader-side operation says about a header block a dead writer left half-written:
+// a clear error at once, never a wait.
+void expect_left_half_written(const std::string& log, const std::string& block, pid_t pid) {
+  for (const auto& [what, op] : std::vector<std::pair<std::string, std::function<void()>>>{
+           {"inspect",
+            [&] {
+              const shmlog::log_info info = shmlog::inspect(log);
+              if (!info.problems.empty())
+                throw shmlog::error(shmlog::errc::interrupted_update, info.problems.front());
+            }},
+           {"attach", [&] { shmlog::reader::attach(log).history(); }}}) {
+    if (block == "snapshot" && what == "attach") continue;  // attach reads no snapshot block
+    const std::string outcome = shmlog::test::outcome_within(shmlog::test::hang_guard, op);
+    EXPECT_TRUE(contains(outcome, "error interrupted_update: log '" + log + "': the " + block +
+                                      " block was left half-written"))
+        << what << ": " << outcome;
+    EXPECT_TRUE(contains(outcome, "by writer pid " + std::to_string(pid) +
+                                      ", which died while changing it; the next writer to open "
+                                      "the log repairs it"))
+        << what << ": " << outcome;
+  }
+}
+
+void expect_killed(peer& p) {
+  const int status = p.wait_exit();
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << peer::describe(status);
+}
+
+TEST_F(resync_processes, ProducerKilledInsideAHistoryChangeIsReportedAndTheNextWriterRepairsIt) {
+  create_log(65536);
+  peer& first = producer();
+  ask(first, "append 10", "appended");
+  first.close_stdin();
+  first.expect_success();
+  const shmlog::history_id before = shmlog::inspect(log_).history.replid;
+
+  // An unrelated state makes the writer restart the history: killed with seq odd.
+  peer& dying =
+      start("producer", {"--recover", "unrelated", "--fault-kill", "history_change_half_done"});
+  expect_killed(dying);
+  expect_left_half_written(log_.name(), "history", dying.pid());
+
+  // Replaying needs the log's history, which is lost: the next producer starts from an empty
+  // state, and its writer repairs the block with a history that shares nothing.
+  EXPECT_TRUE(contains(start("producer", {"--recover", "replay"}).await_line("error"),
+                       "the history block was left half-written"));
+  std::string ready;
+  peer& next = producer({}, &ready);
+  EXPECT_EQ(fields(ready).text("plan"), "restart");
+  const shmlog::log_info info = shmlog::inspect(log_);
+  EXPECT_NE(info.history.replid, before);
+  EXPECT_EQ(fields(ready).text("replid"), info.history.replid.str());
+  peer& r = replica();
+  r.await_line("event full_resync_done");
+  ask(next, "append 5", "appended");
+  expect_same_state(next, {&r});
+}
+
+TEST_F(resync_processes, ProducerKilledInsideASnapshotAnnouncementIsRepairedAndReplicasSync) {
+  create_log(65536);
+  peer& dying = producer({"--fault-kill", "snapshot_announcement_half_done"});
+  ask(dying, "append 10", "appended");
+  dying.send_line("snapshot");
+  expect_killed(dying);
+  expect_left_half_written(log_.name(), "snapshot", dying.pid());
+
+  // A replica started now waits, saying why, until a producer repairs the block.
+  peer& r = replica();
+  EXPECT_TRUE(contains(r.await_line("event snapshot_rejected"),
+                       "the snapshot block was left half-written"));
+  peer& next = producer({"--recover", "replay"});
+  r.await_line("event full_resync_done");
+  EXPECT_EQ(shmlog::inspect(log_).snapshot.generation, 2u);  // the withdrawn one, then a new one
+  ask(next, "append 5", "appended");
+  expect_same_state(next, {&r});
+}
+
+// Lets this process's reader, synchronising with the log, find the history seqlock odd once,
+// then holds it there until the test has seen the writer finish (shm/fault.h).
+struct seqlock_retry_gate {
+  static inline std::mutex mutex;
+  static inline std::condition_variable changed;
+  static inline bool waiting = false;
+  static inline bool released = false;
+
+  static bool hook(shmlog::detail::fault_point p) {
+    if (p != shmlog::detail::fault_point::seqlock_read_retry) return false;
+    std::unique_lock lock(mutex);
+    waiting = true;
+    changed.notify_all();
+    changed.wait(lock, [] { return released; });
+    return false;
+  }
+  static void release() {
+    const std::lock_guard lock(mutex);
+    released = true;
+    changed.notify_all();
+  }
+};
+
+// Issue 8, item 5: the writer bumps the history epoch and takes the master offset back in one
+// seqlock-protected change. A reader attaching at "latest" in between (the writer is paused there)
+// waits for the change to complete, and then stands at the branch point in the new history, so
+// it reads the new history's records from there: none skipped, none of the old history.
+TEST_F(resync_processes, ReaderAttachingDuringARewindingBranchStandsAtTheBranchPoint) {
+  create_log(65536);
+  peer& a = producer();
+  ask(a, "append 3", "appended");
+  const std::uint64_t shared = fields(ask(a, "snapshot", "snapshot"))["offset"];
+  const std::uint64_t old_master = fields(ask(a, "append 2", "appended"))["master"];
+  a.close_stdin();
+  a.expect_success();
+  ASSERT_LT(shared, old_master);
+
+  peer& b =
+      start("producer", {"--recover", "snapshot", "--fault-pause", "history_change_epoch_bumped"});
+  b.await_line("paused");
+  shmlog::detail::set_fault_hook(seqlock_retry_gate::hook);
+  std::optional<shmlog::reader> r;
+  std::string attach_error;
+  std::thread attach([&] {
+    try {
+      r.emplace(shmlog::reader::attach(log_, {.start = shmlog::start_position::latest()}));
+    } catch (const std::exception& e) {
+      attach_error = e.what();
+    }
+  });
+  {
+    std::unique_lock lock(seqlock_retry_gate::mutex);
+    const bool seen = seqlock_retry_gate::changed.wait_for(
+        lock, shmlog::test::condition_timeout, [] { return seqlock_retry_gate::waiting; });
+    EXPECT_TRUE(seen) << "the reader never found the history block being changed";
+  }
+  b.send_line("resume");
+  const fields ready(b.await_line("ready"));
+  seqlock_retry_gate::release();
+  attach.join();
+  shmlog::detail::set_fault_hook(nullptr);
+  ASSERT_TRUE(r) << attach_error;
+
+  EXPECT_EQ(ready.text("plan"), "branch");
+  EXPECT_EQ(ready["master"], shared);
+  EXPECT_EQ(r->offset(), shared);
+  EXPECT_EQ(r->replid().str(), ready.text("replid"));
+  ask(b, "append 1", "appended");
+  std::vector<std::byte> buffer;
+  const shmlog::poll_result p = r->poll_copy(buffer);
+  ASSERT_EQ(p.status, shmlog::poll_status::record);
+  EXPECT_EQ(p.record.offset, shared);
+}
+
+// Issue 8, item 6: a replica's slot says where it reads from as soon as it attaches, but it
+// holds nothing until its state is loaded. WAIT counts it only then.
+TEST_F(resync_processes, WaitCountsAReplicaOnlyOnceItHoldsTheState) {
+  create_log(65536);
+  peer& p = producer();
+  const std::uint64_t master = fields(ask(p, "append 2000 600", "appended"))["master"];
+  peer& r = replica({"--pause-loads", "1", "--pause-at", "1"});
+  r.await_line("paused");
+  const std::string wait = "wait 1 " + std::to_string(master);
+  EXPECT_EQ(fields(ask(p, wait + " 0", "waited"))["readers"], 0u);
+  r.send_line("resume");
+  r.await_line("event full_resync_done");
+  EXPECT_EQ(fields(ask(p, wait + " 20000", "waited"))["readers"], 1u);
 }
 
 }  // namespace

@@ -310,7 +310,11 @@ int run_info(std::span<const std::string> argv) {
     print_json(info);
   else
     print_text(info);
-  return std::fflush(stdout) == 0 ? exit_ok : exit_failure;
+  if (std::fflush(stdout) != 0) return exit_failure;
+  // A half-written header block: everything else is shown, the block's fields are empty.
+  for (const std::string& problem : info.problems)
+    std::fprintf(stderr, "shmlog info: %s\n", problem.c_str());
+  return info.problems.empty() ? exit_ok : exit_failure;
 }
 
 }  // namespace shmlog::cli

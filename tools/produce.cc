@@ -159,7 +159,7 @@ opened open_with_recovery(const std::string& name, const fs::path& dir,
   std::uint64_t want_offset = 0;
   writer_options wo;
   std::string s;
-  {
+  try {
     reader r = reader::attach(name, {.start = start_position::latest(), .label = "shmlog-produce"});
     const history_state h = r.history();
     const backlog_window win = r.window();
@@ -194,6 +194,15 @@ opened open_with_recovery(const std::string& name, const fs::path& dir,
                       " and the backlog cannot be replayed from offset 0 (" + d.describe() +
                       "): starting from an empty state, the log's records are lost");
     }
+  } catch (const error& e) {
+    // A writer died changing the log's history: nobody knows which history the backlog holds,
+    // so nothing of it can be replayed. writer::open repairs the block with a history that
+    // shares nothing, and every replica reloads.
+    // (Thrown before any record was replayed: `state` is still the snapshot's, or empty.)
+    if (e.code() != errc::interrupted_update) throw;
+    wo = {};
+    s = std::string(e.what()) + "; the backlog cannot be replayed, starting from " +
+        (snap ? from_snapshot : std::string("an empty state"));
   }
   writer w = writer::open(name, wo);
   const takeover_info& t = w.takeover();

@@ -403,6 +403,9 @@ std::string fork_idle_child() {
   const pid_t child = ::fork();
   if (child < 0) throw std::runtime_error("fork failed");
   if (child == 0) {
+    // Not the test's stdout: the test waits for EOF there to know the peer exited.
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
     char c;
     while (::read(STDIN_FILENO, &c, 1) > 0) {
     }
@@ -1057,8 +1060,7 @@ shmlog::detail::fault_point parse_fault_point(const std::string& s) {
   for (fault_point p :
        {fault_point::history_change_half_done, fault_point::history_change_epoch_bumped,
         fault_point::snapshot_announcement_half_done, fault_point::segment_created,
-        fault_point::membarrier, fault_point::slot_move_half_done,
-        fault_point::seqlock_read_retry})
+        fault_point::membarrier, fault_point::slot_move_half_done, fault_point::seqlock_read_retry})
     if (shmlog::detail::to_string(p) == s) return p;
   throw usage_error("unknown fault point " + s);
 }

@@ -103,11 +103,19 @@ struct log_info {
   std::vector<reader_info> readers;  // live readers, by slot
   std::uint32_t stale_slots = 0;     // slots whose reader died; the next reader reuses them
 
+  // Header blocks that could not be read, each as the message of the errc::interrupted_update
+  // that reading it threw: a writer died half-way through changing it (the next writer repairs
+  // it). The fields of such a block above are left at their defaults.
+  std::vector<std::string> problems;
+
   std::uint64_t histlen() const noexcept {  // repl_backlog_histlen
     return window.master_offset - window.first_byte_offset;
   }
 };
 
+// Any process. Throws what opening the segment throws (not_found, corrupt_header, ...); a header
+// block left half-written is reported in log_info::problems instead, so that the rest can
+// still be seen.
 log_info inspect(std::string_view name);
 
 }  // namespace shmlog
