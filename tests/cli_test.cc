@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -685,7 +687,8 @@ TEST(cli, CountStopsAfterNRecords) {
   EXPECT_EQ(ok({"tail", log, "--count", "10"}), "a\nb\nc\nd\n");
 }
 
-TEST(cli, FromOutsideTheWindowOrInsideARecordIsOneClearError) {
+// An offset the writer has not reached yet, or one inside a record, is not a lap: status 1.
+TEST(cli, FromBeyondTheMasterOffsetOrInsideARecordIsOneClearError) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "4K"});
   ok({"write", log}, numbered_lines(100, 56));
@@ -693,20 +696,49 @@ TEST(cli, FromOutsideTheWindowOrInsideARecordIsOneClearError) {
   const std::uint64_t first = number(info, "repl_backlog_first_byte_offset");
   const std::uint64_t master = number(info, "master_repl_offset");
   const std::string window = "[" + std::to_string(first) + ", " + std::to_string(master) + "]";
-  for (const std::uint64_t offset : {std::uint64_t{0}, first - 64, master + 8}) {
-    const run_result r = run({"tail", log, "--from", std::to_string(offset)});
-    EXPECT_EQ(r.status, 1) << describe(r);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(line_count(r.err), 1u) << r.err;
-    EXPECT_NE(
-        r.err.find("offset " + std::to_string(offset) + " is outside the held window " + window),
-        std::string::npos)
-        << r.err;
+  for (const std::uint64_t offset : {master + 8, master + 4096}) {
+    const run_result r = run({"tail", log, "--from", std::to_string(offset), "--on-lap=skip"});
+    expect_one_error_line(
+        r, 1, "offset " + std::to_string(offset) + " is outside the held window " + window);
   }
   for (const std::uint64_t offset : {first + 8, first + 3}) {
     const run_result r = run({"tail", log, "--from", std::to_string(offset)});
     expect_one_error_line(r, 1, "does not start a record");
   }
+}
+
+// --from an offset the writer has overwritten asks for records that are gone, as a lap does:
+// status 3 and the lap's line, naming the wanted and the oldest held offset.
+TEST(cli, FromAnOverwrittenOffsetIsALapExit3) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, numbered_lines(100, 56));
+  const std::uint64_t first = number(info_of(log), "repl_backlog_first_byte_offset");
+  ASSERT_GT(first, 64u);
+  for (const std::uint64_t offset : {std::uint64_t{0}, first - 64, first - 3}) {
+    const run_result r = run({"tail", log, "--from", std::to_string(offset)});
+    EXPECT_EQ(r.status, 3) << describe(r);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "shmlog tail: lapped: wanted offset " + std::to_string(offset) +
+                         " but the oldest held offset is " + std::to_string(first) + " (" +
+                         std::to_string(first - offset) + " bytes lost)\n");
+  }
+  EXPECT_EQ(number(info_of(log), "lapped_total"), 0u);  // nothing was lost while a tail ran
+}
+
+TEST(cli, FromAnOverwrittenOffsetWithOnLapSkipStartsAtTheOldestRecord) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, numbered_lines(100, 56));
+  const std::uint64_t first = number(info_of(log), "repl_backlog_first_byte_offset");
+  const run_result r = run({"tail", log, "--from", "0", "--on-lap", "skip", "--print-offsets"});
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.err, "shmlog tail: lapped: skipped " + std::to_string(first) +
+                       " bytes from offset 0 to " + std::to_string(first) + "\n");
+  const auto records = parse_offsets(r.out);
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.front().offset, first);
+  EXPECT_EQ(records.back().payload.rfind("line-99-", 0), 0u);
 }
 
 // Waits until the log's only reader (a tail --follow) has caught up with the master offset, then
@@ -960,6 +992,73 @@ TEST(cli, ASegmentThatIsNotALogIsNamedAsSuch) {
   }
 }
 
+// A shared-memory object another program made: `bytes` as its content.
+void make_shm_object(const std::string& name, const std::string& bytes) {
+  const int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+std::optional<std::string> shm_object_content(const std::string& name) {
+  std::ifstream in("/dev/shm/" + name, std::ios::binary);
+  if (!in) return std::nullopt;
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A mistyped name must not remove another program's shared memory: without --force, destroy
+// removes only a shmlog segment, and says what it found instead.
+TEST(cli, DestroyRefusesAnObjectThatIsNotALogUnlessForced) {
+  std::string text;
+  while (text.size() < 8192)
+    text += "not a shmlog segment, just bytes\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {text, "is not a shmlog segment (magic 0x6873206120746f6e)"},  // "not a sh"
+      {"tiny", "is not a shmlog segment (4 bytes, too small to hold a shmlog descriptor of " +
+                   std::to_string(sizeof(shmlog::segment_descriptor)) + " bytes)"},
+      {std::string(10000, '\0'),
+       "is not a shmlog segment (no magic number, and 10000 bytes is not the size of a shmlog "
+       "segment whose creation was interrupted)"},
+  };
+  for (const auto& [bytes, what] : cases) {
+    scoped_log log(unique_log_name("cli"));
+    ASSERT_NO_FATAL_FAILURE(make_shm_object(log, bytes));
+    const run_result r = run({"destroy", log});
+    expect_one_error_line(r, 1,
+                          "shmlog destroy: '/dev/shm/" + log.name() + "' " + what +
+                              "; not removed (use --force to remove it anyway)\n");
+    EXPECT_EQ(shm_object_content(log), bytes);
+    ok({"destroy", log, "--force"});
+    EXPECT_EQ(shm_object_content(log), std::nullopt);
+  }
+}
+
+// What the library reports as a log that was never fully created (no magic, and empty or of a
+// log's size: its creator died), or a log whose header is damaged behind its magic, is one to
+// destroy and create again, as the library's messages say: no --force needed.
+TEST(cli, DestroyRemovesAHalfCreatedOrDamagedLogWithoutForce) {
+  for (const std::uint64_t size : {std::uint64_t{0}, shmlog::segment_size_for(4096, 64),
+                                   shmlog::segment_size_for(1 << 20, 1)}) {
+    scoped_log log(unique_log_name("cli"));
+    ASSERT_NO_FATAL_FAILURE(make_shm_object(log, std::string(size, '\0')));
+    expect_one_error_line(run({"info", log}), 1, "was never fully created");
+    ok({"destroy", log});
+    EXPECT_EQ(shm_object_content(log), std::nullopt) << size;
+  }
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  {
+    const int fd = ::open(("/dev/shm/" + log.name()).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::uint64_t capacity = 12345;  // not a power of two: the descriptor is corrupt
+    ASSERT_EQ(::pwrite(fd, &capacity, sizeof capacity, 16), static_cast<ssize_t>(sizeof capacity));
+    ::close(fd);
+  }
+  ASSERT_NE(run({"info", log}).status, 0);
+  ok({"destroy", log});
+  EXPECT_EQ(shm_object_content(log), std::nullopt);
+}
+
 TEST(cli, PermissionDeniedIsOneClearError) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "4K"});
@@ -1018,6 +1117,8 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"create", std::string(201, 'a'), "--capacity", "4K"},
       {"destroy"},
       {"destroy", "bad name"},
+      {"destroy", n, "--force=yes"},
+      {"destroy", n, "--bogus"},
       {"info"},
       {"info", n, "--bogus"},
       {"info", n, "--json=yes"},
@@ -1059,29 +1160,43 @@ TEST(cli, CapacityErrorCarriesTheLibraryMessage) {
   EXPECT_NE(r.err.find("nearest allowed: 8192"), std::string::npos) << r.err;
 }
 
-// The main job, shortened: the throttled replica (1 ms per record) falls 1,000 records/s behind
-// a 20,000/s producer on a 64 KiB ring, so it is lapped within the first second and must reload
-// from a snapshot; the demo exits 0 only if that happened and every replica's state equals the
-// producer's at its final offset.
-TEST(cli, DemoLapsTheThrottledReplicaWhichFullResyncsAndEveryStateMatches) {
-  cli_process demo(
-      {"demo", "--seconds", "1", "--rate", "20000", "--capacity", "64K", "--slow-every", "1"});
+// The main job, shortened so far that the lap cannot happen within --seconds: 0.1 s at 20,000
+// commands/s appends at most 2,001 records of at most 88 bytes, less than the 256 KiB ring. The
+// throttled replica is paused at its first state and the producer goes on until it has
+// overwritten that offset, so the replica is lapped and full-resyncs however fast or slow the
+// machine (or the sanitizer build) is; the demo exits 0 only if that happened and every
+// replica's state equals the producer's at its final offset.
+TEST(cli, DemoLapsTheThrottledReplicaWhateverTheSpeedAndEveryStateMatches) {
+  cli_process demo({"demo", "--seconds", "0.1", "--rate", "20000", "--capacity", "256K"});
   const run_result r = demo.finish();
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_EQ(r.err, "");
-  EXPECT_NE(r.out.find("replica 2: lapped: wanted offset "), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("replica 2: loaded snapshot "), std::string::npos) << r.out;
+  const auto at = [&](const std::string& text) {
+    const std::size_t i = r.out.find(text);
+    EXPECT_NE(i, std::string::npos) << text << "\n" << r.out;
+    return i;
+  };
+  const std::size_t paused = at("replica 2: paused at offset 0 until the producer");
+  const std::size_t goes_on = at("the producer goes on past 0.1 s until it has overwritten");
+  const std::size_t resumed = at("replica 2: resumed; the producer has overwritten offset 0");
+  const std::size_t lapped = at("replica 2: lapped: wanted offset 0 but the oldest held is ");
+  const std::size_t loaded = r.out.find("replica 2: loaded snapshot ", lapped);
+  EXPECT_NE(loaded, std::string::npos) << r.out;
+  EXPECT_LT(paused, goes_on);
+  EXPECT_LT(goes_on, resumed);
+  EXPECT_LT(resumed, lapped);
   const std::size_t table = r.out.find("\nstate at offset ");
   ASSERT_NE(table, std::string::npos) << r.out;
   for (const char* replica : {"\n  replica 0 ", "\n  replica 1 ", "\n  replica 2 "}) {
-    const std::size_t at = r.out.find(replica, table);
-    ASSERT_NE(at, std::string::npos) << r.out;
-    EXPECT_NE(r.out.substr(at, r.out.find('\n', at + 1) - at).find(" equal "), std::string::npos)
+    const std::size_t line = r.out.find(replica, table);
+    ASSERT_NE(line, std::string::npos) << r.out;
+    EXPECT_NE(r.out.substr(line, r.out.find('\n', line + 1) - line).find(" equal "),
+              std::string::npos)
         << r.out;
   }
-  EXPECT_NE(r.out.find("verdict: OK: all 3 replicas hold exactly the producer's state"),
-            std::string::npos)
-      << r.out;
+  at("verdict: OK: all 3 replicas hold exactly the producer's state");
+  at("; replica 2 was lapped ");
+  at(" and recovered by a full resync ");
   // The temporary log and snapshot directory are gone.
   const std::string prefix = "shmlog-demo-" + std::to_string(demo.pid()) + "-";
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
@@ -1842,6 +1957,38 @@ TEST(cli, TailOnLapResyncContinuesFromTheProducersSnapshot) {
   producer.write_stdin("SET after 1\n");
   EXPECT_EQ(tail.read_line(), "SET after 1");  // nothing in between: it went on from `master`
   EXPECT_EQ(stop(tail).status, 0);
+  EXPECT_EQ(number(info_of(log), "sync_full"), 1u);
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
+// --from an overwritten offset with --on-lap=resync: the full resync a lap would do, then the
+// records after the snapshot's offset (none here: the producer is idle, so its snapshot is
+// at the master offset, where a tail without --follow ends).
+TEST(cli, FromAnOverwrittenOffsetWithOnLapResyncLoadsTheProducersSnapshot) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  cli_process producer({"produce", log, "--snapshot-dir", dir, "--capacity", "4K"});
+  started(producer, log);
+  std::string input;
+  for (int i = 0; i < 100; ++i)
+    input += "SET key" + std::to_string(i) + " " + std::string(30, 'v') + "\n";
+  producer.write_stdin(input);
+  const std::uint64_t master = appended_offset(producer);
+  const std::uint64_t oldest = number(info_of(log), "repl_backlog_first_byte_offset");
+  ASSERT_GT(oldest, 0u);
+
+  cli_process tail({"tail", log, "--from", "0", "--on-lap", "resync", "--snapshot-dir", dir});
+  const run_result r = tail.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.out, "");
+  const auto lines = split_lines(r.err);
+  ASSERT_GE(lines.size(), 2u) << r.err;
+  EXPECT_EQ(lines.front(), "shmlog tail: lapped: wanted offset 0 but the oldest held offset is " +
+                               std::to_string(oldest) + " (" + std::to_string(oldest) +
+                               " bytes lost); full resync from the producer's snapshot");
+  EXPECT_NE(lines.back().find("at offset " + std::to_string(master) + " "), std::string::npos)
+      << r.err;
+  EXPECT_NE(lines.back().find("(100 keys, not printed)"), std::string::npos) << r.err;
   EXPECT_EQ(number(info_of(log), "sync_full"), 1u);
   EXPECT_EQ(producer.finish().status, 0);
 }

@@ -1,5 +1,9 @@
 // create, destroy, write and tail.
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -59,17 +63,108 @@ int run_create(std::span<const std::string> argv) {
   return exit_ok;
 }
 
+namespace {
+
+// What destroy looks at in an object that inspect() refused: its size and its first word.
+struct object_look {
+  std::uint64_t size = 0;
+  std::uint64_t magic = 0;  // 0 if the object is shorter than 8 bytes
+};
+
+// nullopt if the object cannot be opened to look.
+std::optional<object_look> look_at(const std::string& name) {
+  const int fd = ::shm_open(("/" + name).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  struct stat st {};
+  object_look look;
+  const bool ok = ::fstat(fd, &st) == 0;
+  if (ok) {
+    look.size = static_cast<std::uint64_t>(st.st_size);
+    if (::pread(fd, &look.magic, sizeof look.magic, 0) != sizeof look.magic) look.magic = 0;
+  }
+  ::close(fd);
+  if (!ok) return std::nullopt;
+  return look;
+}
+
+// A creator sizes the object to segment_size_for(capacity, slots) before it writes anything,
+// so an object that creation left half-done is either empty or exactly one of these sizes.
+bool is_segment_size(std::uint64_t size) {
+  for (std::uint64_t capacity = min_capacity; capacity <= max_capacity; capacity <<= 1) {
+    if (size <= capacity + header_size) break;
+    const std::uint64_t reader_area = size - header_size - capacity;
+    if (reader_area % page_size != 0) continue;
+    if (reader_area >= reader_area_size_for(1) &&
+        reader_area <= reader_area_size_for(max_reader_slots))
+      return true;
+  }
+  return false;
+}
+
+// Why `name` must not be removed without --force, or nullopt if it is a shmlog segment: whole,
+// damaged behind its magic (truncated, corrupt header, another layout version), or one whose
+// creation never finished. Throws not_found if there is no such object.
+std::optional<std::string> not_a_segment(const std::string& name) {
+  try {
+    inspect(name);
+    return std::nullopt;
+  } catch (const error& e) {
+    if (e.code() == errc::not_found) throw;
+    const std::optional<object_look> look = look_at(name);
+    const std::string is_not = "'/dev/shm/" + name + "' is not a shmlog segment (";
+    switch (e.code()) {
+      case errc::bad_magic: {
+        char hex[32];
+        std::snprintf(hex, sizeof hex, "0x%016llx",
+                      static_cast<unsigned long long>(look ? look->magic : 0));
+        return is_not + "magic " + hex + ")";
+      }
+      case errc::truncated:
+        // Either smaller than a descriptor (no magic to go by) or shorter than its header says.
+        if (look && look->size < sizeof(segment_descriptor))
+          return is_not + std::to_string(look->size) +
+                 " bytes, too small to hold a shmlog descriptor of " +
+                 std::to_string(sizeof(segment_descriptor)) + " bytes)";
+        return std::nullopt;
+      case errc::unsupported_version:
+      case errc::corrupt_header:
+        return std::nullopt;  // the magic is shmlog's
+      case errc::not_initialized:
+        if (look && (look->size == 0 || is_segment_size(look->size))) return std::nullopt;
+        return is_not + "no magic number, and " +
+               (look ? std::to_string(look->size) + " bytes" : std::string("its size")) +
+               " is not the size of a shmlog segment whose creation was interrupted)";
+      default:
+        return std::string(e.what()) + ", so it cannot be checked to be a shmlog segment";
+    }
+  }
+}
+
+}  // namespace
+
 int run_destroy(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog destroy NAME";
-  const parsed_args args = parse_args(argv, {});
+  static constexpr const char* usage = "shmlog destroy NAME [--force]";
+  const parsed_args args = parse_args(argv, {{"force", false}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
   }
   const std::string& name = single_name(args, usage);
-  if (!destroy(name))
-    throw command_failure(exit_failure,
-                          "log '" + name + "' does not exist (no /dev/shm/" + name + ")");
+  validate_name(name);
+  const std::string missing = "log '" + name + "' does not exist (no /dev/shm/" + name + ")";
+  // Without --force, only a shmlog segment goes: a name typed wrong must not remove another
+  // program's shared memory.
+  if (!args.has("force")) {
+    try {
+      if (const std::optional<std::string> why = not_a_segment(name))
+        throw command_failure(exit_failure,
+                              *why + "; not removed (use --force to remove it anyway)");
+    } catch (const error& e) {
+      if (e.code() != errc::not_found) throw;
+      throw command_failure(exit_failure, missing);
+    }
+  }
+  if (!destroy(name)) throw command_failure(exit_failure, missing);
   return exit_ok;
 }
 
@@ -210,15 +305,33 @@ void flush_stdout() {
                           std::string("writing stdout failed: ") + std::strerror(errno));
 }
 
+std::string lap_reason(const lap_report& lap) {
+  return "lapped: wanted offset " + std::to_string(lap.wanted_offset) +
+         " but the oldest held offset is " + std::to_string(lap.oldest_offset) + " (" +
+         std::to_string(lap.bytes_lost()) + " bytes lost)";
+}
+
 int report_lap(const lap_report& lap) {
   flush_stdout();
-  std::fprintf(stderr,
-               "shmlog tail: lapped: wanted offset %llu but the oldest held offset is %llu (%llu "
-               "bytes lost)\n",
-               static_cast<unsigned long long>(lap.wanted_offset),
-               static_cast<unsigned long long>(lap.oldest_offset),
-               static_cast<unsigned long long>(lap.bytes_lost()));
+  std::fprintf(stderr, "shmlog tail: %s\n", lap_reason(lap).c_str());
   return exit_lapped;
+}
+
+// --from OFFSET. An offset the writer has already overwritten is what a lap is: the records
+// tail was asked for are gone, exactly as if tail had stood there and been lapped, so it gets
+// the lap's status and --on-lap handling (returned as a lap report; the reader has not moved).
+// An offset beyond the master offset or inside a record is the library's error as it is.
+std::optional<lap_report> seek_from(reader& r, std::uint64_t offset) {
+  try {
+    r.seek(offset);
+    return std::nullopt;
+  } catch (const error& e) {
+    if (e.code() != errc::offset_out_of_range) throw;
+    // Below the window as it is now: the bytes asked for are gone. Above it: not there yet.
+    const backlog_window w = r.window();
+    if (offset >= w.first_byte_offset) throw;
+    return lap_report{offset, w.first_byte_offset, w.master_offset};
+  }
 }
 
 int report_history_change(const resync_decision& d) {
@@ -335,7 +448,20 @@ int run_tail(std::span<const std::string> argv) {
   const wait_policy idle_cheaply{.mode = wait_mode::adaptive,
                                  .spin_for = std::chrono::microseconds(20),
                                  .yield_for = std::chrono::microseconds(200)};
-  reader r = reader::attach(name, {.start = t.from, .wait = idle_cheaply, .label = "shmlog-tail"});
+  const bool from_offset = t.from.where == start_position::kind::offset;
+  reader r = reader::attach(name, {.start = from_offset ? start_position::oldest() : t.from,
+                                   .wait = idle_cheaply,
+                                   .label = "shmlog-tail"});
+  if (from_offset) {
+    if (const std::optional<lap_report> lap = seek_from(r, t.from.offset)) {
+      if (t.lap == on_lap::fail) return report_lap(*lap);
+      if (t.lap == on_lap::skip) {
+        skip_lap(r, *lap);
+      } else if (!full_resync(r, name, t.snapshot_dir, lap_reason(*lap))) {
+        return flush_stdout(), exit_ok;
+      }
+    }
+  }
   // Without --follow, stop at the master offset as of now, even if the writer keeps going.
   const std::uint64_t end = r.master_offset();
   std::vector<std::byte> buffer;
@@ -359,11 +485,7 @@ int run_tail(std::span<const std::string> argv) {
         if (t.lap == on_lap::fail) return report_lap(p.lap);
         if (t.lap == on_lap::skip) {
           skip_lap(r, p.lap);
-        } else if (!full_resync(r, name, t.snapshot_dir,
-                                "lapped: wanted offset " + std::to_string(p.lap.wanted_offset) +
-                                    " but the oldest held offset is " +
-                                    std::to_string(p.lap.oldest_offset) + " (" +
-                                    std::to_string(p.lap.bytes_lost()) + " bytes lost)")) {
+        } else if (!full_resync(r, name, t.snapshot_dir, lap_reason(p.lap))) {
           return flush_stdout(), exit_ok;  // stopped by a signal while waiting for a snapshot
         }
         break;

@@ -19,7 +19,7 @@ Commands:
   create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence seq_cst|membarrier]
                           create a log; SIZE is bytes or K/M/G (powers of 1024), a power of two
                           from 4K to 1024G; mode defaults to 0600, reader slots to 64
-  destroy NAME            remove a log
+  destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
   info NAME [--json]      show the log's replication fields and its readers
   write NAME              append each line of stdin as one record (as the log's writer)
   tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]
@@ -39,7 +39,7 @@ Commands:
                           ask a running replica for KEY's value
   demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K] [--slow-every N]
                           a live run: a key-value producer and N (default 3) replica processes,
-                          one throttled until it is lapped and full-resyncs; checks every
+                          one throttled and paused until it is lapped and full-resyncs; checks every
                           replica's state against the producer's (shmlog demo --help)
   help                    show this text
 
