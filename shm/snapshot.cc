@@ -13,8 +13,10 @@
 #include <cstdio>
 #include <cstring>
 #include <istream>
+#include <memory>
 #include <ostream>
 #include <streambuf>
+#include <utility>
 
 #include "os.h"
 #include "shmlog/crc32c.h"
@@ -143,41 +145,178 @@ class progress_memory_buf : public std::streambuf {
   const std::function<void(std::uint64_t, std::uint64_t)>& progress_;
 };
 
-// A read-only mapping of a whole snapshot file, verified.
-class verified_file {
- public:
-  verified_file(const std::filesystem::path& path, std::optional<history_id> expected)
-      : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) {
-      if (errno == ENOENT) bad(path, "no such file");
-      system_failure(path, "open", errno);
-    }
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) system_failure(path, "fstat", errno);
-    size_ = static_cast<std::uint64_t>(st.st_size);
-    if (size_ < snapshot_header_size)
-      bad(path, "truncated: " + std::to_string(size_) + " bytes, less than the " +
-                    std::to_string(snapshot_header_size) + "-byte header");
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-    if (p == MAP_FAILED) system_failure(path, "mmap", errno);
-    base_ = static_cast<const char*>(p);
-    check(expected);
-  }
-  ~verified_file() {
-    if (base_) ::munmap(const_cast<char*>(base_), size_);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  verified_file(const verified_file&) = delete;
-  verified_file& operator=(const verified_file&) = delete;
+// "a FIFO", "a symbolic link", ...: what a refusal says was found instead of a regular file.
+std::string kind_of(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  char octal[32];
+  std::snprintf(octal, sizeof octal, "0%o", static_cast<unsigned>(mode & S_IFMT));
+  return std::string("a file of type ") + octal;
+}
 
-  const snapshot_info& info() const noexcept { return info_; }
-  const char* payload() const noexcept { return base_ + snapshot_header_size; }
+[[noreturn]] void not_regular(const std::filesystem::path& path, mode_t mode) {
+  bad(path, "is " + kind_of(mode) + ", not a regular file" +
+                (S_ISLNK(mode) ? " (snapshot files are never followed through links)" : ""));
+}
+
+// Anonymous memory for a payload read from a file. Large ones ask for transparent huge pages:
+// reading 256 MiB into 4 KiB pages costs 65,536 page faults, as much time as the copy itself.
+class payload_memory {
+ public:
+  payload_memory() = default;
+  payload_memory(const std::filesystem::path& path, std::uint64_t size) : size_(size) {
+    if (size == 0) return;
+    void* p = size > SIZE_MAX ? MAP_FAILED
+                              : ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      throw error(
+          errc::system_error,
+          "snapshot '" + path.string() + "': " +
+              detail::errno_message(
+                  "cannot allocate " + std::to_string(size) + " bytes for its payload", errno));
+    if (size >= huge_page) ::madvise(p, size, MADV_HUGEPAGE);  // a hint: failure is harmless
+    data_ = static_cast<char*>(p);
+  }
+  ~payload_memory() {
+    if (data_) ::munmap(data_, size_);
+  }
+  payload_memory(payload_memory&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(o.size_) {}
+  payload_memory& operator=(payload_memory&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  char* data() const noexcept { return data_; }
 
  private:
-  void check(std::optional<history_id> expected) {
+  static constexpr std::uint64_t huge_page = 2 << 20;
+  char* data_ = nullptr;
+  std::uint64_t size_ = 0;
+};
+
+class fd_guard {
+ public:
+  explicit fd_guard(int fd) noexcept : fd_(fd) {}
+  ~fd_guard() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  fd_guard(const fd_guard&) = delete;
+  fd_guard& operator=(const fd_guard&) = delete;
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+// Opens a snapshot file for reading without trusting what is at its path: no symbolic link is
+// followed and nothing but a regular file is opened (a FIFO would block the open, a device
+// could act on it), and the file must belong to a user the reader already trusts (design.md,
+// "Snapshot files are opened, not trusted"). Returns the descriptor, blocking again, and fills
+// `st` from it. Throws error(bad_snapshot) naming the path and what was found instead.
+int open_snapshot_file(const std::filesystem::path& path, struct stat& st) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const std::filesystem::path name = path.filename();
+  if (name.empty() || name == "." || name == "..") bad(path, "does not name a file");
+  // The owner rule is checked against the directory the file is then opened in, by descriptor.
+  // O_PATH: opening a file in it needs search permission only, as a plain open() of it does.
+  const fd_guard dir_fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) {
+    if (errno == ENOENT) bad(path, "no such file (its directory does not exist)");
+    system_failure(dir, "open directory", errno);
+  }
+  struct stat dir_st {};
+  if (::fstat(dir_fd.get(), &dir_st) != 0) system_failure(dir, "fstat", errno);
+  // Looked at before opening, so that a device or FIFO is never opened at all.
+  const auto look = [&] {
+    struct stat entry {};
+    if (::fstatat(dir_fd.get(), name.c_str(), &entry, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) bad(path, "no such file");
+      system_failure(path, "stat", errno);
+    }
+    if (!S_ISREG(entry.st_mode)) not_regular(path, entry.st_mode);
+  };
+  look();
+  // O_NOFOLLOW and O_NONBLOCK still: the entry may be replaced between the look and the open.
+  fd_guard fd(::openat(dir_fd.get(), name.c_str(),
+                       O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  if (fd.get() < 0) {
+    const int err = errno;
+    if (err == ENOENT) bad(path, "no such file");
+    if (err == ELOOP || err == ENXIO) look();  // it was replaced: say by what
+    system_failure(path, "open", err);
+  }
+  if (::fstat(fd.get(), &st) != 0) system_failure(path, "fstat", errno);
+  if (!S_ISREG(st.st_mode)) not_regular(path, st.st_mode);
+  const uid_t self = ::geteuid();
+  if (st.st_uid != dir_st.st_uid && st.st_uid != self)
+    bad(path, "is owned by uid " + std::to_string(st.st_uid) +
+                  ", neither the snapshot directory's owner (uid " + std::to_string(dir_st.st_uid) +
+                  ") nor this process's user (uid " + std::to_string(self) + ")");
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+    system_failure(path, "fcntl", errno);
+  return fd.release();
+}
+
+// Reads up to `n` bytes at `at`; fewer only at the end of the file.
+std::uint64_t read_at(const std::filesystem::path& path, int fd, char* into, std::uint64_t n,
+                      std::uint64_t at) {
+  std::uint64_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd, into + done, n - done, static_cast<off_t>(at + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      system_failure(path, "read", errno);
+    }
+    if (r == 0) break;
+    done += static_cast<std::uint64_t>(r);
+  }
+  return done;
+}
+
+// A whole snapshot file, read with pread (never mapped: a file truncated under a mapping
+// raises SIGBUS) and verified. With `keep_payload`, the payload stays in memory and is exactly
+// the bytes whose CRC was checked, so load() gets what was verified, whatever happens to the
+// file afterwards.
+class verified_file {
+ public:
+  verified_file(const std::filesystem::path& path, std::optional<history_id> expected,
+                bool keep_payload)
+      : path_(path) {
+    struct stat st {};
+    const fd_guard fd(open_snapshot_file(path, st));
+    const std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+    if (size < snapshot_header_size)
+      bad(path, "truncated: " + std::to_string(size) + " bytes, less than the " +
+                    std::to_string(snapshot_header_size) + "-byte header");
     snapshot_header h;
-    std::memcpy(&h, base_, sizeof h);
+    const std::uint64_t got = read_at(path, fd.get(), reinterpret_cast<char*>(&h), sizeof h, 0);
+    if (got < sizeof h) shrank(got, sizeof h);
+    check_header(h, size);
+    read_payload(fd.get(), h, keep_payload);
+    info_ = info_from_header(path_, h);
+    if (expected && info_.replid != *expected)
+      bad(path_, "belongs to history " + info_.replid.str() + ", not to " + expected->str());
+  }
+
+  const snapshot_info& info() const noexcept { return info_; }
+  // Only with keep_payload: the verified payload, info().payload_bytes long.
+  const char* payload() const noexcept { return payload_.data(); }
+
+ private:
+  [[noreturn]] void shrank(std::uint64_t got, std::uint64_t wanted) const {
+    bad(path_, "truncated while being read (" + std::to_string(got) + " of " +
+                   std::to_string(wanted) + " bytes)");
+  }
+
+  void check_header(const snapshot_header& h, std::uint64_t size) const {
     if (h.magic != snapshot_magic) {
       char hex[32];
       std::snprintf(hex, sizeof hex, "0x%016llx", static_cast<unsigned long long>(h.magic));
@@ -190,24 +329,44 @@ class verified_file {
       bad(path_, "header size " + std::to_string(h.header_size) + ", expected " +
                      std::to_string(snapshot_header_size));
     if (h.header_crc != header_crc_of(h)) bad(path_, "header checksum mismatch");
-    const std::uint64_t expected_size = snapshot_header_size + h.payload_length;
-    if (size_ < expected_size)
-      bad(path_, "truncated: " + std::to_string(size_) + " bytes, but the header describes " +
-                     std::to_string(expected_size));
-    if (size_ > expected_size)
-      bad(path_, std::to_string(size_ - expected_size) + " bytes after the " +
-                     std::to_string(expected_size) + " the header describes");
-    if (crc32c(base_ + snapshot_header_size, h.payload_length) != h.payload_crc)
+    // Compared without forming 128 + payload_length, which a hostile header could overflow.
+    const std::uint64_t payload_held = size - snapshot_header_size;
+    if (payload_held < h.payload_length)
+      bad(path_, "truncated: " + std::to_string(size) + " bytes, but the header describes " +
+                     (h.payload_length <= UINT64_MAX - snapshot_header_size
+                          ? std::to_string(snapshot_header_size + h.payload_length)
+                          : std::to_string(snapshot_header_size) + " + " +
+                                std::to_string(h.payload_length)));
+    if (payload_held > h.payload_length)
+      bad(path_, std::to_string(payload_held - h.payload_length) + " bytes after the " +
+                     std::to_string(snapshot_header_size + h.payload_length) +
+                     " the header describes");
+  }
+
+  // Reads the payload a slice at a time, checksumming each slice while it is in cache.
+  void read_payload(int fd, const snapshot_header& h, bool keep) {
+    constexpr std::uint64_t slice = 1 << 20;
+    std::unique_ptr<char[]> scratch;
+    if (keep)
+      payload_ = payload_memory(path_, h.payload_length);
+    else
+      scratch = std::make_unique_for_overwrite<char[]>(slice);
+    std::uint32_t crc = 0;
+    for (std::uint64_t done = 0; done < h.payload_length;) {
+      const std::uint64_t n = std::min(slice, h.payload_length - done);
+      char* into = keep ? payload_.data() + done : scratch.get();
+      const std::uint64_t got = read_at(path_, fd, into, n, snapshot_header_size + done);
+      if (got < n)
+        shrank(snapshot_header_size + done + got, snapshot_header_size + h.payload_length);
+      crc = crc32c(into, n, crc);
+      done += n;
+    }
+    if (crc != h.payload_crc)
       bad(path_, "payload checksum mismatch (the file was damaged after it was written)");
-    info_ = info_from_header(path_, h);
-    if (expected && info_.replid != *expected)
-      bad(path_, "belongs to history " + info_.replid.str() + ", not to " + expected->str());
   }
 
   std::filesystem::path path_;
-  int fd_ = -1;
-  const char* base_ = nullptr;
-  std::uint64_t size_ = 0;
+  payload_memory payload_;
   snapshot_info info_;
 };
 
@@ -236,6 +395,14 @@ std::optional<std::uint64_t> generation_of(std::string_view file, std::string_vi
   const auto [end, ec] = std::from_chars(gen.data(), gen.data() + gen.size(), g);
   if (ec != std::errc() || end != gen.data() + gen.size()) return std::nullopt;
   return g;
+}
+
+// A directory entry that is a regular file itself, not a link to one: scans consider nothing
+// else. What is removed after this look goes through unlink(), which removes a name and never
+// follows a link or removes a directory, should the entry have been replaced since.
+bool is_plain_file(const std::filesystem::directory_entry& entry) {
+  std::error_code ec;
+  return entry.symlink_status(ec).type() == std::filesystem::file_type::regular;
 }
 
 }  // namespace
@@ -275,7 +442,8 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
   const std::filesystem::path final_path = dir / snapshot_file_name(log, offset, generation);
   const std::filesystem::path temp_path =
       dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const int fd =
+      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) system_failure(temp_path, "create", errno);
   bool open = true;
   try {
@@ -325,14 +493,11 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
 }
 
 snapshot_info read_snapshot_header(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) system_failure(path, "open", errno);
+  struct stat st {};
+  const fd_guard fd(open_snapshot_file(path, st));
   snapshot_header h{};
-  const ssize_t n = ::pread(fd, &h, sizeof h, 0);
-  const int err = errno;
-  ::close(fd);
-  if (n < 0) system_failure(path, "read", err);
-  if (n != static_cast<ssize_t>(sizeof h)) bad(path, "truncated header");
+  if (read_at(path, fd.get(), reinterpret_cast<char*>(&h), sizeof h, 0) != sizeof h)
+    bad(path, "truncated header");
   if (h.magic != snapshot_magic || h.format_version != snapshot_format_version ||
       h.header_crc != header_crc_of(h))
     bad(path, "not a valid snapshot header");
@@ -341,13 +506,13 @@ snapshot_info read_snapshot_header(const std::filesystem::path& path) {
 
 snapshot_info verify_snapshot(const std::filesystem::path& path,
                               std::optional<history_id> expected_replid) {
-  return verified_file(path, expected_replid).info();
+  return verified_file(path, expected_replid, false).info();
 }
 
 snapshot_info load_snapshot(const std::filesystem::path& path, state_machine& state,
                             std::optional<history_id> expected_replid,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
-  const verified_file file(path, expected_replid);
+  const verified_file file(path, expected_replid, true);
   const snapshot_info& info = file.info();
   progress_memory_buf buf(file.payload(), info.payload_bytes, progress);
   std::istream in(&buf);
@@ -362,7 +527,8 @@ std::vector<std::filesystem::path> list_snapshots(const std::filesystem::path& d
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const std::string file = entry.path().filename().string();
-    if (const auto gen = generation_of(file, log)) found.emplace_back(*gen, entry.path());
+    const auto gen = generation_of(file, log);
+    if (gen && is_plain_file(entry)) found.emplace_back(*gen, entry.path());
   }
   std::sort(found.begin(), found.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -376,10 +542,8 @@ std::size_t prune_snapshots(const std::filesystem::path& dir, std::string_view l
                             std::size_t keep) {
   const auto paths = list_snapshots(dir, log);
   std::size_t removed = 0;
-  for (std::size_t i = keep; i < paths.size(); ++i) {
-    std::error_code ec;
-    if (std::filesystem::remove(paths[i], ec)) ++removed;
-  }
+  for (std::size_t i = keep; i < paths.size(); ++i)
+    if (::unlink(paths[i].c_str()) == 0) ++removed;
   return removed;
 }
 
@@ -398,7 +562,7 @@ std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir, std::s
         std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
     if (parse_ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0) continue;
     if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be at it
-    if (std::filesystem::remove(entry.path(), ec)) ++removed;
+    if (is_plain_file(entry) && ::unlink(entry.path().c_str()) == 0) ++removed;
   }
   return removed;
 }

@@ -1640,6 +1640,38 @@ TEST(cli, ProduceRecoversFromTheSnapshotsOfARemovedLog) {
   EXPECT_EQ(producer.finish().status, 0);
 }
 
+// A link in the snapshot directory named like the newest snapshot, pointing at another log's
+// file: recovery must neither load it through the link nor remove it (nor its target).
+TEST(cli, ProduceRecoveryNeitherFollowsNorRemovesASymlinkedSnapshot) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_log other_log(unique_log_name("cli"));
+  scoped_dir dir;
+  scoped_dir other;
+  EXPECT_EQ(run({"produce", other_log, "--snapshot-dir", other}, "SET evil 1\nSNAPSHOT\n").status,
+            0);
+  const std::filesystem::path target =
+      std::filesystem::directory_iterator(other.path())->path();  // another log's snapshot
+  const std::string target_bytes = read_file(target);
+  EXPECT_EQ(run({"produce", log, "--snapshot-dir", dir}, "SET a 1\nSNAPSHOT\n").status, 0);
+  ok({"destroy", log});
+  const std::filesystem::path link =
+      dir.path() / (log.name() + "-00000000000000000999-99.snap");  // would be the newest
+  std::filesystem::create_symlink(target, link);
+
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  const std::string start = started(producer, log);
+  EXPECT_NE(
+      start.find("recovered snapshot " + dir.file(log.name() + "-00000000000000000016-1.snap") +
+                 " (offset 16, 1 keys)"),
+      std::string::npos)
+      << start;
+  ASSERT_TRUE(producer.wait_for_err("removed 1 snapshot files"));
+  const run_result r = producer.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(read_file(target), target_bytes);
+}
+
 TEST(cli, WaitPrintsHowManyReadersReachedTheOffset) {
   scoped_log log(unique_log_name("cli"));
   scoped_dir dir;

@@ -4,12 +4,14 @@
 #include "shmlog/replica.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "fifo_watchdog.h"
 #include "mapping.h"
 #include "shmlog/snapshot_service.h"
 #include "shmlog/writer.h"
@@ -195,6 +197,30 @@ TEST_F(full_resync, BacklogTooSmallIsReportedWithACapacityThatWouldWork) {
   EXPECT_EQ(inspect(log.name()).window.master_offset, w.master_offset());
   EXPECT_EQ(state.items, producer_state.items);
   EXPECT_EQ(r.stats().full_resyncs, 1u);
+}
+
+// The announced file replaced by a FIFO: the replica used to wait in open() for a writer that
+// never comes. It must refuse it at once, naming it, and load the next snapshot.
+TEST_F(full_resync, FifoAtTheAnnouncedPathIsRefusedWithoutHanging) {
+  snapshot_service service(w, producer_state, {.dir = dir.path(), .check_every = 1});
+  append_n(30, "q-");
+  const snapshot_info announced = service.snapshot_now();
+  fs::remove(announced.path);
+  ASSERT_EQ(::mkfifo(announced.path.c_str(), 0600), 0);
+  test::list_state state;
+  replica_options o = options();
+  o.max_backoff = 20ms;
+  replica r(log.name(), state, o);
+  test::fifo_watchdog watchdog(announced.path, 10s);
+  catch_up_while_serving(service, r);
+  EXPECT_TRUE(watchdog.stop()) << "the replica blocked on the FIFO";
+  EXPECT_EQ(r.stats().snapshots_rejected, 1u);
+  EXPECT_NE(message_of(replica_event::kind::snapshot_rejected)
+                .find("snapshot '" + announced.path.string() + "': is a FIFO, not a regular file"),
+            std::string::npos)
+      << message_of(replica_event::kind::snapshot_rejected);
+  EXPECT_EQ(state.items, producer_state.items);
+  EXPECT_TRUE(r.synced());
 }
 
 TEST_F(full_resync, SnapshotOutsideTheReplicasDirectoryIsRefused) {

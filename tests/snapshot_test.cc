@@ -2,6 +2,7 @@
 // with the file named and the problem said, for every kind of damage.
 #include "shmlog/snapshot.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -174,6 +175,104 @@ TEST_F(snapshot_files, StaleTemporaryFilesOfDeadWritersAreRemoved) {
   EXPECT_EQ(remove_stale_snapshot_files(dir.path(), "log"), 1u);
   EXPECT_FALSE(fs::exists(stale));
   EXPECT_TRUE(fs::exists(live));
+}
+
+// Scans of the directory (the newest snapshot, pruning, stale temporary files) consider only
+// regular files: a link is neither followed nor removed, and nothing is removed through one.
+TEST_F(snapshot_files, ScansSkipLinksDirectoriesAndFifos) {
+  scratch_dir outside;
+  const fs::path precious = outside.path() / "precious";
+  write_file(precious, "not yours to delete");
+  write(100, 1);
+  write(200, 2);
+  fs::create_symlink(precious, dir.path() / snapshot_file_name("log", 300, 3));
+  fs::create_directory(dir.path() / snapshot_file_name("log", 400, 4));
+  ASSERT_EQ(::mkfifo((dir.path() / snapshot_file_name("log", 500, 5)).c_str(), 0600), 0);
+  const auto listed = list_snapshots(dir.path(), "log");
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed.front().filename(), snapshot_file_name("log", 200, 2));
+  EXPECT_EQ(prune_snapshots(dir.path(), "log", 0), 2u);
+  EXPECT_TRUE(fs::is_symlink(dir.path() / snapshot_file_name("log", 300, 3)));
+  EXPECT_TRUE(fs::is_directory(dir.path() / snapshot_file_name("log", 400, 4)));
+  EXPECT_TRUE(fs::is_fifo(dir.path() / snapshot_file_name("log", 500, 5)));
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const fs::path stale_link =
+      dir.path() / (".log-00000000000000000000-6.snap.tmp." + std::to_string(dead));
+  fs::create_symlink(precious, stale_link);
+  EXPECT_EQ(remove_stale_snapshot_files(dir.path(), "log"), 0u);
+  EXPECT_TRUE(fs::is_symlink(stale_link));
+  EXPECT_EQ(read_file(precious), "not yours to delete");
+}
+
+// Producer and replicas may run as different users sharing a group: the producer owns the
+// snapshot directory and its files, a replica of another user loads them. Anyone else's file
+// in the directory (a group member who may write there) is refused, naming the owner.
+struct snapshot_owners : snapshot_files {
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to give files other owners";
+    snapshot_files::SetUp();
+  }
+  // What a process of user `uid` makes of `p`: "" if it loads, else the refusal.
+  std::string as_user(uid_t uid, const fs::path& p) {
+    int pipe_fds[2];
+    EXPECT_EQ(::pipe(pipe_fds), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(pipe_fds[0]);
+      std::string m = "setuid failed";
+      if (::setgroups(0, nullptr) == 0 && ::setgid(uid) == 0 && ::setuid(uid) == 0) {
+        test::list_state fresh;
+        try {
+          load_snapshot(p, fresh, id);
+          m = fresh.items == state.items ? "" : "loaded a different state";
+        } catch (const std::exception& e) {
+          m = e.what();
+        }
+      }
+      const ssize_t ignored = ::write(pipe_fds[1], m.data(), m.size());
+      (void)ignored;
+      ::_exit(0);
+    }
+    ::close(pipe_fds[1]);
+    std::string m;
+    char buf[512];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;)
+      m.append(buf, static_cast<std::size_t>(n));
+    ::close(pipe_fds[0]);
+    ::waitpid(child, nullptr, 0);
+    return m;
+  }
+};
+
+TEST_F(snapshot_owners, ReplicaOfAnotherUserLoadsTheDirectoryOwnersFile) {
+  const fs::path p = write_snapshot(dir.path(), "log", 1, id, 0, state, 0644).path;
+  ::chmod(dir.path().c_str(), 0755);
+  ASSERT_EQ(::chown(dir.path().c_str(), 65533, 65533), 0);
+  ASSERT_EQ(::chown(p.c_str(), 65533, 65533), 0);  // the producer's user owns both
+  EXPECT_EQ(as_user(65534, p), "");
+}
+
+TEST_F(snapshot_owners, FileOfAThirdUserIsRefusedNamingItsOwner) {
+  const fs::path p = write_snapshot(dir.path(), "log", 1, id, 0, state, 0644).path;
+  ::chmod(dir.path().c_str(), 0777);  // a directory that others may write into
+  ASSERT_EQ(::chown(dir.path().c_str(), 65533, 65533), 0);
+  ASSERT_EQ(::chown(p.c_str(), 65532, 65532), 0);
+  const std::string m = as_user(65534, p);
+  EXPECT_NE(m.find("snapshot '" + p.string() +
+                   "': is owned by uid 65532, neither the snapshot "
+                   "directory's owner (uid 65533) nor this process's user (uid 65534)"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(refusal(p).find("is owned by uid 65532"), std::string::npos);  // root: the same rule
+}
+
+TEST_F(snapshot_owners, OwnFileIsLoadedInAnotherUsersDirectory) {
+  const fs::path p = write_snapshot(dir.path(), "log", 1, id, 0, state, 0644).path;
+  ::chmod(dir.path().c_str(), 01777);  // like /tmp
+  ASSERT_EQ(::chown(p.c_str(), 65534, 65534), 0);
+  EXPECT_EQ(as_user(65534, p), "");  // the directory is root's, the file its own
 }
 
 TEST_F(snapshot_files, SnapshotDirectoryProblemsAreNamed) {

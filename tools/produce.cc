@@ -62,7 +62,8 @@ struct loaded_snapshot {
 // The newest snapshot that verifies and loads, into `state`. This log's own snapshots (those
 // whose generation the log has announced) come first, newest first; then any others: files the
 // log never announced, left by an earlier log of the same name (say, before a reboot cleared
-// /dev/shm) or by a fork-mode save that finished after its producer died.
+// /dev/shm) or by a fork-mode save that finished after its producer died. Only regular files
+// are candidates (list_snapshots): a link named like a snapshot is never followed.
 std::optional<loaded_snapshot> load_newest(const fs::path& dir, const std::string& name,
                                            std::uint64_t announced, kv::kv_state& state) {
   std::vector<fs::path> order;
@@ -229,10 +230,8 @@ void retire_unannounced(writer& w, kv::kv_state& state, const fs::path& dir,
     saved = once.snapshot_now();
   }
   std::size_t removed = 0;
-  for (const fs::path& p : unannounced) {
-    std::error_code ec;
-    if (p != saved.path && fs::remove(p, ec)) ++removed;
-  }
+  for (const fs::path& p : unannounced)  // unlink: a name only, never a link's target or a dir
+    if (p != saved.path && ::unlink(p.c_str()) == 0) ++removed;
   note("saved the recovered state as " + saved.path.string() + " and removed " +
        std::to_string(removed) + " snapshot files of '" + w.name() +
        "' this log never announced (generation above " + std::to_string(announced) +

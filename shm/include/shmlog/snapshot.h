@@ -2,6 +2,12 @@
 // belongs to. Written atomically (temporary file, fsync, rename, fsync of the directory), and
 // verified whole (length, CRC-32C of the payload, header checksum, history) before a replica
 // applies any of it. The format is drawn in docs/layout.md.
+//
+// Every function that opens a snapshot file opens only a regular file, never through a
+// symbolic link, owned by the user who owns its directory or by the caller's effective user;
+// anything else (a FIFO, a link, a directory, a socket, a device, another user's file) is
+// refused with error(bad_snapshot) naming the path and what was found (docs/design.md,
+// "Snapshot files are opened, not trusted").
 #pragma once
 
 #include <sys/types.h>
@@ -50,6 +56,7 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
 
 // Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
 // and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.
+// Reads with pread() a MiB at a time; memory used does not grow with the file.
 snapshot_info verify_snapshot(const std::filesystem::path& path,
                               std::optional<history_id> expected_replid = std::nullopt);
 
@@ -58,21 +65,26 @@ snapshot_info read_snapshot_header(const std::filesystem::path& path);
 
 // Verifies the file as verify_snapshot() does, then, and only then, calls state.load() with the
 // payload. `progress(bytes_loaded, payload_bytes)` is called as load() consumes the payload.
+// The payload is read into memory (as much as the file holds) and load() reads the very bytes
+// that were verified: a file changed or truncated meanwhile cannot reach load() or raise
+// SIGBUS.
 snapshot_info load_snapshot(const std::filesystem::path& path, state_machine& state,
                             std::optional<history_id> expected_replid = std::nullopt,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
 
-// The snapshot files of `log` in `dir`, newest (highest generation) first. Files that do not
-// parse as names of this log's snapshots are ignored.
+// The snapshot files of `log` in `dir`, newest (highest generation) first. Entries that do not
+// parse as names of this log's snapshots, or are not regular files themselves (symbolic links,
+// directories, FIFOs...), are ignored.
 std::vector<std::filesystem::path> list_snapshots(const std::filesystem::path& dir,
                                                   std::string_view log);
 
 // Keeps the newest `keep` snapshots of `log` in `dir` and removes the rest; returns how many
-// it removed.
+// it removed. Removes only what list_snapshots() lists, with unlink(): never through a link.
 std::size_t prune_snapshots(const std::filesystem::path& dir, std::string_view log,
                             std::size_t keep);
 
-// Removes temporary files of `log` in `dir` left by writers that died while writing.
+// Removes temporary files of `log` in `dir` left by writers that died while writing (regular
+// files only: a link of that name, or what it points to, is left alone).
 std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir, std::string_view log);
 
 }  // namespace shmlog
