@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "fault.h"
 #include "raw_segment.h"
 #include "shmlog/reader.h"
 #include "shmlog/writer.h"
@@ -93,6 +94,24 @@ TEST_F(wait_with_membarrier, SleepingReaderIsWokenByAnAppend) {
   EXPECT_EQ(w.fence(), fence_mode::membarrier);  // this kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED
   EXPECT_EQ(inspect(log.name()).writer_fence, fence_mode::membarrier);
   woken_thirty_times();
+}
+
+// Issue 8, item 10: the reader's membarrier() is half of the store-load fence in a membarrier
+// log. When it fails (a seccomp filter, an old kernel: injected here), sleeping could lose a
+// wake-up, so the reader yields instead, and still gets the record.
+TEST_F(wait_with_membarrier, ReaderWhoseMembarrierFailsYieldsInsteadOfSleeping) {
+  detail::set_fault_hook([](detail::fault_point p) { return p == detail::fault_point::membarrier; });
+  reader r = attach(wait_mode::sleep);
+  bool woke = false;
+  std::thread t([&] { woke = r.wait(60s); });
+  await_state(reader_state::yielding);
+  w.append("still delivered");
+  t.join();
+  detail::set_fault_hook(nullptr);
+  EXPECT_TRUE(woke);
+  std::vector<std::byte> buffer;
+  EXPECT_EQ(r.poll_copy(buffer).record.text(), "still delivered");
+  EXPECT_EQ(inspect(log.name()).readers[0].state, reader_state::reading);
 }
 
 TEST_F(wait_fixture, DefaultWriterFenceIsSeqCst) {
