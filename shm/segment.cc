@@ -182,6 +182,19 @@ bool exists(std::string_view name) {
   }
 }
 
+namespace {
+// Runs read(); a header block left half-written becomes one of `problems` instead of an error.
+template <class Read>
+void note_interrupted(std::vector<std::string>& problems, Read&& read) {
+  try {
+    read();
+  } catch (const error& e) {
+    if (e.code() != errc::interrupted_update) throw;
+    problems.emplace_back(e.what());
+  }
+}
+}  // namespace
+
 log_info inspect(std::string_view name) {
   auto file = detail::segment_file::open(name, false);
   auto m = detail::mapping::map(file, detail::map_access::inspector);
@@ -197,12 +210,7 @@ log_info inspect(std::string_view name) {
   info.reader_slot_count = g.slot_count;
   info.creation_time_ns = h.descriptor.creation_time_ns;
   info.mode = file.mode();
-  try {
-    info.history = detail::read_history(*m);
-  } catch (const error& e) {
-    if (e.code() != errc::interrupted_update) throw;
-    info.problems.emplace_back(e.what());
-  }
+  note_interrupted(info.problems, [&] { info.history = detail::read_history(*m); });
   info.window = detail::read_window(*m);
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
 
@@ -223,12 +231,7 @@ log_info inspect(std::string_view name) {
   info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
   info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
   detail::snapshot_announcement a;
-  try {
-    a = detail::read_snapshot_announcement(*m);
-  } catch (const error& e) {
-    if (e.code() != errc::interrupted_update) throw;
-    info.problems.emplace_back(e.what());
-  }
+  note_interrupted(info.problems, [&] { a = detail::read_snapshot_announcement(*m); });
   info.snapshot.generation = a.generation;
   info.snapshot.offset = a.offset;
   info.snapshot.bytes = a.bytes;
