@@ -100,7 +100,8 @@ TEST_F(wait_with_membarrier, SleepingReaderIsWokenByAnAppend) {
 // log. When it fails (a seccomp filter, an old kernel: injected here), sleeping could lose a
 // wake-up, so the reader yields instead, and still gets the record.
 TEST_F(wait_with_membarrier, ReaderWhoseMembarrierFailsYieldsInsteadOfSleeping) {
-  detail::set_fault_hook([](detail::fault_point p) { return p == detail::fault_point::membarrier; });
+  detail::set_fault_hook(
+      [](detail::fault_point p) { return p == detail::fault_point::membarrier; });
   reader r = attach(wait_mode::sleep);
   bool woke = false;
   std::thread t([&] { woke = r.wait(60s); });
