@@ -203,7 +203,11 @@ std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
       throw error(errc::truncated, log + " is truncated: " + std::to_string(size) +
                                        " bytes, smaller than its descriptor");
     }
-    if (!is_byte_locked(file.fd(), writer_lock_byte) || std::chrono::steady_clock::now() > give_up)
+    // A writer maps holding the writer lock (on another description, which is_byte_locked
+    // counts as someone else): then no creator can be running, and there is nothing to wait for.
+    const bool creator_may_run =
+        access != map_access::writer && is_byte_locked(file.fd(), writer_lock_byte);
+    if (!creator_may_run || std::chrono::steady_clock::now() > give_up)
       throw error(errc::not_initialized,
                   log +
                       " was never fully created (no magic number; its creator died or is stuck)."
