@@ -288,6 +288,26 @@ std::string hex64(std::uint64_t v) {
   throw error(errc::corrupt_header, "log " + quoted(name) + ": corrupt header: " + what);
 }
 
+// The 40 bytes of a history id field as they stand, quoted, for an error message: bytes that
+// are not printable ASCII as \xNN.
+std::string history_id_text(const std::atomic<std::uint64_t>* words) {
+  std::string out = "\"";
+  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+    const std::uint64_t v = words[w].load(std::memory_order_relaxed);
+    for (std::size_t b = 0; b < 8; ++b) {
+      const auto c = static_cast<unsigned char>(v >> (8 * b));
+      if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+        out += static_cast<char>(c);
+      } else {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        out += hex;
+      }
+    }
+  }
+  return out + "\"";
+}
+
 // The error for a header seqlock a reader could not read: the block, the writer's pid, and
 // whether it died (then the next writer repairs the block) or is alive and stuck.
 [[noreturn]] void throw_interrupted(const mapping& m, const char* block,
@@ -393,9 +413,10 @@ sync_point read_sync_point(const mapping& m) {
       [&] { return m.writer_alive(); }, seqlock_patience);
   if (!r.ok) throw_interrupted(m, "history", r);
   if (!replid || !replid2)
-    throw error(errc::corrupt_header, "log " + quoted(m.name()) +
-                                          ": corrupt header: a history id is not 40 hex "
-                                          "characters");
+    throw error(errc::corrupt_header, "log " + quoted(m.name()) + ": corrupt header: history " +
+                                          (replid ? "replid2 " + history_id_text(h.history.replid2)
+                                                  : "replid " + history_id_text(h.history.replid)) +
+                                          " is not 40 hex characters");
   sync_point p;
   p.epoch = epoch;
   p.history.replid = *replid;

@@ -200,6 +200,19 @@ TEST_F(bad_segment, BadSlotCountIsNamed) {
   EXPECT_NE(message_of([&] { inspect(log.name()); }).find("reader_slot_count"), std::string::npos);
 }
 
+// Found by the header fuzz (tests/header_fuzz_test.cc): the error said "a history id is not 40
+// hex characters", naming neither which id nor what it held.
+TEST_F(bad_segment, HistoryIdThatIsNotHexIsNamedWithWhatItHolds) {
+  const std::size_t replid2 = offsetof(segment_header, history) + offsetof(history_block, replid2);
+  test::raw_segment(log.name()).poke<char>(replid2 + 3, 'z');
+  const std::string m = message_of([&] { inspect(log.name()); });
+  EXPECT_NE(m.find("corrupt header: history replid2 \"000z000000000000000000000000000000000000\" "
+                   "is not 40 hex characters"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(code_of([&] { reader::attach(log.name()); }), errc::corrupt_header);
+}
+
 TEST_F(bad_segment, TruncatedSegmentIsRefusedWithBothSizes) {
   test::raw_segment(log.name()).resize(header_size + 100);
   EXPECT_EQ(open_error(), errc::truncated);
