@@ -303,11 +303,12 @@ class reader_core {
         const std::optional<std::uint64_t> at = checked_checkpoint(checkpoints_, boundary, g);
         if (!at) {
           if (intent_->load(std::memory_order_acquire) > boundary + capacity_) continue;
-          throw error(errc::corrupt_header, "log '" + name() +
-                                                "': corrupt header: the checkpoint of chunk "
-                                                "boundary " +
-                                                std::to_string(boundary) +
-                                                " is not a record start within a record of it");
+          throw error(errc::corrupt_header,
+                      "log '" + name() + "': corrupt header: the checkpoint of chunk boundary " +
+                          std::to_string(boundary) + " is " +
+                          std::to_string(checkpoints_[(boundary / chunk_) % checkpoint_count].load(
+                              std::memory_order_relaxed)) +
+                          ", not an 8-aligned offset within a record of it");
         }
         walk_start = std::min(*at, target);
       }

@@ -203,7 +203,11 @@ std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
       throw error(errc::truncated, log + " is truncated: " + std::to_string(size) +
                                        " bytes, smaller than its descriptor");
     }
-    if (!is_byte_locked(file.fd(), writer_lock_byte) || std::chrono::steady_clock::now() > give_up)
+    // A writer maps holding the writer lock (on another description, which is_byte_locked
+    // counts as someone else): then no creator can be running, and there is nothing to wait for.
+    const bool creator_may_run =
+        access != map_access::writer && is_byte_locked(file.fd(), writer_lock_byte);
+    if (!creator_may_run || std::chrono::steady_clock::now() > give_up)
       throw error(errc::not_initialized,
                   log +
                       " was never fully created (no magic number; its creator died or is stuck)."
@@ -282,6 +286,26 @@ std::string hex64(std::uint64_t v) {
 
 [[noreturn]] void throw_corrupt_offsets(std::string_view name, const std::string& what) {
   throw error(errc::corrupt_header, "log " + quoted(name) + ": corrupt header: " + what);
+}
+
+// The 40 bytes of a history id field as they stand, quoted, for an error message: bytes that
+// are not printable ASCII as \xNN.
+std::string history_id_text(const std::atomic<std::uint64_t>* words) {
+  std::string out = "\"";
+  for (std::size_t w = 0; w < history_id_size / 8; ++w) {
+    const std::uint64_t v = words[w].load(std::memory_order_relaxed);
+    for (std::size_t b = 0; b < 8; ++b) {
+      const auto c = static_cast<unsigned char>(v >> (8 * b));
+      if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+        out += static_cast<char>(c);
+      } else {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", c);
+        out += hex;
+      }
+    }
+  }
+  return out + "\"";
 }
 
 // The error for a header seqlock a reader could not read: the block, the writer's pid, and
@@ -389,9 +413,10 @@ sync_point read_sync_point(const mapping& m) {
       [&] { return m.writer_alive(); }, seqlock_patience);
   if (!r.ok) throw_interrupted(m, "history", r);
   if (!replid || !replid2)
-    throw error(errc::corrupt_header, "log " + quoted(m.name()) +
-                                          ": corrupt header: a history id is not 40 hex "
-                                          "characters");
+    throw error(errc::corrupt_header, "log " + quoted(m.name()) + ": corrupt header: history " +
+                                          (replid ? "replid2 " + history_id_text(h.history.replid2)
+                                                  : "replid " + history_id_text(h.history.replid)) +
+                                          " is not 40 hex characters");
   sync_point p;
   p.epoch = epoch;
   p.history.replid = *replid;

@@ -73,7 +73,8 @@ enum class map_access {
 class mapping {
  public:
   // Validates the header (magic, version, geometry, checksum, size) and maps the segment.
-  // Throws shmlog::error naming the log and the first thing found wrong.
+  // Throws shmlog::error naming the log and the first thing found wrong. With
+  // map_access::writer the caller holds the writer lock.
   static std::shared_ptr<mapping> map(segment_file& file, map_access access);
 
   const std::string& name() const noexcept { return name_; }

@@ -202,6 +202,25 @@ TEST_F(reader_fixture, SeekFindsEveryRecordAcrossChunksAndWraps) {
   EXPECT_GT(held, 50);
 }
 
+// Found by the header fuzz (tests/header_fuzz_test.cc): seek() refused a damaged checkpoint
+// without saying what the checkpoint held.
+TEST_F(reader_fixture, SeekPastADamagedCheckpointNamesItsValue) {
+  std::vector<std::uint64_t> offsets;
+  for (int i = 0; i < 20; ++i)
+    offsets.push_back(w.append(text('c', 40)));  // 48-byte frames: chunk 1 (256) and beyond
+  reader r = attach();
+  test::raw_segment(log.name()).header().checkpoints[1].store(301);  // not 8-aligned
+  try {
+    r.seek(offsets[7]);  // 336, in chunk 1
+    FAIL() << "seek walked from a damaged checkpoint";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::corrupt_header);
+    EXPECT_NE(std::string(e.what()).find("the checkpoint of chunk boundary 256 is 301, not"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(reader_fixture, ResyncCountsPartialOkAndPartialErr) {
   w.append("a");
   const std::uint64_t b = w.append("b");

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <chrono>
+
 #include "raw_segment.h"
 #include "shmlog/reader.h"
 #include "shmlog/writer.h"
@@ -198,6 +200,19 @@ TEST_F(bad_segment, BadSlotCountIsNamed) {
   EXPECT_NE(message_of([&] { inspect(log.name()); }).find("reader_slot_count"), std::string::npos);
 }
 
+// Found by the header fuzz (tests/header_fuzz_test.cc): the error said "a history id is not 40
+// hex characters", naming neither which id nor what it held.
+TEST_F(bad_segment, HistoryIdThatIsNotHexIsNamedWithWhatItHolds) {
+  const std::size_t replid2 = offsetof(segment_header, history) + offsetof(history_block, replid2);
+  test::raw_segment(log.name()).poke<char>(replid2 + 3, 'z');
+  const std::string m = message_of([&] { inspect(log.name()); });
+  EXPECT_NE(m.find("corrupt header: history replid2 \"000z000000000000000000000000000000000000\" "
+                   "is not 40 hex characters"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(code_of([&] { reader::attach(log.name()); }), errc::corrupt_header);
+}
+
 TEST_F(bad_segment, TruncatedSegmentIsRefusedWithBothSizes) {
   test::raw_segment(log.name()).resize(header_size + 100);
   EXPECT_EQ(open_error(), errc::truncated);
@@ -222,6 +237,22 @@ TEST(foreign_segment, EmptyObjectWithNoCreatorIsNotInitialized) {
   ASSERT_EQ(::ftruncate(fd2, 64 * 1024), 0);  // sized but never written: no magic
   ::close(fd2);
   EXPECT_EQ(code_of([&] { reader::attach(log.name()); }), errc::not_initialized);
+}
+
+// Found by the header fuzz (tests/header_fuzz_test.cc): writer::open took the writer lock, then
+// saw that lock held (its own, on its other description) and waited the full 2 s meant for a
+// creator still at work before it said so.
+TEST(foreign_segment, WriterOnALogWithoutMagicFailsAtOnce) {
+  scoped_log log{unique_log_name("nomagic")};
+  create(log, {.capacity = 4096});
+  test::raw_segment(log.name()).poke<std::uint64_t>(offsetof(segment_descriptor, magic), 0);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(code_of([&] { writer::open(log.name()); }), errc::not_initialized);
+  // No creator can be at work while we hold the writer lock: nothing to wait for. (Bound far
+  // below the 2 s wait and far above a failure that did not wait at all.)
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
+  EXPECT_NE(message_of([&] { writer::open(log.name()); }).find("never fully created"),
+            std::string::npos);
 }
 
 TEST(foreign_segment, SomeoneElsesSharedMemoryIsNotAShmlogSegment) {

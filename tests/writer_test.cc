@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <vector>
+
 #include "raw_segment.h"
 #include "shmlog/reader.h"
 #include "test_util.h"
@@ -194,6 +197,41 @@ TEST(writer_takeover, WriterThatLeftItsOpenFlagIsReportedAsCrashed) {
   raw.header().writer.open.store(1);  // as a killed writer leaves it
   writer w = writer::open(log.name());
   EXPECT_TRUE(w.takeover().previous_crashed);
+}
+
+// Found by the header fuzz (tests/header_fuzz_test.cc): a master offset 8 bytes into the last
+// record passed every takeover check, the new writer wrote its records over that record's tail,
+// and a reader took the record, header intact, with the new bytes in it.
+TEST(writer_takeover, MasterOffsetInsideARecordIsRefusedAndNothingChanges) {
+  scoped_log log{unique_log_name("midrecord")};
+  std::uint64_t last = 0;
+  {
+    writer w = writer::create(log, {.capacity = capacity});
+    w.append("first");
+    last = w.append(std::string(100, 'x'));
+  }
+  test::raw_segment raw(log.name());
+  raw.header().master_offset.store(last + 8);
+  const std::vector<std::byte> before(raw.base(), raw.base() + header_size + capacity);
+  try {
+    writer::open(log.name());
+    FAIL() << "a writer took over at a master offset inside a record";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::corrupt_header);
+    const std::string m = e.what();
+    EXPECT_NE(
+        m.find("master_offset " + std::to_string(last + 8) +
+               " does not start a record (it falls inside the record at " + std::to_string(last)),
+        std::string::npos)
+        << m;
+  }
+  EXPECT_EQ(std::memcmp(before.data(), raw.base(), before.size()), 0);
+
+  // The start of that record is a record boundary: a writer continues there (the record is
+  // dropped, as an unpublished one would be).
+  raw.header().master_offset.store(last);
+  writer w = writer::open(log.name());
+  EXPECT_EQ(w.append("after"), last);
 }
 
 }  // namespace

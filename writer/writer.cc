@@ -436,6 +436,21 @@ class writer_core {
                    checkpoints_[(b / chunk_) % checkpoint_count].load(std::memory_order_relaxed)) +
                ", not a record start between it and the master offset " + std::to_string(master));
     }
+    // The next record goes at the master offset. Inside a record, it would overwrite that
+    // record's tail while its header still stands, and readers would take the mix for the
+    // record. Walk to it from its chunk's checkpoint (vouched for above): at most a chunk. A
+    // record may run past the master offset here (that is the case to name), by one frame.
+    const std::uint64_t chunk_start = master & ~(chunk_ - 1);
+    const std::uint64_t from =
+        checkpoints_[(chunk_start / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
+    const record_walk w = walk_records(ring_, g, from, master, master + max_frame_for(capacity_));
+    if (w.problem)
+      refuse("master_offset " + std::to_string(master) + " cannot be checked: the record at " +
+             std::to_string(w.position) + " before it is corrupt (" + w.problem + ")");
+    if (w.position != master)
+      refuse("master_offset " + std::to_string(master) +
+             " does not start a record (it falls inside the record at " +
+             std::to_string(w.previous) + ", which ends at " + std::to_string(w.position) + ")");
   }
 
   // The history block as the last writer completed it, or nullopt if it is half-written (seq
