@@ -326,8 +326,8 @@ TEST_F(closed_log, TakeoverRepairsAHistoryIdThatIsNotHexWithANewHistory) {
   make(4096, 2);
   raw().poke<char>(offsetof(segment_header, history) + offsetof(history_block, replid) + 3, 'z');
   const std::string refused = outcome_within(test::hang_guard, [&] { inspect(log.name()); });
-  EXPECT_TRUE(has(refused, "error corrupt_header: log '" + log.name() +
-                               "': corrupt header: history replid "))
+  EXPECT_TRUE(has(
+      refused, "error corrupt_header: log '" + log.name() + "': corrupt header: history replid "))
       << refused;
   EXPECT_TRUE(has(refused, " is not 40 hex characters")) << refused;
   writer w = writer::open(log.name());
