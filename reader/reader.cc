@@ -16,7 +16,7 @@
 #include "os.h"
 #include "ring.h"
 #include "shmlog/error.h"
-#include "shmlog/writer.h"
+#include "shmlog/testing.h"
 
 namespace shmlog {
 namespace detail {
@@ -387,29 +387,49 @@ class reader_core {
   // The end of a full resync: counted as one, if it succeeds, and as no PSYNC.
   resync_decision continue_after_load(const history_id& replid, std::uint64_t offset) {
     const resync_decision d = move_if_held(replid, offset);
-    if (d.is_partial()) area_->sync_full.fetch_add(1, std::memory_order_relaxed);
+    if (d.is_partial()) {
+      area_->sync_full.fetch_add(1, std::memory_order_relaxed);
+    } else if (d.reason == resync_reason::offset_before_backlog) {
+      area_->backlog_too_small.fetch_add(1, std::memory_order_relaxed);
+    }
     return d;
   }
 
-  // The PSYNC decision, and the move to `offset` if it is partial; counts nothing.
+  snapshot_meta announced_snapshot() const { return read_snapshot_announcement(*map_); }
+
+  std::uint64_t request_snapshot() noexcept {
+    // relaxed: a count; the producer answers with an announcement, whose seqlock orders it.
+    return area_->snapshot_requests.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+
+  // The PSYNC decision, and the move to `offset` if it is partial; counts nothing. A writer
+  // that changes the history while the reader moves makes it decide again with the new one
+  // (a few times at most: a writer changes the history only when it starts).
   resync_decision move_if_held(std::optional<history_id> replid, std::uint64_t offset) {
-    const sync_point sync = begin_sync();
-    resync_decision d = decide_resync(sync.history, window(), replid, offset);
-    if (d.is_partial()) {
+    resync_decision d;
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      const sync_point sync = begin_sync();
+      d = decide_resync(sync.history, window(), replid, offset);
+      if (!d.is_partial()) return d;
       // A PSYNC names what the caller holds: a state of `replid` up to `offset`, so every
       // record before it (WAIT counts the reader from now on).
       try {
         seek_with(offset, sync, 0);
+        return d;
       } catch (const error& e) {
         d.kind = resync_kind::full;
         if (e.code() == errc::not_a_record_boundary) {
           d.reason = resync_reason::not_a_record_boundary;
-        } else if (e.code() == errc::offset_out_of_range) {
-          d.reason = resync_reason::offset_before_backlog;  // overwritten since the decision
-          d.window = window();
-        } else {
-          throw;
+          return d;
         }
+        if (e.code() != errc::offset_out_of_range) throw;
+        if (epoch_word_->load(std::memory_order_acquire) != sync.epoch) {
+          d.reason = resync_reason::history_changed;  // decide again, with the new history
+          continue;
+        }
+        d.reason = resync_reason::offset_before_backlog;  // overwritten since the decision
+        d.window = window();
+        return d;
       }
     }
     return d;
@@ -647,6 +667,10 @@ class reader_core {
 
 }  // namespace detail
 
+struct reader::impl final : detail::reader_core {
+  using reader_core::reader_core;
+};
+
 reader reader::attach(std::string_view name, const reader_options& options) {
   // Two descriptions, as for the writer: the slot lock on one that is never mapped, so that the
   // lock goes with this reader's process, not with the last process holding the mapping.
@@ -657,93 +681,95 @@ reader reader::attach(std::string_view name, const reader_options& options) {
                                      "' was destroyed and created again while being "
                                      "attached to; attach again");
   auto map = detail::mapping::map(mapped_file, detail::map_access::reader);
-  return reader(
-      std::make_unique<detail::reader_core>(std::move(lock_file), std::move(map), options));
+  return reader(std::make_unique<impl>(std::move(lock_file), std::move(map), options));
 }
 
-reader reader::attach(const writer& w, const reader_options& options) {
-  auto file = detail::segment_file::open(w.name(), true);
-  return reader(
-      std::make_unique<detail::reader_core>(std::move(file), w.shared_mapping(), options));
+reader reader::attach(const mapped_log& log, const reader_options& options) {
+  const std::shared_ptr<detail::mapping>& map = log.get().map;
+  auto file = detail::segment_file::open(map->name(), true);
+  return reader(std::make_unique<impl>(std::move(file), map, options));
 }
 
-const std::shared_ptr<detail::mapping>& detail::reader_mapping(const reader& r) noexcept {
-  return r.core_->shared_mapping();
-}
-
-reader::reader(std::unique_ptr<detail::reader_core> core) : core_(std::move(core)) {}
+reader::reader(std::unique_ptr<impl> impl) noexcept : impl_(std::move(impl)) {}
 reader::reader(reader&&) noexcept = default;
 reader& reader::operator=(reader&&) noexcept = default;
 reader::~reader() = default;
 
 poll_result reader::poll() {
-  return core_->poll<false>(nullptr);
+  return impl_->poll<false>(nullptr);
 }
 poll_result reader::poll_copy(std::vector<std::byte>& buffer) {
-  return core_->poll<true>(&buffer);
+  return impl_->poll<true>(&buffer);
 }
 bool reader::still_valid(const record_view& view) const noexcept {
-  return core_->still_valid(view);
+  return impl_->still_valid(view);
 }
 bool reader::wait(std::chrono::nanoseconds timeout) {
-  return core_->wait(timeout);
+  return impl_->wait(timeout);
 }
 void reader::set_wait_policy(const wait_policy& policy) noexcept {
-  core_->set_wait_policy(policy);
+  impl_->set_wait_policy(policy);
 }
 void reader::seek(std::uint64_t offset) {
-  core_->seek(offset);
+  impl_->seek(offset);
 }
 void reader::seek_oldest() {
-  core_->seek_oldest();
+  impl_->seek_oldest();
 }
 void reader::seek_latest() {
-  core_->seek_latest();
+  impl_->seek_latest();
 }
 std::uint64_t reader::skip_corruption() {
-  return core_->skip_corruption();
+  return impl_->skip_corruption();
 }
 resync_decision reader::resync(std::optional<history_id> replid, std::uint64_t offset) {
-  return core_->resync(replid, offset);
+  return impl_->resync(replid, offset);
 }
 resync_decision reader::continue_after_load(const history_id& replid, std::uint64_t offset) {
-  return core_->continue_after_load(replid, offset);
+  return impl_->continue_after_load(replid, offset);
 }
 bool reader::log_removed() const {
-  return core_->log_removed();
+  return impl_->log_removed();
 }
 std::uint64_t reader::offset() const noexcept {
-  return core_->offset();
+  return impl_->offset();
 }
 const history_id& reader::replid() const noexcept {
-  return core_->replid();
+  return impl_->replid();
 }
 std::uint64_t reader::master_offset() const noexcept {
-  return core_->master_offset();
+  return impl_->master_offset();
 }
 backlog_window reader::window() const {
-  return core_->window();
+  return impl_->window();
 }
 history_state reader::history() const {
-  return core_->history();
+  return impl_->history();
 }
 std::uint64_t reader::lapped_count() const noexcept {
-  return core_->lapped_count();
+  return impl_->lapped_count();
 }
 std::uint32_t reader::slot() const noexcept {
-  return core_->slot();
+  return impl_->slot();
 }
 std::uint64_t reader::capacity() const noexcept {
-  return core_->capacity();
+  return impl_->capacity();
 }
 std::uint64_t reader::max_payload() const noexcept {
-  return core_->max_payload();
+  return impl_->max_payload();
 }
 const std::string& reader::name() const noexcept {
-  return core_->name();
+  return impl_->name();
 }
-void reader::set_validation_hook(std::function<void()> hook) {
-  core_->set_validation_hook(std::move(hook));
+snapshot_meta reader::announced_snapshot() const {
+  return impl_->announced_snapshot();
+}
+std::uint64_t reader::request_snapshot() {
+  return impl_->request_snapshot();
+}
+
+void testing::set_validation_hook(reader& r, std::function<void()> hook) {
+  r.impl_->set_validation_hook(std::move(hook));
 }
 
 }  // namespace shmlog

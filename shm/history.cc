@@ -68,6 +68,8 @@ std::string_view to_string(resync_reason reason) noexcept {
       return "offset_after_master";
     case resync_reason::not_a_record_boundary:
       return "not_a_record_boundary";
+    case resync_reason::history_changed:
+      return "history_changed";
   }
   return "unknown";
 }
@@ -98,6 +100,10 @@ std::string resync_decision::describe() const {
       return "full resync: offset " + wanted + " is after the master offset " + master;
     case resync_reason::not_a_record_boundary:
       return "full resync: offset " + wanted + " does not start a record";
+    case resync_reason::history_changed:
+      return "full resync: the writer kept changing the log's history while the reader moved "
+             "to offset " +
+             wanted;
   }
   return "full resync";
 }

@@ -23,7 +23,7 @@ namespace {
 
 // Built by appending: GCC 12 at -O3 warns falsely (-Wrestrict, GCC PR 105329) about
 // "'" + std::string(...) + "'".
-std::string quoted(std::string_view name) {
+std::string quote_name(std::string_view name) {
   std::string s;
   s.reserve(name.size() + 2);
   s.append(1, '\'').append(name).append(1, '\'');
@@ -31,7 +31,7 @@ std::string quoted(std::string_view name) {
 }
 
 [[noreturn]] void throw_open_error(std::string_view name, const char* what, int err) {
-  const std::string log = "log " + quoted(name);
+  const std::string log = "log " + quote_name(name);
   switch (err) {
     case ENOENT:
       throw error(errc::not_found, log + " does not exist (no /dev/shm/" + std::string(name) + ")");
@@ -60,7 +60,7 @@ bool is_power_of_two(std::uint64_t v) {
 // Checks every descriptor field against the rules the creator follows, naming the first one
 // that is wrong. The magic and version were checked before.
 geometry validate_descriptor(std::string_view name, const segment_descriptor& d) {
-  const std::string log = "log " + quoted(name) + ": corrupt header: ";
+  const std::string log = "log " + quote_name(name) + ": corrupt header: ";
   auto bad = [&](const std::string& what) { throw error(errc::corrupt_header, log + what); };
   if (d.header_size != header_size)
     bad("header_size is " + std::to_string(d.header_size) + ", expected " +
@@ -132,14 +132,16 @@ int segment_file::fd() const noexcept {
 std::uint64_t segment_file::size() const {
   bip::offset_t size = 0;
   if (!object_.get_size(size))
-    throw error(errc::system_error, "log " + quoted(name_) + ": " + errno_message("fstat", errno));
+    throw error(errc::system_error,
+                "log " + quote_name(name_) + ": " + errno_message("fstat", errno));
   return static_cast<std::uint64_t>(size);
 }
 
 mode_t segment_file::mode() const {
   struct stat st {};
   if (::fstat(fd(), &st) != 0)
-    throw error(errc::system_error, "log " + quoted(name_) + ": " + errno_message("fstat", errno));
+    throw error(errc::system_error,
+                "log " + quote_name(name_) + ": " + errno_message("fstat", errno));
   return st.st_mode & 07777;
 }
 
@@ -147,7 +149,8 @@ bool segment_file::same_object(const segment_file& other) const {
   struct stat mine {};
   struct stat theirs {};
   if (::fstat(fd(), &mine) != 0 || ::fstat(other.fd(), &theirs) != 0)
-    throw error(errc::system_error, "log " + quoted(name_) + ": " + errno_message("fstat", errno));
+    throw error(errc::system_error,
+                "log " + quote_name(name_) + ": " + errno_message("fstat", errno));
   return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
 }
 
@@ -174,7 +177,7 @@ bool mapping::reader_alive(std::uint32_t i) const {
 
 std::shared_ptr<mapping> mapping::map(segment_file& file, map_access access) {
   const std::string& name = file.name();
-  const std::string log = "log " + quoted(name);
+  const std::string log = "log " + quote_name(name);
 
   // A creator holds the writer lock from before it sizes the object until after it stores the
   // magic. Seeing no magic while that lock is held means creation is in progress: wait for it
@@ -285,7 +288,7 @@ std::string hex64(std::uint64_t v) {
 }
 
 [[noreturn]] void throw_corrupt_offsets(std::string_view name, const std::string& what) {
-  throw error(errc::corrupt_header, "log " + quoted(name) + ": corrupt header: " + what);
+  throw error(errc::corrupt_header, "log " + quote_name(name) + ": corrupt header: " + what);
 }
 
 // The 40 bytes of a history id field as they stand, quoted, for an error message: bytes that
@@ -314,7 +317,7 @@ std::string history_id_text(const std::atomic<std::uint64_t>* words) {
                                     const seqlock_read_result& r) {
   const std::uint32_t pid = m.header().writer.pid.load(std::memory_order_acquire);
   const std::string who = pid ? "writer pid " + std::to_string(pid) : std::string("a writer");
-  const std::string log = "log " + quoted(m.name()) + ": the " + block + " block";
+  const std::string log = "log " + quote_name(m.name()) + ": the " + block + " block";
   if (r.owner_dead)
     throw error(errc::interrupted_update,
                 log + " was left half-written (seq " + std::to_string(r.seq) + ") by " + who +
@@ -413,7 +416,7 @@ sync_point read_sync_point(const mapping& m) {
       [&] { return m.writer_alive(); }, seqlock_patience);
   if (!r.ok) throw_interrupted(m, "history", r);
   if (!replid || !replid2)
-    throw error(errc::corrupt_header, "log " + quoted(m.name()) + ": corrupt header: history " +
+    throw error(errc::corrupt_header, "log " + quote_name(m.name()) + ": corrupt header: history " +
                                           (replid ? "replid2 " + history_id_text(h.history.replid2)
                                                   : "replid " + history_id_text(h.history.replid)) +
                                           " is not 40 hex characters");
@@ -426,9 +429,10 @@ sync_point read_sync_point(const mapping& m) {
   return p;
 }
 
-snapshot_announcement read_snapshot_announcement(const mapping& m) {
+snapshot_meta read_snapshot_announcement(const mapping& m) {
   const snapshot_block& b = m.header().snapshot;
-  snapshot_announcement a;
+  snapshot_meta a;
+  std::uint64_t file_bytes = 0;
   std::optional<history_id> replid;
   char path[snapshot_path_size];
   const seqlock_read_result r = read_seqlocked(
@@ -439,7 +443,7 @@ snapshot_announcement read_snapshot_announcement(const mapping& m) {
         a.requests_served = b.requests_served.load(std::memory_order_relaxed);
         a.created_ns = b.created_ns.load(std::memory_order_relaxed);
         a.save_ns = b.save_ns.load(std::memory_order_relaxed);
-        a.bytes = b.bytes.load(std::memory_order_relaxed);
+        file_bytes = b.bytes.load(std::memory_order_relaxed);
         replid = load_history_id(b.replid);
         for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
           const std::uint64_t v = b.path[w].load(std::memory_order_relaxed);
@@ -448,13 +452,14 @@ snapshot_announcement read_snapshot_announcement(const mapping& m) {
       },
       [&] { return m.writer_alive(); }, seqlock_patience);
   if (!r.ok) throw_interrupted(m, "snapshot", r);
+  a.payload_bytes = file_bytes > snapshot_header_size ? file_bytes - snapshot_header_size : 0;
   if (a.generation == 0) return a;
   if (replid) a.replid = *replid;  // else none: matches no history, so nobody loads it
-  a.path.assign(path, strnlen(path, snapshot_path_size));
+  a.path = std::string(path, strnlen(path, snapshot_path_size));
   return a;
 }
 
-void write_snapshot_announcement(segment_header& h, const snapshot_announcement& a) {
+void write_snapshot_announcement(segment_header& h, const snapshot_meta& a) {
   snapshot_block& b = h.snapshot;
   seqlock_write change(b.seq);
   b.generation.store(a.generation, std::memory_order_relaxed);
@@ -463,10 +468,11 @@ void write_snapshot_announcement(segment_header& h, const snapshot_announcement&
   fault_injected(fault_point::snapshot_announcement_half_done);
   b.created_ns.store(a.created_ns, std::memory_order_relaxed);
   b.save_ns.store(a.save_ns, std::memory_order_relaxed);
-  b.bytes.store(a.bytes, std::memory_order_relaxed);
+  b.bytes.store(a.file_bytes(), std::memory_order_relaxed);
   store_history_id(b.replid, a.replid);
+  const std::string text = a.path.string();
   char path[snapshot_path_size] = {};
-  std::memcpy(path, a.path.data(), std::min(a.path.size(), snapshot_path_size - 1));
+  std::memcpy(path, text.data(), std::min(text.size(), snapshot_path_size - 1));
   for (std::size_t w = 0; w < snapshot_path_size / 8; ++w) {
     std::uint64_t v = 0;
     std::memcpy(&v, path + 8 * w, 8);

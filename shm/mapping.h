@@ -14,6 +14,7 @@
 #include "ring.h"
 #include "shmlog/layout.h"
 #include "shmlog/segment.h"
+#include "shmlog/snapshot.h"
 
 namespace shmlog::detail {
 
@@ -114,6 +115,15 @@ class mapping {
   int probe_fd_ = -1;
 };
 
+}  // namespace shmlog::detail
+
+// What a mapped_log (the public handle) holds.
+struct shmlog::mapped_log::impl {
+  std::shared_ptr<detail::mapping> map;
+};
+
+namespace shmlog::detail {
+
 // Creates, sizes and initialises a new segment (validating name and options first) and returns
 // the description that holds the writer lock, taken before the object had a size: closing it
 // releases the lock, or writer::create keeps it as its writer lock. Nothing is left behind if
@@ -151,21 +161,11 @@ struct sync_point {
 };
 sync_point read_sync_point(const mapping& m);
 
-// The newest snapshot the producer published (snapshot_block), copied under its seqlock.
-struct snapshot_announcement {
-  std::uint64_t generation = 0;  // 0: none published yet
-  std::uint64_t offset = 0;
-  std::uint64_t requests_served = 0;
-  std::uint64_t created_ns = 0;
-  std::uint64_t save_ns = 0;
-  std::uint64_t bytes = 0;
-  history_id replid;
-  std::string path;
-};
-// Any process. Throws interrupted_update as read_history does.
-snapshot_announcement read_snapshot_announcement(const mapping& m);
+// The newest snapshot the producer published (snapshot_block), copied under its seqlock
+// (generation 0: none yet). Any process. Throws interrupted_update as read_history does.
+snapshot_meta read_snapshot_announcement(const mapping& m);
 // Producer only (it holds the writer lock).
-void write_snapshot_announcement(segment_header& header, const snapshot_announcement& a);
+void write_snapshot_announcement(segment_header& header, const snapshot_meta& a);
 
 // Takeover only (the caller holds the writer lock, so nobody else is mid-update). Whether a
 // block was left odd by a process that died while changing it.

@@ -230,16 +230,7 @@ log_info inspect(std::string_view name) {
   info.snapshot_requests = ra.snapshot_requests.load(std::memory_order_relaxed);
   info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
   info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
-  detail::snapshot_announcement a;
-  note_interrupted(info.problems, [&] { a = detail::read_snapshot_announcement(*m); });
-  info.snapshot.generation = a.generation;
-  info.snapshot.offset = a.offset;
-  info.snapshot.bytes = a.bytes;
-  info.snapshot.created_ns = a.created_ns;
-  info.snapshot.save_ns = a.save_ns;
-  info.snapshot.requests_served = a.requests_served;
-  info.snapshot.replid = a.replid;
-  info.snapshot.path = a.path;
+  note_interrupted(info.problems, [&] { info.snapshot = detail::read_snapshot_announcement(*m); });
 
   const std::uint64_t now = detail::monotonic_ns();
   for (std::uint32_t i = 0; i < g.slot_count; ++i) {

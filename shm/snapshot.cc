@@ -54,10 +54,10 @@ std::uint32_t header_crc_of(const snapshot_header& h) {
 }
 
 // What a checked header says, with its history id parsed.
-snapshot_info info_from_header(const std::filesystem::path& path, const snapshot_header& h) {
+snapshot_meta info_from_header(const std::filesystem::path& path, const snapshot_header& h) {
   const auto replid = history_id::parse({h.replid, history_id_size});
   if (!replid) bad(path, "its history id is not 40 hex characters");
-  snapshot_info info;
+  snapshot_meta info;
   info.path = path;
   info.replid = *replid;
   info.offset = h.offset;
@@ -306,7 +306,7 @@ class verified_file {
       bad(path_, "belongs to history " + info_.replid.str() + ", not to " + expected->str());
   }
 
-  const snapshot_info& info() const noexcept { return info_; }
+  const snapshot_meta& info() const noexcept { return info_; }
   // Only with keep_payload: the verified payload, info().payload_bytes long.
   const char* payload() const noexcept { return payload_.data(); }
 
@@ -367,7 +367,7 @@ class verified_file {
 
   std::filesystem::path path_;
   payload_memory payload_;
-  snapshot_info info_;
+  snapshot_meta info_;
 };
 
 void fsync_dir(const std::filesystem::path& dir) {
@@ -434,7 +434,7 @@ std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
   return name;
 }
 
-snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view log,
+snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view log,
                              std::uint64_t generation, const history_id& replid,
                              std::uint64_t offset, const state_machine& state, mode_t mode) {
   const std::uint64_t started = detail::monotonic_ns();
@@ -477,7 +477,7 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
     if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
       system_failure(final_path, "rename", errno);
     fsync_dir(dir);
-    snapshot_info info;
+    snapshot_meta info;
     info.path = final_path;
     info.replid = replid;
     info.offset = offset;
@@ -492,7 +492,7 @@ snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view 
   }
 }
 
-snapshot_info read_snapshot_header(const std::filesystem::path& path) {
+snapshot_meta read_snapshot_header(const std::filesystem::path& path) {
   struct stat st {};
   const fd_guard fd(open_snapshot_file(path, st));
   snapshot_header h{};
@@ -504,16 +504,16 @@ snapshot_info read_snapshot_header(const std::filesystem::path& path) {
   return info_from_header(path, h);
 }
 
-snapshot_info verify_snapshot(const std::filesystem::path& path,
+snapshot_meta verify_snapshot(const std::filesystem::path& path,
                               std::optional<history_id> expected_replid) {
   return verified_file(path, expected_replid, false).info();
 }
 
-snapshot_info load_snapshot(const std::filesystem::path& path, state_machine& state,
+snapshot_meta load_snapshot(const std::filesystem::path& path, state_machine& state,
                             std::optional<history_id> expected_replid,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
   const verified_file file(path, expected_replid, true);
-  const snapshot_info& info = file.info();
+  const snapshot_meta& info = file.info();
   progress_memory_buf buf(file.payload(), info.payload_bytes, progress);
   std::istream in(&buf);
   state.load(in);

@@ -112,8 +112,9 @@ void run(append_style style, wait_mode mode) {
   std::vector<reader_tally> tallies(3);
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < tallies.size(); ++i) {
-    reader r = reader::attach(w, {.start = start_position::oldest(),
-                                  .wait = {.mode = mode, .spin_for = 20us, .yield_for = 200us}});
+    reader r =
+        reader::attach(w.mapped(), {.start = start_position::oldest(),
+                                    .wait = {.mode = mode, .spin_for = 20us, .yield_for = 200us}});
     threads.emplace_back(
         [&tallies, i, rr = std::move(r)]() mutable { tallies[i] = read_until_end(std::move(rr)); });
   }

@@ -606,7 +606,7 @@ class header_fuzz : public ::testing::Test {
     second_repl_offset_ = branch_at;
 
     // A published snapshot announcement (the file itself is never loaded by these tests).
-    detail::snapshot_announcement a;
+    snapshot_meta a;
     a.generation = 1;
     a.offset = second_offsets[second_offsets.size() / 2];
     a.requests_served = 1;
@@ -615,10 +615,10 @@ class header_fuzz : public ::testing::Test {
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
     a.save_ns = 1'234'567;
-    a.bytes = 4321;
+    a.payload_bytes = 4321 - snapshot_header_size;
     a.replid = second_id_;
     a.path = "/tmp/shmlog-header-fuzz-no-such-dir/" + name + ".snapshot";
-    detail::write_snapshot_announcement(w.shared_mapping()->writable_header(), a);
+    w.announce_snapshot(a);
 
     // Slot 0: a live reader for the whole test, that resynchronised within the shared prefix
     // (sync_partial_ok), was refused once (sync_partial_err) and read a few records.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "shmlog/reader.h"
+#include "shmlog/testing.h"
 #include "shmlog/writer.h"
 #include "test_util.h"
 
@@ -128,7 +129,7 @@ TEST_F(history_restart, WriterWithoutStateKeepsTheHistoryEvenAfterACrash) {
 TEST_F(history_restart, HistoryChangeBetweenCopyAndValidationIsNeverDelivered) {
   reader r = attach_at(offsets[7]);
   std::optional<writer> w;
-  r.set_validation_hook([&] {
+  shmlog::testing::set_validation_hook(r, [&] {
     if (!w) w.emplace(writer::open(log.name(), {.state_replid = first_id, .state_offset = 0}));
   });
   EXPECT_EQ(r.poll_copy(buffer).status, poll_status::history_changed);

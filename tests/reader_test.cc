@@ -8,6 +8,7 @@
 #include <csignal>
 
 #include "raw_segment.h"
+#include "shmlog/testing.h"
 #include "shmlog/writer.h"
 #include "test_util.h"
 
@@ -83,7 +84,7 @@ TEST_F(reader_fixture, LappedWhileCopyingIsNeverDeliveredAsValid) {
   reader r = attach();
   w.append(text('o', 500));
   bool lapped_in_hook = false;
-  r.set_validation_hook([&] {
+  shmlog::testing::set_validation_hook(r, [&] {
     if (lapped_in_hook) return;
     lapped_in_hook = true;
     lap_past(0);
@@ -97,7 +98,7 @@ TEST_F(reader_fixture, LappedWhileCopyingIsNeverDeliveredAsValid) {
 TEST_F(reader_fixture, LappedWhileReadingAViewIsNeverDeliveredAsValid) {
   reader r = attach();
   w.append(text('o', 500));
-  r.set_validation_hook([&] { lap_past(0); });
+  shmlog::testing::set_validation_hook(r, [&] { lap_past(0); });
   EXPECT_EQ(r.poll().status, poll_status::lapped);
 }
 
@@ -337,7 +338,7 @@ TEST_F(reader_fixture, ReaderMapsTheRingReadOnly) {
 }
 
 TEST_F(reader_fixture, InProcessReaderSharesTheWritersMapping) {
-  reader r = reader::attach(w, {.start = start_position::oldest()});
+  reader r = reader::attach(w.mapped(), {.start = start_position::oldest()});
   w.append("shared");
   EXPECT_EQ(r.poll_copy(buffer).record.text(), "shared");
 }

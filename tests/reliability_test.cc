@@ -109,13 +109,13 @@ TEST_F(closed_log, SnapshotBlockLeftOddByADeadProducerIsReportedThenWithdrawnByT
   make(4096, 1);
   {
     writer w = writer::open(log.name());
-    detail::snapshot_announcement a;
+    snapshot_meta a;
     a.generation = 5;
     a.offset = 48;
     a.requests_served = 9;
     a.replid = w.history().replid;
     a.path = "/tmp/x.snap";
-    detail::write_snapshot_announcement(w.shared_mapping()->writable_header(), a);
+    w.announce_snapshot(a);
   }
   raw().poke<std::uint32_t>(snapshot_seq_at, raw().peek<std::uint32_t>(snapshot_seq_at) + 1);
   const std::string outcome =

@@ -118,10 +118,9 @@ TEST_F(full_resync, AnnouncedSnapshotStillInTheBacklogIsUsedWithoutAskingAgain) 
 TEST_F(full_resync, ManyRequestsAreServedByOneSnapshot) {
   snapshot_service service(w, producer_state, {.dir = dir.path(), .check_every = 1});
   append_n(10, "x-");
-  const reader asker = reader::attach(log.name());
-  auto& requests = detail::reader_mapping(asker)->reader_area().snapshot_requests;
+  reader asker = reader::attach(log.name());
   for (int i = 0; i < 5; ++i)
-    requests.fetch_add(1);  // five readers ask before the producer looks
+    asker.request_snapshot();  // five readers ask before the producer looks
   service.poll();
   EXPECT_EQ(service.published(), 1u);
   service.poll();
@@ -145,7 +144,7 @@ TEST_F(full_resync, LappedReplicaReloadsTheStateAndCatchesUp) {
 TEST_F(full_resync, CorruptSnapshotIsRefusedAndANewOneAskedFor) {
   snapshot_service service(w, producer_state, {.dir = dir.path(), .check_every = 1});
   append_n(30, "c-");
-  const snapshot_info bad = service.snapshot_now();
+  const snapshot_meta bad = service.snapshot_now();
   {
     std::fstream f(bad.path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(snapshot_header_size + 10);
@@ -204,7 +203,7 @@ TEST_F(full_resync, BacklogTooSmallIsReportedWithACapacityThatWouldWork) {
 TEST_F(full_resync, FifoAtTheAnnouncedPathIsRefusedWithoutHanging) {
   snapshot_service service(w, producer_state, {.dir = dir.path(), .check_every = 1});
   append_n(30, "q-");
-  const snapshot_info announced = service.snapshot_now();
+  const snapshot_meta announced = service.snapshot_now();
   fs::remove(announced.path);
   ASSERT_EQ(::mkfifo(announced.path.c_str(), 0600), 0);
   test::list_state state;

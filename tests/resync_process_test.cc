@@ -133,7 +133,7 @@ class resync_processes : public ::testing::Test {
   }
 
   // The newest snapshot the segment announces (the producer's seqlock-protected block).
-  shmlog::detail::snapshot_announcement announcement() const {
+  shmlog::snapshot_meta announcement() const {
     auto file = shmlog::detail::segment_file::open(log_.name(), false);
     const auto map = shmlog::detail::mapping::map(file, shmlog::detail::map_access::inspector);
     return shmlog::detail::read_snapshot_announcement(*map);
@@ -287,7 +287,7 @@ TEST_P(resync_processes_by_mode, ProducerKilledMidSaveLeavesOnlyATempFileTheNext
   EXPECT_FALSE(fs::exists(dir_.path() / expected_temp));
 
   r.await_line("event full_resync_done");
-  const shmlog::detail::snapshot_announcement ann = announcement();
+  const shmlog::snapshot_meta ann = announcement();
   EXPECT_EQ(ann.generation, 1u);
   EXPECT_EQ(ann.offset, final_master);
   EXPECT_EQ(files(false),
@@ -339,7 +339,7 @@ TEST_F(resync_processes, ForkChildOutlivingAKilledProducerHoldsNoRoleAndIsNeverA
   EXPECT_FALSE(fs::exists(dir_.path() / child_temp));
   const fs::path unannounced = dir_.path() / shmlog::snapshot_file_name(log_.name(), forked_at, 1);
   EXPECT_TRUE(fs::exists(unannounced));
-  const shmlog::detail::snapshot_announcement ann = announcement();
+  const shmlog::snapshot_meta ann = announcement();
   EXPECT_EQ(ann.generation, 1u);
   EXPECT_EQ(ann.offset, master);
   EXPECT_NE(ann.path, unannounced.string());
@@ -491,7 +491,7 @@ TEST_P(resync_processes_by_mode, ManyReplicasAskingAtOnceAreServedByOneSnapshot)
   for (peer* r : rs)
     EXPECT_TRUE(contains(r->await_line("event full_resync_done"), "loaded snapshot 1 "));
   EXPECT_EQ(fields(ask(p, "stats", "stats"))["published"], 1u);
-  const shmlog::detail::snapshot_announcement ann = announcement();
+  const shmlog::snapshot_meta ann = announcement();
   EXPECT_EQ(ann.generation, 1u);
   EXPECT_EQ(ann.requests_served, replicas);
   EXPECT_EQ(files(false).size(), 1u);

@@ -53,7 +53,7 @@ struct snapshot_files : ::testing::Test {
 TEST_F(snapshot_files, WrittenFileRoundTrips) {
   const fs::path p = write(4096, 7);
   EXPECT_EQ(p.filename(), "log-00000000000000004096-7.snap");
-  const snapshot_info info = verify_snapshot(p, id);
+  const snapshot_meta info = verify_snapshot(p, id);
   EXPECT_EQ(info.offset, 4096u);
   EXPECT_EQ(info.replid, id);
   EXPECT_EQ(fs::file_size(p), snapshot_header_size + info.payload_bytes);

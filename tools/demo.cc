@@ -248,9 +248,9 @@ int run_demo_writer(std::span<const std::string> argv) {
   // published ones as numbers, read back from the segment, and anything else as it is.
   std::uint64_t generation = 0;
   const auto on_snapshot_log = [&](const std::string& message) {
-    log_info::snapshot_summary now;
+    snapshot_meta now;
     try {
-      now = inspect(name).snapshot;
+      now = w.announced_snapshot();
     } catch (const std::exception&) {
       now.generation = generation;  // cannot tell: pass the message on as it is
     }
@@ -260,7 +260,7 @@ int run_demo_writer(std::span<const std::string> argv) {
     }
     generation = now.generation;
     tell_parent("snapshot " + std::to_string(now.generation) + " " + std::to_string(now.offset) +
-                " " + std::to_string(now.bytes) + " " + std::to_string(now.save_ns));
+                " " + std::to_string(now.file_bytes()) + " " + std::to_string(now.save_ns));
   };
   // Fork mode, like Redis's BGSAVE: the producer keeps appending while a child saves its
   // copy-on-write image. Safe here: the producer has one thread.

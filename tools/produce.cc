@@ -55,7 +55,7 @@ std::string history_text(const history_state& h) {
 }
 
 struct loaded_snapshot {
-  snapshot_info info;
+  snapshot_meta info;
   std::uint64_t generation = 0;
 };
 
@@ -223,7 +223,7 @@ void retire_unannounced(writer& w, kv::kv_state& state, const fs::path& dir,
   for (const fs::path& p : list_snapshots(dir, w.name()))
     if (generation_of(p) > announced) unannounced.push_back(p);
   if (unannounced.empty()) return;
-  snapshot_info saved;
+  snapshot_meta saved;
   {
     // keep: everything, so that this save cannot prune itself in favour of the old files.
     snapshot_service once(w, state, {.dir = dir, .keep = std::numeric_limits<std::size_t>::max()});
@@ -326,7 +326,7 @@ class producer {
   void snapshot_command(std::string_view text) {
     if (text != "SNAPSHOT") return invalid("SNAPSHOT takes no arguments");
     try {
-      const snapshot_info info = snapshots_.snapshot_now();
+      const snapshot_meta info = snapshots_.snapshot_now();
       std::printf("SNAPSHOT -> offset %llu: %s (%llu bytes)\n",
                   static_cast<unsigned long long>(info.offset), info.path.c_str(),
                   static_cast<unsigned long long>(snapshot_header_size + info.payload_bytes));
@@ -486,7 +486,7 @@ int run_produce(std::span<const std::string> argv) {
 
   // Save the state on the way out unless the newest snapshot already is it, so that a restart
   // needs no backlog (and the replicas that ask next get it at once).
-  const log_info::snapshot_summary newest = inspect(name).snapshot;
+  const snapshot_meta newest = w.announced_snapshot();
   const bool saved = newest.generation != 0 && newest.replid == w.history().replid &&
                      newest.offset == w.master_offset();
   const bool nothing = w.master_offset() == 0 && state.size() == 0;

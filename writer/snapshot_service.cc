@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include "mapping.h"
 #include "os.h"
 #include "shmlog/error.h"
 
@@ -34,7 +33,7 @@ snapshot_service::snapshot_service(writer& w, const state_machine& state, snapsh
   if (options_.file_mode == 0) options_.file_mode = inspect(w.name()).mode & 0666;
   // Requests made before this producer started count as pending unless the last snapshot
   // published (by an earlier producer) answered them.
-  served_ = detail::read_snapshot_announcement(*w.shared_mapping()).requests_served;
+  served_ = w.announced_snapshot().requests_served;
   countdown_ = 1;  // look at once, at the first poll
 }
 
@@ -50,18 +49,16 @@ void snapshot_service::poll() {
     return;
   }
   // The one load on the producer's path: relaxed, of a line readers write only when asking.
-  const std::uint64_t requests =
-      writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
+  const std::uint64_t requests = writer_.snapshot_requests();
   if (requests == served_) return;
   if (retry_backoff_.count() != 0 && std::chrono::steady_clock::now() < retry_at_) return;
   start(requests);
 }
 
-snapshot_info snapshot_service::snapshot_now() {
+snapshot_meta snapshot_service::snapshot_now() {
   if (child_ > 0) reap(true);
-  const std::uint64_t requests =
-      writer_.shared_mapping()->reader_area().snapshot_requests.load(std::memory_order_relaxed);
-  const snapshot_info info =
+  const std::uint64_t requests = writer_.snapshot_requests();
+  const snapshot_meta info =
       write_snapshot(options_.dir, writer_.name(), next_generation(), writer_.history().replid,
                      writer_.master_offset(), state_, options_.file_mode);
   publish(info, requests);
@@ -69,7 +66,7 @@ snapshot_info snapshot_service::snapshot_now() {
 }
 
 std::uint64_t snapshot_service::next_generation() const {
-  return detail::read_snapshot_announcement(*writer_.shared_mapping()).generation + 1;
+  return writer_.announced_snapshot().generation + 1;
 }
 
 void snapshot_service::start(std::uint64_t requests) {
@@ -93,9 +90,9 @@ void snapshot_service::start(std::uint64_t requests) {
     return;
   }
   if (pid == 0) {
-    // The child: its own copy of the state at exactly `offset`. It must not keep the writer
-    // lock alive should the writer die, and must not run the parent's destructors.
-    ::close(detail::writer_lock_fd(writer_));
+    // The child: its own copy of the state at exactly `offset`. It holds no writer lock (the
+    // library drops a role's descriptor in every fork()ed child, so the role dies with the
+    // writer, not with this child), and must not run the parent's destructors.
     int status = 0;
     try {
       write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_,
@@ -157,17 +154,11 @@ void snapshot_service::failed(const std::string& why) {
                  std::to_string(retry_backoff_.count()) + " ms");
 }
 
-void snapshot_service::publish(const snapshot_info& info, std::uint64_t requests) {
-  detail::snapshot_announcement a;
+void snapshot_service::publish(const snapshot_meta& info, std::uint64_t requests) {
+  snapshot_meta a = info;
   a.generation = next_generation();
-  a.offset = info.offset;
   a.requests_served = requests;
-  a.created_ns = info.created_ns;
-  a.save_ns = info.save_ns;
-  a.bytes = snapshot_header_size + info.payload_bytes;
-  a.replid = info.replid;
-  a.path = info.path.string();
-  detail::write_snapshot_announcement(writer_.shared_mapping()->writable_header(), a);
+  writer_.announce_snapshot(a);
   served_ = requests;
   ++published_;
   retry_backoff_ = std::chrono::milliseconds(0);
@@ -175,7 +166,7 @@ void snapshot_service::publish(const snapshot_info& info, std::uint64_t requests
   if (options_.log)
     options_.log("snapshot " + std::to_string(a.generation) + " at offset " +
                  std::to_string(info.offset) + ": " + info.path.string() + " (" +
-                 std::to_string(a.bytes) + " bytes, saved in " +
+                 std::to_string(a.file_bytes()) + " bytes, saved in " +
                  std::to_string(info.save_ns / 1'000'000) + " ms)");
 }
 

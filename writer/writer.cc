@@ -131,23 +131,26 @@ class writer_core {
     return first;
   }
 
-  claimed_record claim(std::size_t max_length, record_type type) {
+  // Reserves a record of up to max_length bytes; returns where it starts (the payload follows
+  // its header in the ring).
+  std::uint64_t claim(std::size_t max_length) {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
     if (p.end > intent_local_) advance_intent(p.end);
     set_claim_pending(true);
-    std::byte* payload = ring_ + (p.start & mask_) + record_header_size;
-    return claimed_record(this, {payload, max_length}, p.start, type);
+    return p.start;
+  }
+  std::byte* payload_at(std::uint64_t start) const noexcept {
+    return ring_ + (start & mask_) + record_header_size;
   }
 
-  void commit(claimed_record& c, std::size_t used) {
-    if (used > c.payload_.size()) [[unlikely]]
-      throw_commit_too_large(used, c.payload_.size());
+  void commit(std::uint64_t start, std::size_t claimed, record_type type, std::size_t used) {
+    if (used > claimed) [[unlikely]]
+      throw_commit_too_large(used, claimed);
     // The payload is already in place where claim() put it (after padding if the claimed size
     // did not fit before the ring's end); write the padding and header around it.
-    const std::uint64_t start = c.offset_;
     if (start != written_end_) write_padding(written_end_, start - written_end_);
-    store_header(start, static_cast<std::uint32_t>(used), c.type_);
+    store_header(start, static_cast<std::uint32_t>(used), type);
     written_end_ = start + record_frame_size(used);
     note_record_end(written_end_);
     set_claim_pending(false);
@@ -166,8 +169,25 @@ class writer_core {
   const std::string& name() const noexcept { return map_->name(); }
   const takeover_info& takeover() const noexcept { return takeover_; }
   fence_mode fence() const noexcept { return fence_; }
-  const std::shared_ptr<mapping>& shared_mapping() const noexcept { return map_; }
-  int lock_fd() const noexcept { return lock_.fd(); }
+  const mapping& map() const noexcept { return *map_; }
+  const mapped_log& mapped() const noexcept { return mapped_; }
+
+  // --- snapshots: writer thread only --------------------------------------------------------
+
+  std::uint64_t snapshot_requests() const noexcept {
+    // relaxed: a count, not a publication; the producer reads the announcement it answers
+    // itself, and readers wait for the announcement, whose seqlock orders its fields.
+    return map_->reader_area().snapshot_requests.load(std::memory_order_relaxed);
+  }
+
+  void announce_snapshot(const snapshot_meta& snapshot) {
+    if (!snapshot.path.is_absolute() || snapshot.path.string().size() >= snapshot_path_size)
+      throw error(
+          errc::invalid_argument,
+          "log '" + name() + "': a snapshot is announced by an absolute path shorter than " +
+              std::to_string(snapshot_path_size) + " bytes, not '" + snapshot.path.string() + "'");
+    write_snapshot_announcement(map_->writable_header(), snapshot);
+  }
 
   std::size_t wait_for_readers(std::size_t wanted, std::uint64_t offset,
                                std::chrono::nanoseconds timeout) const {
@@ -541,6 +561,7 @@ class writer_core {
 
   role_file lock_;  // holds the writer lock for as long as this object lives; never mapped
   std::shared_ptr<mapping> map_;
+  mapped_log mapped_{std::make_shared<mapped_log::impl>(mapped_log::impl{map_})};
   pid_t owner_pid_;  // the process that took the role
 
   // Hot state, private to the writer thread.
@@ -591,20 +612,33 @@ namespace {
 namespace detail {
 namespace {
 
-// Maps a second description of the object the lock file holds the writer lock on (the lock's
-// description is never mapped: docs/design.md, "The writer lock").
-writer open_locked(segment_file lock_file, const writer_options& options) {
+std::shared_ptr<mapping> map_locked(const segment_file& lock_file) {
   auto mapped_file = segment_file::open(lock_file.name(), true);
   if (!mapped_file.same_object(lock_file))
     throw error(errc::not_found, "log '" + lock_file.name() +
                                      "' was destroyed and created again while being "
                                      "opened; open it again");
-  auto map = mapping::map(mapped_file, map_access::writer);
-  return make_writer(std::make_unique<writer_core>(std::move(lock_file), std::move(map), options));
+  return mapping::map(mapped_file, map_access::writer);
 }
 
 }  // namespace
 }  // namespace detail
+
+struct writer::impl final : detail::writer_core {
+  using writer_core::writer_core;
+};
+
+namespace {
+
+// Maps a second description of the object the lock file holds the writer lock on, and takes
+// over the log (the lock's description is never mapped: docs/design.md, "The writer lock").
+std::unique_ptr<writer::impl> take_role(detail::segment_file lock_file,
+                                        const writer_options& options) {
+  auto map = detail::map_locked(lock_file);
+  return std::make_unique<writer::impl>(std::move(lock_file), std::move(map), options);
+}
+
+}  // namespace
 
 writer writer::open(std::string_view name, const writer_options& options) {
   // The writer lock lives on an open file description that is never mapped. A lock is released
@@ -615,7 +649,7 @@ writer writer::open(std::string_view name, const writer_options& options) {
   auto lock_file = detail::segment_file::open(name, true);
   if (!detail::try_lock_byte(lock_file.fd(), writer_lock_byte))
     detail::throw_writer_exists(lock_file);
-  return detail::open_locked(std::move(lock_file), options);
+  return writer(take_role(std::move(lock_file), options));
 }
 
 writer writer::create(std::string_view name, const create_options& options,
@@ -626,7 +660,7 @@ writer writer::create(std::string_view name, const create_options& options,
   const detail::segment_file created = detail::segment_file::open(name, false);
   try {
     detail::fault_injected(detail::fault_point::segment_created);
-    return detail::open_locked(std::move(lock_file), writer_opts);
+    return writer(take_role(std::move(lock_file), writer_opts));
   } catch (...) {
     // A failed creation leaves nothing behind (unless someone destroyed and re-created the
     // name in between: that object is not ours to remove).
@@ -635,62 +669,64 @@ writer writer::create(std::string_view name, const create_options& options,
   }
 }
 
-writer detail::make_writer(std::unique_ptr<detail::writer_core> core) {
-  return writer(std::move(core));
-}
-
-int detail::writer_lock_fd(const writer& w) noexcept {
-  return w.core_->lock_fd();
-}
-
-writer::writer(std::unique_ptr<detail::writer_core> core) : core_(std::move(core)) {}
+writer::writer(std::unique_ptr<impl> impl) noexcept : impl_(std::move(impl)) {}
 writer::writer(writer&&) noexcept = default;
 writer& writer::operator=(writer&&) noexcept = default;
 writer::~writer() = default;
 
 std::uint64_t writer::append(std::span<const std::byte> payload, record_type type) {
-  return core_->append(payload.data(), payload.size(), type);
+  return impl_->append(payload.data(), payload.size(), type);
 }
 
 std::uint64_t writer::append(std::string_view payload, record_type type) {
-  return core_->append(reinterpret_cast<const std::byte*>(payload.data()), payload.size(), type);
+  return impl_->append(reinterpret_cast<const std::byte*>(payload.data()), payload.size(), type);
 }
 
 std::uint64_t writer::append_batch(std::span<const record_ref> records) {
-  return core_->append_batch(records);
+  return impl_->append_batch(records);
 }
 
 claimed_record writer::claim(std::size_t max_payload, record_type type) {
-  return core_->claim(max_payload, type);
+  const std::uint64_t start = impl_->claim(max_payload);
+  return claimed_record(impl_.get(), {impl_->payload_at(start), max_payload}, start, type);
 }
 
 std::size_t writer::wait_for_readers(std::size_t readers, std::uint64_t offset,
                                      std::chrono::nanoseconds timeout) const {
-  return core_->wait_for_readers(readers, offset, timeout);
+  return impl_->wait_for_readers(readers, offset, timeout);
 }
 std::uint64_t writer::master_offset() const noexcept {
-  return core_->master_offset();
+  return impl_->master_offset();
 }
 std::uint64_t writer::capacity() const noexcept {
-  return core_->capacity();
+  return impl_->capacity();
 }
 std::uint64_t writer::max_payload() const noexcept {
-  return core_->max_payload();
+  return impl_->max_payload();
 }
 const std::string& writer::name() const noexcept {
-  return core_->name();
+  return impl_->name();
 }
 const takeover_info& writer::takeover() const noexcept {
-  return core_->takeover();
+  return impl_->takeover();
 }
 fence_mode writer::fence() const noexcept {
-  return core_->fence();
+  return impl_->fence();
 }
 history_state writer::history() const {
-  return detail::read_history(*core_->shared_mapping());
+  return detail::read_history(impl_->map());
 }
-std::shared_ptr<detail::mapping> writer::shared_mapping() const noexcept {
-  return core_->shared_mapping();
+const mapped_log& writer::mapped() const noexcept {
+  return impl_->mapped();
+}
+std::uint64_t writer::snapshot_requests() const noexcept {
+  return impl_->snapshot_requests();
+}
+void writer::announce_snapshot(const snapshot_meta& snapshot) {
+  impl_->announce_snapshot(snapshot);
+}
+snapshot_meta writer::announced_snapshot() const {
+  return detail::read_snapshot_announcement(impl_->map());
 }
 
 claimed_record::claimed_record(claimed_record&& other) noexcept
@@ -713,7 +749,7 @@ claimed_record& claimed_record::operator=(claimed_record&& other) noexcept {
 void claimed_record::commit(std::size_t used) {
   if (core_ == nullptr)
     throw error(errc::invalid_argument, "commit of a claim that was already committed or aborted");
-  core_->commit(*this, used);
+  core_->commit(offset_, payload_.size(), type_, used);
   core_ = nullptr;
 }
 

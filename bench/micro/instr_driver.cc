@@ -124,7 +124,8 @@ int run(std::string_view op, std::size_t size, std::uint64_t count, std::uint64_
   } else if (op == "claim") {
     shmlog_instr::instr_claim_loop(w, size, count);
   } else if (op == "poll_copy" || op == "poll_view") {
-    shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+    shmlog::reader r =
+        shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
     std::vector<std::byte> buffer(size);
     // A quarter of the ring per round keeps the writer far from the reader's records.
     const std::uint64_t per_round =
@@ -140,7 +141,8 @@ int run(std::string_view op, std::size_t size, std::uint64_t count, std::uint64_
     }
     ok = delivered == count;
   } else if (op == "poll_empty") {
-    shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+    shmlog::reader r =
+        shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
     ok = shmlog_instr::instr_poll_empty_loop(r, count) == count;
   }
 

@@ -149,7 +149,8 @@ template <bool copy>
 void bm_poll(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   shmlog::writer& w = main_log();
-  shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+  shmlog::reader r =
+      shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
   const std::vector<std::byte> payload = shmlog_bench::make_payload(size);
   std::vector<std::byte> buffer(size);
   const std::uint64_t fill_bytes = w.capacity() / 4;
@@ -184,7 +185,8 @@ void bm_poll(benchmark::State& state) {
 
 void bm_poll_empty(benchmark::State& state) {
   shmlog::writer& w = main_log();
-  shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+  shmlog::reader r =
+      shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
   for (auto _ : state) {
     shmlog::poll_result p = r.poll();
     benchmark::DoNotOptimize(p.status);
@@ -198,7 +200,8 @@ template <bool copy>
 void bm_append_poll(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   shmlog::writer& w = main_log();
-  shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+  shmlog::reader r =
+      shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
   const std::vector<std::byte> payload = shmlog_bench::make_payload(size);
   const std::span<const std::byte> bytes(payload);
   std::vector<std::byte> buffer(size);
@@ -242,7 +245,8 @@ resync_fixture& resync_log() {
       f.offsets.push_back(w.append(std::span(payload)));
     f.history = w.history();
     // The window as a reader sees it.
-    shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+    shmlog::reader r =
+        shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
     f.window = r.window();
     // Two chunks into the window, well clear of both of its ends.
     const std::uint64_t boundary = ((f.window.first_byte_offset / chunk) + 2) * chunk;
@@ -316,7 +320,8 @@ void bm_concurrent(benchmark::State& state) {
   reader_stats stats;
   std::thread consumer;
   if constexpr (with_reader) {
-    shmlog::reader r = shmlog::reader::attach(w, {.start = shmlog::start_position::latest()});
+    shmlog::reader r =
+        shmlog::reader::attach(w.mapped(), {.start = shmlog::start_position::latest()});
     consumer = std::thread([&, r = std::move(r)]() mutable {
       // Its own name, so that perf (bench/perf/perf_record.sh) reports it apart from the writer.
       ::pthread_setname_np(::pthread_self(), "micro-reader");

@@ -295,8 +295,8 @@ std::uint64_t worst_case_bytes(std::size_t payload) {
 // The sequence number after the last record published in the log (reading it as a reader in
 // this process would), or nullopt if the log holds no record.
 std::optional<std::uint64_t> next_seq_after_log(const shmlog::writer& w) {
-  shmlog::reader r =
-      shmlog::reader::attach(w, {.start = shmlog::start_position::oldest(), .label = "peer-scan"});
+  shmlog::reader r = shmlog::reader::attach(
+      w.mapped(), {.start = shmlog::start_position::oldest(), .label = "peer-scan"});
   std::vector<std::byte> buffer;
   std::optional<std::uint64_t> last;
   for (;;) {
@@ -808,7 +808,7 @@ recovery recover(const std::string& how, const std::string& name, const fs::path
   }
   if (how != "snapshot" && how != "replay")
     throw usage_error("--recover wants none, snapshot, replay or unrelated, not " + how);
-  std::optional<shmlog::snapshot_info> loaded;
+  std::optional<shmlog::snapshot_meta> loaded;
   for (const fs::path& path : shmlog::list_snapshots(dir, name)) {
     try {
       loaded = shmlog::load_snapshot(path, state);
@@ -917,7 +917,7 @@ int run_producer(const std::string& name, int argc, char** argv) {
       }
       say("appended " + state_fields(state) + " master=" + num(w.master_offset()));
     } else if (command == "snapshot") {
-      const shmlog::snapshot_info info = service.snapshot_now();
+      const shmlog::snapshot_meta info = service.snapshot_now();
       say("snapshot offset=" + num(info.offset) + " published=" + num(service.published()) +
           " path=" + info.path.string());
     } else if (command == "serve") {

@@ -29,17 +29,15 @@
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
 #include "shmlog/record.h"
+#include "shmlog/segment.h"
+#include "shmlog/snapshot.h"
 
 namespace shmlog {
 
-class writer;
 class reader;
-namespace detail {
-class reader_core;
-class mapping;
-// The reader's mapping, for the library's own replica (snapshot requests and announcements).
-const std::shared_ptr<mapping>& reader_mapping(const reader& r) noexcept;
-}  // namespace detail
+namespace testing {
+void set_validation_hook(reader& r, std::function<void()> hook);  // shmlog/testing.h
+}  // namespace testing
 
 struct start_position {
   enum class kind { oldest, latest, offset };
@@ -121,9 +119,9 @@ class reader {
   // shmlog::error (not_found, permission_denied, bad_magic, no_free_reader_slot, ...), or
   // offset_out_of_range / not_a_record_boundary for a bad start_position::at().
   static reader attach(std::string_view name, const reader_options& options = {});
-  // Attaches in the writer's own process, sharing its mapping (for in-process consumers and
-  // thread-sanitizer tests). Still takes a reader slot.
-  static reader attach(const writer& w, const reader_options& options = {});
+  // Attaches in the writer's own process, sharing its mapping (writer::mapped(); for in-process
+  // consumers and thread-sanitizer tests). Still takes a reader slot.
+  static reader attach(const mapped_log& log, const reader_options& options = {});
 
   reader(reader&&) noexcept;
   reader& operator=(reader&&) noexcept;
@@ -162,9 +160,17 @@ class reader {
   resync_decision resync(std::optional<history_id> replid, std::uint64_t offset);
   // The last step of a full resync: the state was loaded from a snapshot of (replid, offset);
   // move there if the backlog still holds it. The same decision as resync(), but not a PSYNC:
-  // it counts sync_full if it succeeds, nothing if it does not (the caller counts the failure,
-  // e.g. as backlog_too_small).
+  // it counts sync_full if it succeeds, backlog_too_small if the backlog has moved past
+  // `offset` meanwhile (the snapshot is too old for the ring: design.md, "Full resync"), and
+  // nothing else. full_resync() (replica.h) runs the whole full resync.
   resync_decision continue_after_load(const history_id& replid, std::uint64_t offset);
+
+  // Any thread. The producer's newest announced snapshot (generation 0: none yet); may be
+  // stale. Throws interrupted_update if a producer died announcing one (the next repairs it).
+  snapshot_meta announced_snapshot() const;
+  // Asks the producer for a new snapshot and returns the ticket: the request is answered once
+  // announced_snapshot().requests_served >= ticket. Requests from many readers coalesce.
+  std::uint64_t request_snapshot();
 
   // Any thread. True once the log's name has been destroyed (shmlog destroy): no writer can
   // open it again, so nothing more will arrive. The reader's mapping stays valid.
@@ -183,14 +189,12 @@ class reader {
   std::uint64_t max_payload() const noexcept;
   const std::string& name() const noexcept;
 
-  // Tests only: called after a poll has read a record (poll_copy: after the copy) and before it
-  // validates it, so a test can make the writer lap the reader at exactly that point.
-  void set_validation_hook(std::function<void()> hook);
+  struct impl;  // the library's; opaque here
 
  private:
-  friend const std::shared_ptr<detail::mapping>& detail::reader_mapping(const reader& r) noexcept;
-  explicit reader(std::unique_ptr<detail::reader_core> core);
-  std::unique_ptr<detail::reader_core> core_;
+  friend void testing::set_validation_hook(reader& r, std::function<void()> hook);
+  explicit reader(std::unique_ptr<impl> impl) noexcept;
+  std::unique_ptr<impl> impl_;
 };
 
 }  // namespace shmlog

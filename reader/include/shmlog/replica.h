@@ -48,15 +48,14 @@ struct replica_event {
 
 std::string_view to_string(replica_event::kind k) noexcept;
 
-struct replica_options {
+// What a full resync needs besides the reader and the state.
+struct full_resync_options {
   // Where the producer writes its snapshots. A snapshot announced anywhere else is refused:
-  // the replica loads files only from a directory its operator named.
+  // only files from a directory the operator named are loaded.
   std::filesystem::path snapshot_dir;
-  wait_policy wait;
-  std::string label = "replica";
   // How long to wait for the producer to answer a snapshot request before asking again.
   std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
-  // Retries after a refused or failed full resync back off from 10 ms up to this.
+  // Retries after a refused or failed attempt back off from 10 ms up to this.
   std::chrono::milliseconds max_backoff = std::chrono::seconds(2);
   std::function<void(const replica_event&)> on_event;
   // While a snapshot loads: (payload bytes consumed so far, payload bytes in all).
@@ -70,6 +69,34 @@ struct replica_stats {
   std::uint64_t laps = 0;
   std::uint64_t backlog_too_small = 0;
   std::uint64_t snapshots_rejected = 0;
+};
+
+// Reader thread. Redis's full resync, on an existing reader: find a snapshot the backlog can
+// continue (the announced one if its history and offset are still held, else ask the producer
+// for a new one: reader::request_snapshot), verify the whole file and load it into `state`, then
+// continue the reader from the snapshot's offset (reader::continue_after_load, which counts
+// sync_full, or backlog_too_small when the backlog moved on meanwhile: then again, with a newer
+// snapshot). Every refusal is reported through options.on_event and retried with back-off until
+// it works or `stop` becomes true. With `state` null the file is verified but not loaded: the
+// reader only skips to the snapshot's offset (what `shmlog tail --on-lap=resync` does).
+// Returns true once the reader stands at the snapshot's offset, false if stopped first. Counts
+// what it did into `stats` if given. Throws what the reader throws for a broken log.
+bool full_resync(reader& r, state_machine* state, const full_resync_options& options,
+                 const std::atomic<bool>& stop, replica_stats* stats = nullptr);
+
+struct replica_options {
+  // Where the producer writes its snapshots. A snapshot announced anywhere else is refused:
+  // the replica loads files only from a directory its operator named.
+  std::filesystem::path snapshot_dir;
+  wait_policy wait;
+  std::string label = "replica";
+  // How long to wait for the producer to answer a snapshot request before asking again.
+  std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
+  // Retries after a refused or failed full resync back off from 10 ms up to this.
+  std::chrono::milliseconds max_backoff = std::chrono::seconds(2);
+  std::function<void(const replica_event&)> on_event;
+  // While a snapshot loads: (payload bytes consumed so far, payload bytes in all).
+  std::function<void(std::uint64_t, std::uint64_t)> on_load_progress;
 };
 
 class replica {
@@ -97,8 +124,7 @@ class replica {
   reader& log_reader() noexcept { return reader_; }
 
  private:
-  bool full_resync();
-  bool wait_for_snapshot(std::uint64_t ticket);
+  bool resync_from_snapshot();
   void event(replica_event::kind what, std::string message);
   void back_off();
 

@@ -62,6 +62,9 @@ enum class resync_reason {
   offset_before_backlog,  // full: offset < first_byte_offset (overwritten)
   offset_after_master,    // full: offset > master_offset (a future the log never had)
   not_a_record_boundary,  // full: offset inside the window that does not start a record
+  // full: a starting writer kept changing the history while the reader moved (the reader
+  // decides again with each new history; this is what is left if it never settled)
+  history_changed,
 };
 
 struct resync_decision {

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "shmlog/error.h"
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
+#include "shmlog/snapshot.h"
 
 namespace shmlog {
 
@@ -89,16 +91,7 @@ struct log_info {
   std::uint64_t history_epoch = 0;      // history changes by starting writers so far
 
   // The newest snapshot the producer published (generation 0: none yet).
-  struct snapshot_summary {
-    std::uint64_t generation = 0;
-    std::uint64_t offset = 0;
-    std::uint64_t bytes = 0;
-    std::uint64_t created_ns = 0;  // CLOCK_REALTIME
-    std::uint64_t save_ns = 0;
-    std::uint64_t requests_served = 0;
-    history_id replid;
-    std::string path;
-  } snapshot;
+  snapshot_meta snapshot;
 
   std::vector<reader_info> readers;  // live readers, by slot
   std::uint32_t stale_slots = 0;     // slots whose reader died; the next reader reuses them
@@ -111,6 +104,20 @@ struct log_info {
   std::uint64_t histlen() const noexcept {  // repl_backlog_histlen
     return window.master_offset - window.first_byte_offset;
   }
+};
+
+// A log mapped into this process, shared by a writer and the readers it serves in the same
+// process (writer::mapped(), reader::attach(const mapped_log&)): one mapping instead of two.
+// For consumers inside the producer's process, and for thread-sanitizer tests, which can see
+// races only within one mapping. Copyable; keeps the mapping alive. Any thread.
+class mapped_log {
+ public:
+  struct impl;  // the library's; opaque here
+  explicit mapped_log(std::shared_ptr<const impl> state) noexcept : impl_(std::move(state)) {}
+  const impl& get() const noexcept { return *impl_; }
+
+ private:
+  std::shared_ptr<const impl> impl_;
 };
 
 // Any process. Throws what opening the segment throws (not_found, corrupt_header, ...); a header

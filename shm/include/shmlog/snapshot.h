@@ -29,13 +29,24 @@ inline constexpr std::uint64_t snapshot_magic = 0x50414E53474F4C53;  // "SLOGSNA
 inline constexpr std::uint32_t snapshot_format_version = 1;
 inline constexpr std::uint32_t snapshot_header_size = 128;
 
-struct snapshot_info {
+// Everything known about one snapshot: what its file's header says, and, once the producer has
+// announced it in the log, the announcement's generation and the requests it answers. The one
+// type for a snapshot file (write/verify/load), an announcement (writer::announce_snapshot,
+// reader::announced_snapshot) and shmlog info (log_info::snapshot).
+struct snapshot_meta {
   std::filesystem::path path;
   history_id replid;         // the history the state belongs to
   std::uint64_t offset = 0;  // the state reflects every record before this offset
   std::uint64_t payload_bytes = 0;
   std::uint64_t created_ns = 0;  // CLOCK_REALTIME when the state was saved
   std::uint64_t save_ns = 0;     // how long saving it took
+  // Announcement: the log's snapshots published so far including this one (0: not announced,
+  // or, for announced_snapshot(), none published yet), and the readers' request count it
+  // answers (reader::request_snapshot).
+  std::uint64_t generation = 0;
+  std::uint64_t requests_served = 0;
+
+  std::uint64_t file_bytes() const noexcept { return snapshot_header_size + payload_bytes; }
 };
 
 // Throws error(invalid_argument / permission_denied) naming `dir` unless it is an existing,
@@ -50,25 +61,25 @@ std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
 // the file on any failure, leaving nothing behind but (at worst, if the process dies) a
 // temporary file that remove_stale_snapshot_files() removes. The file gets `mode` exactly (the
 // umask is not applied), as the log's segment does.
-snapshot_info write_snapshot(const std::filesystem::path& dir, std::string_view log,
+snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view log,
                              std::uint64_t generation, const history_id& replid,
                              std::uint64_t offset, const state_machine& state, mode_t mode = 0600);
 
 // Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
 // and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.
 // Reads with pread() a MiB at a time; memory used does not grow with the file.
-snapshot_info verify_snapshot(const std::filesystem::path& path,
+snapshot_meta verify_snapshot(const std::filesystem::path& path,
                               std::optional<history_id> expected_replid = std::nullopt);
 
 // Reads the header only (magic, version, header checksum): for a file this process just wrote.
-snapshot_info read_snapshot_header(const std::filesystem::path& path);
+snapshot_meta read_snapshot_header(const std::filesystem::path& path);
 
 // Verifies the file as verify_snapshot() does, then, and only then, calls state.load() with the
 // payload. `progress(bytes_loaded, payload_bytes)` is called as load() consumes the payload.
 // The payload is read into memory (as much as the file holds) and load() reads the very bytes
 // that were verified: a file changed or truncated meanwhile cannot reach load() or raise
 // SIGBUS.
-snapshot_info load_snapshot(const std::filesystem::path& path, state_machine& state,
+snapshot_meta load_snapshot(const std::filesystem::path& path, state_machine& state,
                             std::optional<history_id> expected_replid = std::nullopt,
                             const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
 

@@ -64,7 +64,7 @@ class snapshot_service {
 
   // Writer thread only: saves and publishes a snapshot now, on this thread, whatever the
   // mode and whether or not anyone asked (e.g. before a planned shutdown).
-  snapshot_info snapshot_now();
+  snapshot_meta snapshot_now();
 
   bool in_progress() const noexcept { return child_ > 0; }
   std::uint64_t published() const noexcept { return published_; }  // by this service
@@ -72,7 +72,7 @@ class snapshot_service {
 
  private:
   void start(std::uint64_t requests);
-  void publish(const snapshot_info& info, std::uint64_t requests);
+  void publish(const snapshot_meta& info, std::uint64_t requests);
   void reap(bool block);
   void failed(const std::string& why);
   std::uint64_t next_generation() const;

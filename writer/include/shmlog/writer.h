@@ -23,18 +23,9 @@
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
 #include "shmlog/segment.h"
+#include "shmlog/snapshot.h"
 
 namespace shmlog {
-
-class writer;
-namespace detail {
-class writer_core;
-class mapping;
-// The descriptor holding the writer lock: a child forked to save a snapshot closes its copy,
-// so that the lock dies with the writer process, not with the child.
-int writer_lock_fd(const writer& w) noexcept;
-writer make_writer(std::unique_ptr<writer_core> core);
-}  // namespace detail
 
 // One record of a batch.
 struct record_ref {
@@ -122,14 +113,31 @@ class writer {
   std::size_t wait_for_readers(std::size_t readers, std::uint64_t offset,
                                std::chrono::nanoseconds timeout) const;
 
-  // The writer's mapping, for readers in the same process (reader::attach(const writer&)).
-  std::shared_ptr<detail::mapping> shared_mapping() const noexcept;
+  // Snapshots (docs/design.md, "Full resync"): readers that need one ask through the log, a
+  // producer answers by saving its state and announcing the file. snapshot_service does all
+  // of this; these are its pieces, for a producer (or a mirror) that does it its own way.
+  //
+  // Writer thread only. How many snapshot requests readers have made so far (a count they
+  // increment, reader::request_snapshot); requests are pending while it is beyond the
+  // requests_served of the newest announcement. One relaxed load of a line that readers write
+  // only when they ask.
+  std::uint64_t snapshot_requests() const noexcept;
+  // Writer thread only. Publishes `snapshot` as the log's newest snapshot, with the generation
+  // and requests_served it carries; readers that need a snapshot load it from `path` (which
+  // must be absolute, shorter than 256 bytes, and a file that verifies whole: not checked here).
+  void announce_snapshot(const snapshot_meta& snapshot);
+  // Any thread. The newest announced snapshot (generation 0: none yet).
+  snapshot_meta announced_snapshot() const;
+
+  // The writer's mapping, for readers in the same process (reader::attach(const mapped_log&)).
+  const mapped_log& mapped() const noexcept;
+
+  struct impl;  // the library's; opaque here
 
  private:
-  friend int detail::writer_lock_fd(const writer& w) noexcept;
-  friend writer detail::make_writer(std::unique_ptr<detail::writer_core> core);
-  explicit writer(std::unique_ptr<detail::writer_core> core);
-  std::unique_ptr<detail::writer_core> core_;
+  friend class claimed_record;
+  explicit writer(std::unique_ptr<impl> impl) noexcept;
+  std::unique_ptr<impl> impl_;
 };
 
 // A record reserved in place by writer::claim(). Move-only; aborted if destroyed uncommitted.
@@ -158,11 +166,10 @@ class claimed_record {
 
  private:
   friend class writer;
-  friend class detail::writer_core;
-  claimed_record(detail::writer_core* core, std::span<std::byte> payload, std::uint64_t offset,
+  claimed_record(writer::impl* core, std::span<std::byte> payload, std::uint64_t offset,
                  record_type type) noexcept
       : core_(core), payload_(payload), offset_(offset), type_(type) {}
-  detail::writer_core* core_ = nullptr;
+  writer::impl* core_ = nullptr;
   std::span<std::byte> payload_;
   std::uint64_t offset_ = 0;
   record_type type_ = default_record_type;
