@@ -690,7 +690,7 @@ reader reader::attach(const mapped_log& log, const reader_options& options) {
   return reader(std::make_unique<impl>(std::move(file), map, options));
 }
 
-reader::reader(std::unique_ptr<impl> impl) noexcept : impl_(std::move(impl)) {}
+reader::reader(std::unique_ptr<impl> state) noexcept : impl_(std::move(state)) {}
 reader::reader(reader&&) noexcept = default;
 reader& reader::operator=(reader&&) noexcept = default;
 reader::~reader() = default;

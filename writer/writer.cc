@@ -669,7 +669,7 @@ writer writer::create(std::string_view name, const create_options& options,
   }
 }
 
-writer::writer(std::unique_ptr<impl> impl) noexcept : impl_(std::move(impl)) {}
+writer::writer(std::unique_ptr<impl> state) noexcept : impl_(std::move(state)) {}
 writer::writer(writer&&) noexcept = default;
 writer& writer::operator=(writer&&) noexcept = default;
 writer::~writer() = default;

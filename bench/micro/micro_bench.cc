@@ -275,7 +275,7 @@ void bm_decide_resync(benchmark::State& state, int which) {
 void bm_reader_resync(benchmark::State& state, int which) {
   resync_fixture& f = resync_log();
   shmlog::reader r =
-      shmlog::reader::attach(f.log->writer(), {.start = shmlog::start_position::latest()});
+      shmlog::reader::attach(f.log->writer().mapped(), {.start = shmlog::start_position::latest()});
   std::optional<shmlog::history_id> id = f.history.replid;
   const std::uint64_t offset = which == 1 ? f.mid_chunk : f.at_checkpoint;
   if (which == 2) id = shmlog::history_id::parse(std::string(40, 'a'));

@@ -193,7 +193,7 @@ class reader {
 
  private:
   friend void testing::set_validation_hook(reader& r, std::function<void()> hook);
-  explicit reader(std::unique_ptr<impl> impl) noexcept;
+  explicit reader(std::unique_ptr<impl> state) noexcept;
   std::unique_ptr<impl> impl_;
 };
 

@@ -136,7 +136,7 @@ class writer {
 
  private:
   friend class claimed_record;
-  explicit writer(std::unique_ptr<impl> impl) noexcept;
+  explicit writer(std::unique_ptr<impl> state) noexcept;
   std::unique_ptr<impl> impl_;
 };
 
