@@ -2,6 +2,7 @@
 // small argument parser and the parsers for option values. docs/cli.md is the user's reference.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -95,6 +96,8 @@ std::string one_line(std::string_view text);
 // call returns early and the caller's loop sees the flag).
 void catch_stop_signals();
 bool stop_requested() noexcept;
+// Set by the first stop signal: what shmlog::full_resync() and the like take as their stop.
+const std::atomic<bool>& stop_signal_flag() noexcept;
 int stop_signals_received() noexcept;  // how many SIGINT/SIGTERM so far
 // From the `nth` stop signal on, the handler also calls r->stop() (an atomic store), so that a
 // full resync blocked inside replica::catch_up() gives up. nullptr: none. The replica must

@@ -14,7 +14,6 @@
 #include <optional>
 
 #include "cli.h"
-#include "kv_state.h"
 #include "shmlog/shmlog.h"
 
 namespace shmlog::cli {
@@ -361,67 +360,37 @@ void skip_lap(reader& r, const lap_report& lap) {
                static_cast<unsigned long long>(to));
 }
 
-// --on-lap=resync: a full resync as a replica does it (a shmlog::replica with the key-value
-// state: find or request the producer's snapshot, verify and load it), then this reader goes
-// on from the snapshot's offset. tail prints records, not states: the loaded state is only
-// proof that the snapshot is whole; what tail prints next is the records after its offset.
-// Returns false if a stop signal ended it first.
-bool full_resync(reader& r, const std::string& name, const std::filesystem::path& dir,
-                 const std::string& why) {
+// --on-lap=resync: the full resync a replica does (shmlog::full_resync), on tail's own reader
+// and without a state: find or request the producer's snapshot and verify the whole file, then
+// this reader goes on from the snapshot's offset. tail prints records, not states: what it
+// prints next is the records after the snapshot's offset. Returns false if a stop signal ended
+// it first.
+bool full_resync(reader& r, const std::filesystem::path& dir, const std::string& why) {
   flush_stdout();
   std::fprintf(stderr, "shmlog tail: %s; full resync from the producer's snapshot\n", why.c_str());
-  for (;;) {
-    kv::kv_state scratch;
-    std::optional<std::uint64_t> offset;
-    std::string done;
-    replica_options o;
-    o.snapshot_dir = dir;
-    o.label = "tail-resync";
-    o.on_event = [&](const replica_event& e) {
-      switch (e.what) {
-        case replica_event::kind::full_resync_done:
-          offset = e.offset;
-          done = e.message;
-          break;
-        case replica_event::kind::snapshot_requested:
-        case replica_event::kind::snapshot_rejected:
-        case replica_event::kind::backlog_too_small:
-        case replica_event::kind::snapshot_timeout:
-          std::fprintf(stderr, "shmlog tail: %s\n", one_line(e.message).c_str());
-          break;
-        default:
-          break;
-      }
-    };
-    {
-      replica helper(name, scratch, o);
-      stop_replica_on_signal(&helper);
-      try {
-        helper.catch_up(1);  // the full resync; the one record it may apply is not ours
-      } catch (...) {
-        stop_replica_on_signal(nullptr);
-        throw;
-      }
-      stop_replica_on_signal(nullptr);
-      if (!offset) return false;
-      // PSYNC for this reader at the snapshot's (history, offset); decide_resync + seek, not
-      // resync(): the helper already counted this full resync (sync_full).
-      const resync_decision d = decide_resync(r.history(), r.window(), helper.replid(), *offset);
-      if (d.is_partial()) {
-        try {
-          r.seek(*offset);
-          std::fprintf(stderr, "shmlog tail: %s (%zu keys, not printed)\n", one_line(done).c_str(),
-                       scratch.size());
-          return true;
-        } catch (const error& e) {
-          if (e.code() != errc::offset_out_of_range) throw;
-        }
-      }
+  std::string done;
+  full_resync_options o;
+  o.snapshot_dir = dir;
+  o.on_event = [&](const replica_event& e) {
+    switch (e.what) {
+      case replica_event::kind::full_resync_done:
+        done = e.message;
+        break;
+      case replica_event::kind::snapshot_requested:
+      case replica_event::kind::snapshot_rejected:
+      case replica_event::kind::backlog_too_small:
+      case replica_event::kind::snapshot_timeout:
+      case replica_event::kind::history_changed:
+        std::fprintf(stderr, "shmlog tail: %s\n", one_line(e.message).c_str());
+        break;
+      default:
+        break;
     }
-    // The writer moved past the snapshot before this reader could take it up: again.
-    std::fprintf(stderr, "shmlog tail: the writer moved past offset %llu already; again\n",
-                 static_cast<unsigned long long>(*offset));
-  }
+  };
+  if (!shmlog::full_resync(r, nullptr, o, stop_signal_flag())) return false;
+  std::fprintf(stderr, "shmlog tail: %s (the state it holds is not printed)\n",
+               one_line(done).c_str());
+  return true;
 }
 
 }  // namespace
@@ -457,7 +426,7 @@ int run_tail(std::span<const std::string> argv) {
       if (t.lap == on_lap::fail) return report_lap(*lap);
       if (t.lap == on_lap::skip) {
         skip_lap(r, *lap);
-      } else if (!full_resync(r, name, t.snapshot_dir, lap_reason(*lap))) {
+      } else if (!full_resync(r, t.snapshot_dir, lap_reason(*lap))) {
         return flush_stdout(), exit_ok;
       }
     }
@@ -485,7 +454,7 @@ int run_tail(std::span<const std::string> argv) {
         if (t.lap == on_lap::fail) return report_lap(p.lap);
         if (t.lap == on_lap::skip) {
           skip_lap(r, p.lap);
-        } else if (!full_resync(r, name, t.snapshot_dir, lap_reason(p.lap))) {
+        } else if (!full_resync(r, t.snapshot_dir, lap_reason(p.lap))) {
           return flush_stdout(), exit_ok;  // stopped by a signal while waiting for a snapshot
         }
         break;
@@ -508,7 +477,7 @@ int run_tail(std::span<const std::string> argv) {
                        "new one (%s); skipped to the oldest held offset %llu\n",
                        static_cast<unsigned long long>(d.wanted_offset), d.describe().c_str(),
                        static_cast<unsigned long long>(r.offset()));
-        } else if (!full_resync(r, name, t.snapshot_dir,
+        } else if (!full_resync(r, t.snapshot_dir,
                                 "the log's history changed and offset " +
                                     std::to_string(d.wanted_offset) +
                                     " is not part of the new one (" + d.describe() + ")")) {
