@@ -53,6 +53,8 @@ std::string_view to_string(errc code) noexcept {
       return "snapshot_timeout";
     case errc::interrupted_update:
       return "interrupted_update";
+    case errc::apply_failed:
+      return "apply_failed";
     case errc::system_error:
       return "system_error";
   }

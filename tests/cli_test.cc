@@ -1466,7 +1466,7 @@ TEST(cli, RestartedProduceContinuesTheSameHistory) {
   cli_process producer({"produce", log, "--snapshot-dir", dir});
   const std::optional<std::string> start = started(producer, log);
   EXPECT_NE(start->find("recovered snapshot " + dir.str() + "/"), std::string::npos) << *start;
-  EXPECT_NE(start->find(" (offset 16, 1 keys) and 2 records (32 bytes) of the backlog: 2 keys; "
+  EXPECT_NE(start->find(" (offset 16) and 2 records (32 bytes) of the backlog; "
                         "same history, continuing at offset 48 (history " +
                         before.fields.at("replid") + ")"),
             std::string::npos)
@@ -1513,7 +1513,8 @@ TEST(cli, RestartedProduceBranchesWhenTheBacklogNoLongerHoldsItsSnapshot) {
 
   cli_process producer({"produce", log, "--snapshot-dir", dir});
   const std::optional<std::string> start = started(producer, log);
-  EXPECT_NE(start->find(" (offset 16, 1 keys); "), std::string::npos) << *start;
+  EXPECT_NE(start->find(" (offset 16); "), std::string::npos) << *start;
+  EXPECT_NE(start->find("; 1 keys"), std::string::npos) << *start;
   EXPECT_NE(start->find("the backlog cannot continue it (full resync: offset 16 is before the "
                         "oldest held offset " +
                         std::to_string(oldest) + "), so records after offset 16 are lost"),
@@ -1638,16 +1639,15 @@ TEST(cli, ProduceRecoversFromTheSnapshotsOfARemovedLog) {
   EXPECT_NE(
       start.find("created log with capacity 1048576 and 64 reader slots; recovered snapshot " +
                  dir.file(log.name() + "-00000000000000000048-3.snap") +
-                 " (offset 48, 2 keys) left by an earlier log of that name; new history "
+                 " (offset 48) left by an earlier log of that name; new history "
                  "sharing nothing with the log; continuing at offset 0"),
       std::string::npos)
       << start;
-  const auto retired = producer.wait_for_err("removed 3 snapshot files");
-  ASSERT_TRUE(retired);
-  EXPECT_NE(retired->find("saved the recovered state as " +
-                          dir.file(log.name() + "-00000000000000000000-1.snap")),
+  EXPECT_NE(start.find("saved the recovered state as " +
+                       dir.file(log.name() + "-00000000000000000000-1.snap") +
+                       " and removed 3 snapshot files"),
             std::string::npos)
-      << *retired;
+      << start;
   std::vector<std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))
     files.push_back(e.path().filename().string());
@@ -1682,12 +1682,11 @@ TEST(cli, ProduceRecoveryNeitherFollowsNorRemovesASymlinkedSnapshot) {
 
   cli_process producer({"produce", log, "--snapshot-dir", dir});
   const std::string start = started(producer, log);
-  EXPECT_NE(
-      start.find("recovered snapshot " + dir.file(log.name() + "-00000000000000000016-1.snap") +
-                 " (offset 16, 1 keys)"),
-      std::string::npos)
+  EXPECT_NE(start.find("recovered snapshot " +
+                       dir.file(log.name() + "-00000000000000000016-1.snap") + " (offset 16)"),
+            std::string::npos)
       << start;
-  ASSERT_TRUE(producer.wait_for_err("removed 1 snapshot files"));
+  EXPECT_NE(start.find("and removed 1 snapshot files"), std::string::npos) << start;
   const run_result r = producer.finish();
   EXPECT_EQ(r.status, 0) << describe(r);
   EXPECT_TRUE(std::filesystem::is_symlink(link));
@@ -1787,8 +1786,8 @@ TEST(cli, ProduceOnAnExistingLogChecksCapacityAndTheSnapshotDirectory) {
   expect_one_error_line(run({"produce", log, "--snapshot-dir", dir, "--readers", "2"}), 1,
                         "exists with 64 reader slots, not 2");
   expect_one_error_line(run({"produce", log, "--snapshot-dir", elsewhere}), 1,
-                        "publishes its snapshots in '" + dir.str() + "', not in --snapshot-dir '" +
-                            elsewhere.str() + "'");
+                        "publishes its snapshots in '" + dir.str() +
+                            "', not in the snapshot directory given ('" + elsewhere.str() + "')");
   cli_process first({"produce", log, "--snapshot-dir", dir});
   ASSERT_TRUE(first.wait_for_err("log '" + log.name() + "'"));
   expect_one_error_line(run({"produce", log, "--snapshot-dir", dir}), 1,

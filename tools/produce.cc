@@ -37,207 +37,6 @@ void note(const std::string& line) {
   std::fflush(stderr);
 }
 
-// "<log>-<offset>-<generation>.snap" -> generation (list_snapshots gives only such names).
-std::uint64_t generation_of(const fs::path& snapshot) {
-  const std::string stem = snapshot.stem().string();
-  const std::string digits = stem.substr(stem.rfind('-') + 1);
-  std::uint64_t g = 0;
-  std::from_chars(digits.data(), digits.data() + digits.size(), g);
-  return g;
-}
-
-// " (history R)" or " (history R, replid2 R2 up to offset S)"
-std::string history_text(const history_state& h) {
-  std::string s = " (history " + h.replid.str();
-  if (!h.replid2.is_none())
-    s += ", replid2 " + h.replid2.str() + " up to offset " + std::to_string(h.second_repl_offset);
-  return s + ")";
-}
-
-struct loaded_snapshot {
-  snapshot_meta info;
-  std::uint64_t generation = 0;
-};
-
-// The newest snapshot that verifies and loads, into `state`. This log's own snapshots (those
-// whose generation the log has announced) come first, newest first; then any others: files the
-// log never announced, left by an earlier log of the same name (say, before a reboot cleared
-// /dev/shm) or by a fork-mode save that finished after its producer died. Only regular files
-// are candidates (list_snapshots): a link named like a snapshot is never followed.
-std::optional<loaded_snapshot> load_newest(const fs::path& dir, const std::string& name,
-                                           std::uint64_t announced, kv::kv_state& state) {
-  std::vector<fs::path> order;
-  const std::vector<fs::path> all = list_snapshots(dir, name);
-  for (const fs::path& p : all)
-    if (generation_of(p) <= announced) order.push_back(p);
-  for (const fs::path& p : all)
-    if (generation_of(p) > announced) order.push_back(p);
-  for (const fs::path& p : order) {
-    try {
-      // Verified whole before load() sees a byte; kv_state::load replaces the state only
-      // once it has read all of it, so a failure here leaves `state` as it was.
-      loaded_snapshot l{load_snapshot(p, state), generation_of(p)};
-      return l;
-    } catch (const std::exception& e) {
-      note("cannot use snapshot " + p.string() + ": " + e.what() + "; trying an older one");
-    }
-  }
-  return std::nullopt;
-}
-
-// Applies the backlog from the reader's position up to the master offset. No writer is live
-// (checked before), so nothing moves under us; anything else than records means one started.
-struct replay_result {
-  std::uint64_t records = 0;
-  std::uint64_t bytes = 0;
-};
-replay_result replay(reader& r, kv::kv_state& state) {
-  replay_result out;
-  const std::uint64_t from = r.offset();
-  std::vector<std::byte> buffer;
-  for (;;) {
-    const poll_result p = r.poll_copy(buffer);
-    if (p.status == poll_status::empty) break;
-    if (p.status != poll_status::record)
-      throw command_failure(
-          exit_failure, "log '" + r.name() + "' changed while produce read its backlog (offset " +
-                            std::to_string(r.offset()) + "): is another writer running?");
-    try {
-      state.apply(p.record);
-    } catch (const kv::invalid_command& e) {
-      throw command_failure(exit_failure,
-                            "log '" + r.name() + "': the record at offset " +
-                                std::to_string(p.record.offset) +
-                                " is not a key-value command the state can apply (" + e.what() +
-                                "): only logs written by shmlog produce can be recovered");
-    }
-    ++out.records;
-  }
-  out.bytes = r.offset() - from;
-  return out;
-}
-
-struct opened {
-  writer w;
-  std::string summary;  // what was recovered, and which history the writer continues
-};
-
-std::string create_summary(const create_options& c) {
-  return "created log with capacity " + std::to_string(c.capacity) + " and " +
-         std::to_string(c.reader_slots) + " reader slots; ";
-}
-
-// Recovery (docs/cli.md, "shmlog produce", "Restart recovery"): the newest usable snapshot, or
-// an empty state at offset 0 of the log's history if there is none, then the PSYNC decision
-// for that (history, offset) against the backlog. Partial: replay up to the master offset, and
-// the writer keeps the history. Full: the state is what the snapshot holds, and the writer
-// branches or restarts the history from it (the library's plan), so that replicas reload.
-opened open_with_recovery(const std::string& name, const fs::path& dir,
-                          const std::optional<create_options>& create_with, std::uint64_t announced,
-                          kv::kv_state& state) {
-  const std::optional<loaded_snapshot> snap = load_newest(dir, name, announced, state);
-  // "snapshot PATH (offset X, K keys)"
-  const std::string from_snapshot = snap ? "snapshot " + snap->info.path.string() + " (offset " +
-                                               std::to_string(snap->info.offset) + ", " +
-                                               std::to_string(state.size()) + " keys)"
-                                         : "";
-
-  if (create_with) {
-    // A new log: its history is fresh, so a state from a snapshot of an earlier log is not a
-    // prefix of it and the library restarts the history around the state.
-    writer_options wo;
-    if (snap) wo = {snap->info.replid, snap->info.offset};
-    writer w = writer::create(name, *create_with, wo);
-    std::string s = create_summary(*create_with);
-    s += snap ? "recovered " + from_snapshot + " left by an earlier log of that name; " +
-                    w.takeover().plan.describe()
-              : "empty state at offset 0";
-    s += history_text(w.history());
-    return {std::move(w), s};
-  }
-
-  std::optional<history_id> want_replid;
-  std::uint64_t want_offset = 0;
-  writer_options wo;
-  std::string s;
-  try {
-    reader r = reader::attach(name, {.start = start_position::latest(), .label = "shmlog-produce"});
-    const history_state h = r.history();
-    const backlog_window win = r.window();
-    want_replid = snap ? snap->info.replid : h.replid;
-    want_offset = snap ? snap->info.offset : 0;
-    // decide_resync, not reader::resync: the producer's own recovery is no replica's PSYNC
-    // and must not count in sync_partial_ok / sync_partial_err.
-    resync_decision d = decide_resync(h, win, want_replid, want_offset);
-    if (d.is_partial()) {
-      try {
-        r.seek(want_offset);
-      } catch (const error& e) {
-        if (e.code() != errc::not_a_record_boundary && e.code() != errc::offset_out_of_range) throw;
-        d.kind = resync_kind::full;
-        d.reason = resync_reason::not_a_record_boundary;
-      }
-    }
-    if (d.is_partial()) {
-      const replay_result rr = replay(r, state);
-      wo = {r.replid(), r.offset()};
-      s = (snap ? "recovered " + from_snapshot + " and "
-                : "no snapshot of '" + name + "' in " + dir.string() + "; replayed ") +
-          std::to_string(rr.records) + " records (" + std::to_string(rr.bytes) +
-          " bytes) of the backlog" + (snap ? "" : " from offset 0") + ": " +
-          std::to_string(state.size()) + " keys";
-    } else {
-      wo = {want_replid, want_offset};
-      s = (snap ? "recovered " + from_snapshot + "; the backlog cannot continue it (" +
-                      d.describe() + "), so records after offset " + std::to_string(want_offset) +
-                      " are lost"
-                : "no snapshot of '" + name + "' in " + dir.string() +
-                      " and the backlog cannot be replayed from offset 0 (" + d.describe() +
-                      "): starting from an empty state, the log's records are lost");
-    }
-  } catch (const error& e) {
-    // A writer died changing the log's history: nobody knows which history the backlog holds,
-    // so nothing of it can be replayed. writer::open repairs the block with a history that
-    // shares nothing, and every replica reloads.
-    // (Thrown before any record was replayed: `state` is still the snapshot's, or empty.)
-    if (e.code() != errc::interrupted_update) throw;
-    wo = {};
-    s = std::string(e.what()) + "; the backlog cannot be replayed, starting from " +
-        (snap ? from_snapshot : std::string("an empty state"));
-  }
-  writer w = writer::open(name, wo);
-  const takeover_info& t = w.takeover();
-  s += "; " + t.plan.describe() + history_text(w.history());
-  if (t.previous_crashed)
-    s += " (the previous writer, pid " + std::to_string(t.previous_pid) + ", had crashed; " +
-         std::to_string(t.unpublished_bytes) + " unpublished bytes dropped)";
-  return {std::move(w), s};
-}
-
-// Snapshot files the log never announced would sort above the ones it will publish from now on
-// (generations restart with a log), so pruning would remove the new ones and a later restart
-// would recover from the old. Once the state is saved as this log's next snapshot, they go.
-void retire_unannounced(writer& w, kv::kv_state& state, const fs::path& dir,
-                        std::uint64_t announced) {
-  std::vector<fs::path> unannounced;
-  for (const fs::path& p : list_snapshots(dir, w.name()))
-    if (generation_of(p) > announced) unannounced.push_back(p);
-  if (unannounced.empty()) return;
-  snapshot_meta saved;
-  {
-    // keep: everything, so that this save cannot prune itself in favour of the old files.
-    snapshot_service once(w, state, {.dir = dir, .keep = std::numeric_limits<std::size_t>::max()});
-    saved = once.snapshot_now();
-  }
-  std::size_t removed = 0;
-  for (const fs::path& p : unannounced)  // unlink: a name only, never a link's target or a dir
-    if (p != saved.path && ::unlink(p.c_str()) == 0) ++removed;
-  note("saved the recovered state as " + saved.path.string() + " and removed " +
-       std::to_string(removed) + " snapshot files of '" + w.name() +
-       "' this log never announced (generation above " + std::to_string(announced) +
-       ": from an earlier log of that name, or saved after their producer died)");
-}
-
 // One WAIT or SNAPSHOT command, or a KV command.
 class producer {
  public:
@@ -437,9 +236,9 @@ int run_produce(std::span<const std::string> argv) {
   if (const auto r = args.value("readers"))
     readers = static_cast<std::uint32_t>(parse_unsigned("readers", *r, 1, max_reader_slots));
 
-  std::optional<create_options> create_with;
-  std::uint64_t announced = 0;
+  producer_options po{.snapshot_dir = so.dir};
   if (exists(name)) {
+    // --capacity and --readers apply to a new log: say so rather than ignore them.
     const log_info info = inspect(name);
     if (capacity && *capacity != info.capacity)
       throw command_failure(exit_failure, "log '" + name + "' exists with capacity " +
@@ -451,31 +250,32 @@ int run_produce(std::span<const std::string> argv) {
                                               std::to_string(info.reader_slot_count) +
                                               " reader slots, not " + std::to_string(*readers) +
                                               " (--readers applies to a new log; leave it out)");
-    // Fail before loading anything: writer::open would refuse it anyway.
-    if (info.writer_alive)
-      throw command_failure(exit_failure, "log '" + name + "' already has a live writer (pid " +
-                                              std::to_string(info.writer_pid) + ")");
-    announced = info.snapshot.generation;
-    // The log's snapshots live elsewhere: recovering from this directory would take the
-    // producer's state back to whatever (if anything) is here, and every replica with it.
-    if (announced != 0 && fs::path(info.snapshot.path).parent_path() != so.dir)
-      throw command_failure(exit_failure, "log '" + name + "' publishes its snapshots in '" +
-                                              fs::path(info.snapshot.path).parent_path().string() +
-                                              "', not in --snapshot-dir '" + so.dir.string() +
-                                              "': restart produce with that directory");
   } else {
     create_options c;
     if (capacity) c.capacity = *capacity;
     if (readers) c.reader_slots = *readers;
-    validate_create_options(c);
-    create_with = c;
+    validate_create_options(c);  // a bad --capacity is a usage error (status 2)
+    po.create = c;
   }
 
   kv::kv_state state;
-  opened o = open_with_recovery(name, so.dir, create_with, announced, state);
-  writer& w = o.w;
-  note("log '" + name + "': " + o.summary);
-  retire_unannounced(w, state, so.dir, announced);
+  recovered_producer recovered = [&] {
+    try {
+      return open_producer(name, state, po);
+    } catch (const error& e) {
+      if (e.code() == errc::apply_failed)
+        throw command_failure(exit_failure, std::string(e.what()) +
+                                                " (only logs written by shmlog produce "
+                                                "can be recovered)");
+      // The options were checked above: what is left is the snapshot directory the log does
+      // not use, which the system's state refuses (status 1), not the command line.
+      if (e.code() == errc::invalid_argument) throw command_failure(exit_failure, e.what());
+      throw;
+    }
+  }();
+  writer& w = recovered.log;
+  note("log '" + name + "': " + recovered.report.describe(w) + "; " + std::to_string(state.size()) +
+       " keys");
   snapshot_service snapshots(w, state, so);
 
   catch_stop_signals();

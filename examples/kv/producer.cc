@@ -8,9 +8,9 @@
 //   SET user:1 ada
 //   INCR hits
 //
-// It starts with an empty state, so on an existing log it starts a new history (every replica
-// reloads). Recovering the state from the newest snapshot plus the backlog instead is what
-// `shmlog produce` does (tools/produce.cc).
+// On start it recovers: the newest snapshot in SNAPSHOT_DIR plus what the backlog still holds
+// after it (shmlog::open_producer), so a restarted producer continues its history and replicas
+// that were reading go on without reloading.
 #include <shmlog/shmlog.h>
 
 #include <cstdio>
@@ -26,11 +26,12 @@ int main(int argc, char** argv) {
   }
   const std::string log = argv[1];
   try {
-    shmlog::kv::kv_state state;  // empty: it reflects no history at offset 0
-    auto w =
-        shmlog::exists(log)
-            ? shmlog::writer::open(log, {.state_replid = shmlog::history_id(), .state_offset = 0})
-            : shmlog::writer::create(log, {.capacity = 1 << 20});
+    shmlog::kv::kv_state state;
+    shmlog::recovered_producer p = shmlog::open_producer(
+        log, state,
+        {.snapshot_dir = argv[2], .create = shmlog::create_options{.capacity = 1 << 20}});
+    std::fprintf(stderr, "kv_producer: %s\n", p.report.describe(p.log).c_str());
+    shmlog::writer& w = p.log;
     // Checks the directory now, not at the first request. Fork mode: a replica's request costs
     // the producer a fork(), not the time to save the state. This producer polls once per
     // command or per 10 ms idle, so it may look at the request counter at every poll (a relaxed

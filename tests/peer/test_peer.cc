@@ -791,9 +791,9 @@ struct recovery {
 
 // How a restarted producer rebuilds its state (--recover):
 //   none       no state: an empty list, and the log goes on as it is (a fresh log)
-//   snapshot   the newest snapshot that verifies, and nothing after it
-//   replay     that snapshot (or, with none, an empty state at offset 0) plus every record the
-//              log holds after its offset: the state is exactly at the master offset
+//   snapshot   the newest snapshot, and nothing after it (a state that is a prefix of the log)
+//   replay     the library's producer recovery (shmlog::open_producer): the newest snapshot
+//              that verifies plus every record the log still holds after it
 //   unrelated  a state that is no prefix of the log, under a history of its own
 recovery recover(const std::string& how, const std::string& name, const fs::path& dir,
                  list_state& state) {
@@ -806,42 +806,14 @@ recovery recover(const std::string& how, const std::string& name, const fs::path
     r.offset = 12345;
     return r;
   }
-  if (how != "snapshot" && how != "replay")
+  if (how != "snapshot")
     throw usage_error("--recover wants none, snapshot, replay or unrelated, not " + how);
-  std::optional<shmlog::snapshot_meta> loaded;
-  for (const fs::path& path : shmlog::list_snapshots(dir, name)) {
-    try {
-      loaded = shmlog::load_snapshot(path, state);
-      r.snapshot = path.string();
-      break;
-    } catch (const shmlog::error& e) {
-      say(std::string("skipped ") + e.what());
-    }
-  }
-  if (how == "snapshot") {
-    if (!loaded) throw std::runtime_error("no snapshot of " + name + " in " + dir.string());
-    r.replid = loaded->replid;
-    r.offset = loaded->offset;
-    return r;
-  }
-  // Replay with a reader of our own, before this process becomes the writer: no writer is
-  // alive, so the log stands still while we read it.
-  shmlog::reader log = shmlog::reader::attach(
-      name,
-      {.start = shmlog::start_position::at(loaded ? loaded->offset : 0), .label = "peer-replay"});
-  if (loaded && loaded->replid != log.replid())
-    throw std::runtime_error("the newest snapshot is of history " + loaded->replid.str() +
-                             ", the log's is " + log.replid().str());
-  std::vector<std::byte> buffer;
-  for (;;) {
-    const shmlog::poll_result p = log.poll_copy(buffer);
-    if (p.status == shmlog::poll_status::empty) break;
-    if (p.status != shmlog::poll_status::record)
-      throw std::runtime_error("replay: poll returned neither a record nor empty");
-    state.apply(p.record);
-  }
-  r.replid = log.replid();
-  r.offset = log.offset();
+  const std::vector<fs::path> all = shmlog::list_snapshots(dir, name);
+  if (all.empty()) throw std::runtime_error("no snapshot of " + name + " in " + dir.string());
+  const shmlog::snapshot_meta loaded = shmlog::load_snapshot(all.front(), state);
+  r.snapshot = all.front().string();
+  r.replid = loaded.replid;
+  r.offset = loaded.offset;
   return r;
 }
 
@@ -860,13 +832,23 @@ int run_producer(const std::string& name, int argc, char** argv) {
   if (mode != "inline" && mode != "fork") throw usage_error("--mode wants inline or fork");
 
   producer_state state;
-  const recovery rec = recover(a.text("--recover", "none"), name, dir, state);
-  say("recovered " + state_fields(state) + " offset=" + num(rec.offset) +
-      " snapshot=" + rec.snapshot);
+  const std::string how = a.text("--recover", "none");
   std::optional<shmlog::writer> opened;
   try {
-    opened.emplace(
-        shmlog::writer::open(name, {.state_replid = rec.replid, .state_offset = rec.offset}));
+    if (how == "replay") {
+      shmlog::recovered_producer p = shmlog::open_producer(name, state, {.snapshot_dir = dir});
+      for (const std::string& skip : p.report.skipped_snapshots)
+        say("skipped " + skip);
+      say("recovered " + state_fields(state) + " offset=" + num(p.log.master_offset()) +
+          " snapshot=" + (p.report.snapshot ? p.report.snapshot->path.string() : "none"));
+      opened.emplace(std::move(p.log));
+    } else {
+      const recovery rec = recover(how, name, dir, state);
+      say("recovered " + state_fields(state) + " offset=" + num(rec.offset) +
+          " snapshot=" + rec.snapshot);
+      opened.emplace(
+          shmlog::writer::open(name, {.state_replid = rec.replid, .state_offset = rec.offset}));
+    }
   } catch (const shmlog::error& e) {
     say(error_line(e));
     return exit_open_failed;

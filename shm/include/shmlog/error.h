@@ -33,6 +33,9 @@ enum class errc {
   // A header block (history, snapshot announcement) was left half-written by a writer that
   // died while changing it (the next writer repairs it), or is held half-written for too long.
   interrupted_update,
+  // A record of the log could not be applied to the state being rebuilt (producer recovery):
+  // the log was written by another kind of producer.
+  apply_failed,
   system_error,  // an operating-system call failed; the message has errno's text
 };
 

@@ -1,10 +1,12 @@
-// Everything a producer or a consumer of shmlog needs: #include <shmlog/shmlog.h>.
+// Everything a producer or a consumer of shmlog needs: #include <shmlog/shmlog.h>. It lives in
+// replication/, the top layer, because it includes every other layer (shm/, writer/, reader/).
 #pragma once
 
 #include "shmlog/crc32c.h"
 #include "shmlog/error.h"
 #include "shmlog/history.h"
 #include "shmlog/layout.h"
+#include "shmlog/producer.h"
 #include "shmlog/reader.h"
 #include "shmlog/record.h"
 #include "shmlog/replica.h"
