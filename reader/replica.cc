@@ -126,6 +126,19 @@ bool replica::wait(std::chrono::nanoseconds timeout) {
   return reader_.wait(timeout);
 }
 
+resync_decision replica::resume(const history_id& replid, std::uint64_t offset) {
+  const resync_decision d = reader_.resync(replid, offset);
+  if (d.is_partial()) {
+    resync_due_ = false;
+    ++stats_.partial_resyncs;
+    event(replica_event::kind::partial_resync, "resumed the saved state; " + d.describe());
+  } else {
+    event(replica_event::kind::full_resync_started,
+          "the saved state cannot be resumed (" + d.describe() + "); reloading the state");
+  }
+  return d;
+}
+
 bool replica::resync_from_snapshot() {
   const full_resync_options o{.snapshot_dir = options_.snapshot_dir,
                               .snapshot_timeout = options_.snapshot_timeout,

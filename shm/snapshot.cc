@@ -437,9 +437,17 @@ std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
 snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view log,
                              std::uint64_t generation, const history_id& replid,
                              std::uint64_t offset, const state_machine& state, mode_t mode) {
+  return write_snapshot_file(dir / snapshot_file_name(log, offset, generation), replid, offset,
+                             state, mode);
+}
+
+snapshot_meta write_snapshot_file(const std::filesystem::path& final_path,
+                                  const history_id& replid, std::uint64_t offset,
+                                  const state_machine& state, mode_t mode) {
   const std::uint64_t started = detail::monotonic_ns();
   const std::uint64_t created = detail::realtime_ns();
-  const std::filesystem::path final_path = dir / snapshot_file_name(log, offset, generation);
+  const std::filesystem::path dir =
+      final_path.parent_path().empty() ? std::filesystem::path(".") : final_path.parent_path();
   const std::filesystem::path temp_path =
       dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
   const int fd =

@@ -27,7 +27,6 @@
 #include <thread>
 #include <vector>
 
-#include "peer_check.h"
 #include "raw_segment.h"
 #include "shmlog/shmlog.h"
 #include "test_util.h"
@@ -1864,7 +1863,7 @@ class squatter {
   pid_t child_ = -1;
 };
 
-// The name docs/cli.md gives a replica's GET socket.
+// The name docs/cli.md gives a replica's query (GET) socket.
 std::string replica_address(pid_t pid) {
   return "shmlog-replica-" + std::to_string(pid);
 }
@@ -1882,7 +1881,7 @@ TEST(cli, ReplicaWhoseGetSocketNameIsTakenExits1NamingTheAddressAndItsHolder) {
   replica.release();
   const run_result r = replica.finish();
   expect_one_error_line(r, 1,
-                        "shmlog replica: cannot serve GET on @" + address +
+                        "shmlog replica: cannot serve queries on @" + address +
                             ": another process (pid " + std::to_string(::getpid()) +
                             " running as uid " + std::to_string(::geteuid()) +
                             ", your own user) already holds that socket address");
@@ -1900,7 +1899,7 @@ TEST(cli, GetRefusesAListenerThatIsNotTheReaderItsNameIsDerivedFrom) {
   const std::string address = replica_address(tail.pid());
   const squatter forger(address);
   const std::string expected =
-      "shmlog get: refusing @" + address + " (the GET socket of reader pid " +
+      "shmlog get: refusing @" + address + " (the query socket of reader pid " +
       std::to_string(tail.pid()) + " of log '" + log.name() + "'): expected pid " +
       std::to_string(tail.pid()) + " running as " +
       (::geteuid() == 0 ? "root" : "uid " + std::to_string(::geteuid()) + " (yours) or root") +
@@ -1913,35 +1912,6 @@ TEST(cli, GetRefusesAListenerThatIsNotTheReaderItsNameIsDerivedFrom) {
     EXPECT_EQ(r.err.find(squatter::forged_value), std::string::npos) << r.err;
   }
   EXPECT_EQ(stop(tail).status, 0);
-}
-
-TEST(get_peer_check, TrustsTheNamedPidAsTheClientsUidOrRoot) {
-  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 1000, .gid = 5}),
-            std::nullopt);
-  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 0, .gid = 0}),
-            std::nullopt);
-  EXPECT_EQ(shmlog::cli::check_peer(123, 0, ucred{.pid = 123, .uid = 0, .gid = 0}), std::nullopt);
-}
-
-TEST(get_peer_check, RefusesTheNamedPidRunningAsAnotherUser) {
-  EXPECT_EQ(
-      shmlog::cli::check_peer(123, 1000, ucred{.pid = 123, .uid = 1001, .gid = 1000}),
-      "expected pid 123 running as uid 1000 (yours) or root, found pid 123 running as uid 1001");
-  // Root trusts only root: a user's replica is asked as that user.
-  EXPECT_EQ(shmlog::cli::check_peer(123, 0, ucred{.pid = 123, .uid = 1000, .gid = 1000}),
-            "expected pid 123 running as root, found pid 123 running as uid 1000");
-}
-
-TEST(get_peer_check, RefusesAnotherPidEvenAsTheClientsUidOrRoot) {
-  EXPECT_EQ(
-      shmlog::cli::check_peer(123, 1000, ucred{.pid = 456, .uid = 1000, .gid = 1000}),
-      "expected pid 123 running as uid 1000 (yours) or root, found pid 456 running as uid 1000");
-  EXPECT_EQ(shmlog::cli::check_peer(123, 1000, ucred{.pid = 456, .uid = 0, .gid = 0}),
-            "expected pid 123 running as uid 1000 (yours) or root, found pid 456 running as uid 0");
-  // A listener in a pid namespace the client cannot see is reported as pid 0.
-  EXPECT_EQ(
-      shmlog::cli::check_peer(123, 1000, ucred{.pid = 0, .uid = 1000, .gid = 1000}),
-      "expected pid 123 running as uid 1000 (yours) or root, found pid 0 running as uid 1000");
 }
 
 // As the lapped test: tail is stopped while the writer laps it. With --on-lap=skip it says

@@ -110,6 +110,14 @@ class replica {
   // records published so far, at most max_records. Returns the records applied.
   std::size_t catch_up(std::size_t max_records = std::numeric_limits<std::size_t>::max());
 
+  // Replica thread, before the first catch_up(): the state already reflects the log's history
+  // `replid` up to `offset` (it was loaded from the replica's own saved state, Redis 4.0's
+  // PSYNC2 for a restarted replica). Asks for a partial resync from there (reader::resync:
+  // counted in sync_partial_ok, or sync_partial_err if refused). Partial: the replica goes on
+  // from `offset` without a full resync. Refused: the next catch_up() full-resyncs, replacing
+  // the state. Returns the decision.
+  resync_decision resume(const history_id& replid, std::uint64_t offset);
+
   // Replica thread. Waits for a record beyond offset(), per the wait policy; false on timeout.
   bool wait(std::chrono::nanoseconds timeout);
 

@@ -10,6 +10,7 @@
 #include "shmlog/reader.h"
 #include "shmlog/record.h"
 #include "shmlog/replica.h"
+#include "shmlog/replica_daemon.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"
 #include "shmlog/snapshot_service.h"

@@ -65,6 +65,11 @@ snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view 
                              std::uint64_t generation, const history_id& replid,
                              std::uint64_t offset, const state_machine& state, mode_t mode = 0600);
 
+// The same at an exact path (a replica's state file, say): the temporary file goes next to it.
+snapshot_meta write_snapshot_file(const std::filesystem::path& path, const history_id& replid,
+                                  std::uint64_t offset, const state_machine& state,
+                                  mode_t mode = 0600);
+
 // Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
 // and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.
 // Reads with pread() a MiB at a time; memory used does not grow with the file.

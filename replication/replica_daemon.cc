@@ -1,0 +1,299 @@
+#include "shmlog/replica_daemon.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+#include "query_socket.h"
+#include "shmlog/error.h"
+#include "shmlog/snapshot.h"
+
+namespace shmlog {
+namespace {
+
+// --- signals ---------------------------------------------------------------------------------
+
+// The daemon's stop signals. Lock-free atomics are safe in a signal handler; replica::stop()
+// is one relaxed store.
+std::atomic<int> stop_signals{0};
+std::atomic<int> hangups{0};
+std::atomic<replica*> stop_target{nullptr};
+std::atomic<int> stop_target_from{1};
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<replica*>::is_always_lock_free);
+
+void on_stop_signal(int) {
+  const int n = stop_signals.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n >= stop_target_from.load(std::memory_order_relaxed))
+    if (replica* r = stop_target.load(std::memory_order_relaxed)) r->stop();
+}
+
+void on_hangup(int) {
+  hangups.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Installs the daemon's handlers for its lifetime and restores the previous ones. No
+// SA_RESTART: a blocked call returns early and the loop sees the signal.
+class signal_scope {
+ public:
+  signal_scope() {
+    stop_signals.store(0, std::memory_order_relaxed);
+    hangups.store(0, std::memory_order_relaxed);
+    struct sigaction sa {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop_signal;
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+    sa.sa_handler = on_hangup;
+    ::sigaction(SIGHUP, &sa, &old_hup_);
+  }
+  ~signal_scope() {
+    stop_target.store(nullptr, std::memory_order_relaxed);
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    ::sigaction(SIGHUP, &old_hup_, nullptr);
+  }
+  signal_scope(const signal_scope&) = delete;
+  signal_scope& operator=(const signal_scope&) = delete;
+
+  // From the `nth` stop signal on, the handler also stops `r`, so that a full resync blocked in
+  // catch_up() gives up.
+  static void stop_on_signal(replica* r, int nth) {
+    stop_target_from.store(nth, std::memory_order_relaxed);
+    stop_target.store(r, std::memory_order_relaxed);
+    // A signal that came before the registration must not be lost.
+    if (r != nullptr && stop_signals.load(std::memory_order_relaxed) >= nth) r->stop();
+  }
+  static int stops() noexcept { return stop_signals.load(std::memory_order_relaxed); }
+  static int hangups_seen() noexcept { return hangups.load(std::memory_order_relaxed); }
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+  struct sigaction old_hup_ {};
+};
+
+// --- the state, shared with the query thread -----------------------------------------------
+
+// The user's state behind a lock, with the offset it reflects: the replica applies and loads
+// through it on its thread while queries read the state on theirs. The replica's own offset()
+// belongs to the replica's thread, and between loading a snapshot and continuing from its
+// offset it is not yet the state's.
+class locked_state : public state_machine {
+ public:
+  explicit locked_state(state_machine& inner) : inner_(inner) {}
+
+  void apply(const record_view& record) override {
+    const std::lock_guard lock(mutex_);
+    inner_.apply(record);
+    offset_ = record.next_offset;
+  }
+  void save(std::ostream& out) const override {
+    const std::lock_guard lock(mutex_);
+    inner_.save(out);
+  }
+  void load(std::istream& in) override {
+    const std::lock_guard lock(mutex_);
+    inner_.load(in);
+    offset_.reset();  // settled once the replica continues from the snapshot's offset
+  }
+  void settle(std::uint64_t offset) {
+    const std::lock_guard lock(mutex_);
+    offset_ = offset;
+  }
+  template <class F>
+  auto with_lock(F&& f) const {
+    const std::lock_guard lock(mutex_);
+    return f(offset_);
+  }
+
+ private:
+  state_machine& inner_;
+  mutable std::mutex mutex_;
+  std::optional<std::uint64_t> offset_;  // empty: no state yet, or a snapshot being settled
+};
+
+std::string utc_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  std::tm tm{};
+  ::gmtime_r(&ts.tv_sec, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ts.tv_nsec / 1'000'000));
+  return buf;
+}
+
+constexpr auto loop_wait = std::chrono::milliseconds(100);
+
+class daemon {
+ public:
+  daemon(std::string_view log, state_machine& state, const replica_daemon_options& o)
+      : name_(log), state_(state), o_(o) {}
+
+  replica_daemon_result run();
+
+ private:
+  void log(const std::string& line) const {
+    if (o_.log) {
+      o_.log(line);
+      return;
+    }
+    std::fprintf(stderr, "%s replica[%d] %s\n", utc_now().c_str(), static_cast<int>(::getpid()),
+                 line.c_str());
+    std::fflush(stderr);
+  }
+  void ready() {
+    if (ready_) return;
+    ready_ = true;
+    if (o_.on_ready) o_.on_ready();
+  }
+  // The state file, with the (history, offset) the state reflects: the replica's own, between
+  // records (on its thread), so nothing is half applied.
+  void save(replica& r) {
+    const snapshot_meta saved = write_snapshot_file(o_.state_file, r.replid(), r.offset(), state_);
+    log("saved the state at offset " + std::to_string(saved.offset) + " to " + saved.path.string() +
+        " (" + std::to_string(saved.file_bytes()) + " bytes)");
+  }
+  std::optional<snapshot_meta> load_state_file();
+  bool catch_up_for_stop(replica& r, replica_daemon_result& result);
+
+  std::string name_;
+  locked_state state_;
+  const replica_daemon_options& o_;
+  bool ready_ = false;
+};
+
+// A state file from an earlier run: verified whole and loaded before the replica attaches.
+std::optional<snapshot_meta> daemon::load_state_file() {
+  if (o_.state_file.empty()) return std::nullopt;
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(o_.state_file, ec))) {
+    log("no state file at " + o_.state_file.string() + " yet: starting with a full resync");
+    return std::nullopt;
+  }
+  snapshot_meta loaded = load_snapshot(o_.state_file, state_);
+  log("loaded the state file " + o_.state_file.string() + " (history " + loaded.replid.str() +
+      ", offset " + std::to_string(loaded.offset) + ")");
+  return loaded;
+}
+
+// Every record published before the stop signal: the master offset now is at least the one
+// when the signal came. If a new writer took the history back below it, those records are gone
+// from the log, and the replica can only be as current as the new history.
+bool daemon::catch_up_for_stop(replica& r, replica_daemon_result& result) {
+  const std::uint64_t target = r.log_reader().master_offset();
+  const history_id replid_then = r.log_reader().history().replid;
+  for (;;) {
+    r.catch_up();
+    if (signal_scope::stops() >= 2 || r.stopping()) {
+      result.gave_up_catching_up = true;
+      result.catch_up_target = target;
+      return false;
+    }
+    if (r.synced()) {
+      if (r.offset() >= target) return true;
+      if (r.log_reader().history().replid != replid_then &&
+          r.offset() >= r.log_reader().master_offset())
+        return true;
+    }
+    r.wait(loop_wait);
+  }
+}
+
+replica_daemon_result daemon::run() {
+  replica_daemon_result result;
+  const signal_scope signals;
+  std::optional<detail::query_server> server;
+  // Listen before attaching: a daemon that cannot be asked (its socket name is taken) must stop
+  // before it takes a reader slot or asks the producer for a snapshot.
+  if (o_.query)
+    server.emplace(name_, [this](std::string_view request) {
+      return state_.with_lock([&](std::optional<std::uint64_t> offset) {
+        return query_answer{offset, o_.query(request)};
+      });
+    });
+  const std::optional<snapshot_meta> saved = load_state_file();
+
+  replica_options ro;
+  ro.snapshot_dir = o_.snapshot_dir;
+  ro.wait = o_.wait;
+  ro.label = o_.label;
+  ro.on_event = [this](const replica_event& e) {
+    // The state is settled once the replica goes on from the loaded snapshot's offset.
+    if (e.what == replica_event::kind::full_resync_done) state_.settle(e.offset);
+    log(std::string(to_string(e.what)) + " at offset " + std::to_string(e.offset) + ": " +
+        e.message);
+  };
+  replica r(name_, state_, ro);
+  // Without on_stop or a state file, the first stop signal interrupts a full resync at once.
+  // With either, the first one asks for the state to catch up, which needs the resync to
+  // finish; a second one gives up.
+  const bool keeps_state = o_.on_stop || !o_.state_file.empty();
+  signal_scope::stop_on_signal(&r, keeps_state ? 2 : 1);
+  log("started on log '" + name_ + "' (reader slot " + std::to_string(r.log_reader().slot()) +
+      ", label " + o_.label + "); snapshots from " + o_.snapshot_dir.string() +
+      (server ? "; query socket @" + server->address() : "") +
+      (o_.state_file.empty() ? "" : "; state file " + o_.state_file.string()));
+  if (saved && r.resume(saved->replid, saved->offset).is_partial()) {
+    state_.settle(saved->offset);
+    ready();
+  }
+
+  auto next_save = std::chrono::steady_clock::now() + o_.save_every;
+  int hangups_logged = 0;
+  while (signal_scope::stops() == 0) {
+    r.catch_up();
+    if (signal_scope::stops() != 0) break;
+    if (r.synced()) ready();
+    if (signal_scope::hangups_seen() != hangups_logged) {
+      hangups_logged = signal_scope::hangups_seen();
+      log("SIGHUP: ignored (SIGINT or SIGTERM stop the replica)");
+    }
+    if (!o_.state_file.empty() && o_.save_every.count() != 0 && r.synced() &&
+        std::chrono::steady_clock::now() >= next_save) {
+      save(r);
+      next_save = std::chrono::steady_clock::now() + o_.save_every;
+    }
+    // Nothing more can arrive once the name is gone: no writer can open the log again.
+    if (!r.wait(loop_wait) && r.log_reader().log_removed()) {
+      r.catch_up();
+      result.log_destroyed = r.synced();
+      if (result.log_destroyed) break;
+    }
+  }
+
+  if (keeps_state && catch_up_for_stop(r, result)) {
+    if (!o_.state_file.empty()) save(r);
+    if (o_.on_stop)
+      state_.with_lock([&](std::optional<std::uint64_t>) {
+        o_.on_stop(r.offset());
+        return 0;
+      });
+  }
+  result.offset = r.offset();
+  result.stats = r.stats();
+  const replica_stats& s = result.stats;
+  log("stopped at offset " + std::to_string(r.offset()) + " (" + std::to_string(s.records_applied) +
+      " records applied, " + std::to_string(s.full_resyncs) + " full and " +
+      std::to_string(s.partial_resyncs) + " partial resyncs, " + std::to_string(s.laps) + " laps)");
+  return result;
+}
+
+}  // namespace
+
+replica_daemon_result run_replica_daemon(std::string_view log, state_machine& state,
+                                         const replica_daemon_options& options) {
+  if (!options.state_file.empty() && options.state_file.filename().empty())
+    throw error(errc::invalid_argument,
+                "state file '" + options.state_file.string() + "' is not a file name");
+  daemon d(log, state, options);
+  return d.run();
+}
+
+}  // namespace shmlog
