@@ -1412,6 +1412,72 @@ TEST(cli, ReplicaDumpOnSigtermHoldsEveryRecordPublishedBeforeIt) {
   EXPECT_EQ(producer.finish().status, 0);
 }
 
+// Issue 9, item 3 (Redis 4.0's PSYNC2 for a restarted replica): a replica that saves its state
+// with the (history, offset) it reflects resumes from there by a partial resync, while the
+// producer kept appending, and ends with the producer's state without loading a snapshot. Once
+// after a clean stop (the save on SIGTERM), once after kill -9 (the save every second).
+std::string commands(kv_model& model, int from, int count) {
+  std::string input;
+  for (int i = from; i < from + count; ++i) {
+    const std::string c = i % 3 == 0 ? "INCR c" + std::to_string(i % 7)
+                                     : "SET k" + std::to_string(i % 37) + " v " + std::to_string(i);
+    model.apply(c);
+    input += c + "\n";
+  }
+  return input;
+}
+
+TEST(cli, ReplicaRestartedWithItsStateFileResumesByAPartialResync) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  cli_process producer({"produce", log, "--snapshot-dir", dir});
+  started(producer, log);
+  kv_model model;
+  producer.write_stdin(commands(model, 0, 200));
+  appended_offset(producer);
+  const std::string state_file = dir.file("replica.state");
+  const std::vector<std::string> replica_args = {"replica",      log,        "--snapshot-dir", dir,
+                                                 "--state-file", state_file, "--save-every",   "1"};
+  {
+    cli_process replica(replica_args);
+    synced(replica);
+    producer.write_stdin("WAIT 1 60000\n");
+    producer.read_line();
+    const run_result r = stop(replica);  // SIGTERM: saves the state file
+    EXPECT_EQ(r.status, 0) << describe(r);
+    EXPECT_NE(r.err.find("saved the state at offset "), std::string::npos) << r.err;
+  }
+  producer.write_stdin(commands(model, 200, 100));  // while the replica is down
+  appended_offset(producer);
+  {
+    cli_process replica(replica_args);
+    const auto resumed = replica.wait_for_err(" partial_resync at offset ");
+    ASSERT_TRUE(resumed);
+    EXPECT_NE(resumed->find("resumed the saved state; partial resync: offset "), std::string::npos)
+        << *resumed;
+    // Periodic saves: one after this restart, then killed without a chance to save again.
+    ASSERT_TRUE(replica.wait_for_err("saved the state at offset "));
+    ::kill(replica.pid(), SIGKILL);
+    replica.finish();
+  }
+  producer.write_stdin(commands(model, 300, 100));
+  const std::uint64_t published = appended_offset(producer);
+  cli_process replica(
+      {"replica", log, "--snapshot-dir", dir, "--state-file", state_file, "--dump", dir.file("d")});
+  ASSERT_TRUE(replica.wait_for_err(" partial_resync at offset "));
+  producer.write_stdin("WAIT 1 60000\n");
+  EXPECT_EQ(producer.read_line(),
+            "WAIT 1 60000 -> 1 reader at offset " + std::to_string(published));
+  const run_result r = stop(replica);
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.err.find("full_resync_done"), std::string::npos) << r.err;  // no snapshot loaded
+  EXPECT_EQ(read_file(dir.file("d")), model.dump(published));
+  const info_text info = info_of(log);
+  EXPECT_EQ(number(info, "sync_full"), 1u);        // the first start only
+  EXPECT_EQ(number(info, "sync_partial_ok"), 2u);  // each restart
+  EXPECT_EQ(producer.finish().status, 0);
+}
+
 // A full resync waiting for a snapshot that never comes (no producer) ends at once on SIGTERM;
 // with --dump, the first signal waits for the state, a second one gives up without a dump.
 TEST(cli, ReplicaWaitingForASnapshotStopsOnSignal) {

@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "process_peer.h"
@@ -89,6 +91,67 @@ TEST_F(kv_example, ReplicaStoppedWhileTheProducerLapsItReloadsAndAnswersCurrentV
   const shmlog::log_info info = shmlog::inspect(log_);
   EXPECT_GE(info.lapped_total, 1u);
   EXPECT_EQ(info.sync_full, 2u);  // the first state, and the reload after the lap
+}
+
+// The word-count example (examples/wordcount/): a state of the user's own, its producer, and a
+// replica daemon in a short main() on run_replica_daemon. The daemon answers queries from other
+// processes (shmlog::query_replica, here from the test), saves its state file on SIGTERM, and
+// after a restart resumes from it by a partial resync while the producer kept appending.
+class wordcount_example : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { ::signal(SIGPIPE, SIG_IGN); }
+
+  void append(const std::vector<std::string>& words) {
+    for (const std::string& w : words) {
+      producer_->send_line(w);
+      const std::string ok = producer_->await_line("+OK");  // "+OK offset N"
+      master_ = std::stoull(ok.substr(ok.rfind(' ') + 1));
+    }
+  }
+  std::unique_ptr<peer> start_daemon() {
+    auto d = std::make_unique<peer>(
+        SHMLOG_WORDCOUNT_DAEMON,
+        std::vector<std::string>{log_.name(), dir_.path().string(), dir_.file("daemon.state")});
+    d->await_line("ready");
+    return d;
+  }
+  // The daemon's count of `word` once its state reflects everything appended so far.
+  std::string count(const peer& daemon, const std::string& word) {
+    const auto deadline = std::chrono::steady_clock::now() + shmlog::test::condition_timeout;
+    for (;;) {
+      const auto a = shmlog::query_replica(daemon.pid(), log_.name(), "COUNT " + word);
+      if (!a) throw std::runtime_error("the daemon does not listen");
+      if (a->offset && *a->offset >= master_) return a->text;
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("the daemon never caught up with offset " +
+                                 std::to_string(master_));
+      std::this_thread::yield();  // polling another process's progress under a deadline
+    }
+  }
+
+  shmlog::test::scoped_log log_{shmlog::test::unique_log_name("words")};
+  shmlog::test::scratch_dir dir_;
+  std::unique_ptr<peer> producer_ = std::make_unique<peer>(
+      SHMLOG_WORDCOUNT_PRODUCER, std::vector<std::string>{log_.name(), dir_.path().string()});
+  std::uint64_t master_ = 0;
+};
+
+TEST_F(wordcount_example, DaemonAnswersFromItsStateAndResumesPartiallyAfterARestart) {
+  append({"shm", "log", "shm"});
+  {
+    std::unique_ptr<peer> daemon = start_daemon();  // new: a full resync from a snapshot
+    EXPECT_EQ(count(*daemon, "shm"), "2");
+    EXPECT_EQ(count(*daemon, "redis"), "0");
+    daemon->signal(SIGTERM);
+    daemon->expect_success();  // saved its state file on the way out
+  }
+  append({"shm", "redis"});  // while no daemon runs
+  std::unique_ptr<peer> daemon = start_daemon();
+  EXPECT_EQ(count(*daemon, "shm"), "3");
+  EXPECT_EQ(count(*daemon, "redis"), "1");
+  const shmlog::log_info info = shmlog::inspect(log_);
+  EXPECT_EQ(info.sync_full, 1u);        // the first start
+  EXPECT_EQ(info.sync_partial_ok, 1u);  // the restart, from its state file
 }
 
 }  // namespace
