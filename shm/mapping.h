@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "ring.h"
-#include "shmlog/layout.h"
+#include "segment_layout.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"
 

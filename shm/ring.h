@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-#include "shmlog/layout.h"
+#include "segment_layout.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define SHMLOG_TSAN 1

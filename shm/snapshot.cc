@@ -441,9 +441,8 @@ snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view 
                              state, mode);
 }
 
-snapshot_meta write_snapshot_file(const std::filesystem::path& final_path,
-                                  const history_id& replid, std::uint64_t offset,
-                                  const state_machine& state, mode_t mode) {
+snapshot_meta write_snapshot_file(const std::filesystem::path& final_path, const history_id& replid,
+                                  std::uint64_t offset, const state_machine& state, mode_t mode) {
   const std::uint64_t started = detail::monotonic_ns();
   const std::uint64_t created = detail::realtime_ns();
   const std::filesystem::path dir =

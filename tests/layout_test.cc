@@ -1,12 +1,11 @@
 // Properties of the shared format that the writer and readers rely on.
-#include "shmlog/layout.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <vector>
 
 #include "copy.h"
+#include "segment_layout.h"
 #include "shmlog/crc32c.h"
 
 namespace shmlog {

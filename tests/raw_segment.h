@@ -13,7 +13,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "shmlog/layout.h"
+#include "segment_layout.h"
 
 namespace shmlog::test {
 

@@ -33,10 +33,12 @@ inline std::string unique_log_name(const std::string& prefix = "t") {
 // Destroys the log when the test ends, whether it passed or not.
 class scoped_log {
  public:
-  explicit scoped_log(std::string name) : name_(std::move(name)) { shmlog::destroy(name_); }
+  explicit scoped_log(std::string name) : name_(std::move(name)) {
+    shmlog::destroy(name_, shmlog::destroy_what::anything);
+  }
   ~scoped_log() {
     try {
-      shmlog::destroy(name_);
+      shmlog::destroy(name_, shmlog::destroy_what::anything);  // whatever a test left there
     } catch (...) {
     }
   }

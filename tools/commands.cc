@@ -62,85 +62,6 @@ int run_create(std::span<const std::string> argv) {
   return exit_ok;
 }
 
-namespace {
-
-// What destroy looks at in an object that inspect() refused: its size and its first word.
-struct object_look {
-  std::uint64_t size = 0;
-  std::uint64_t magic = 0;  // 0 if the object is shorter than 8 bytes
-};
-
-// nullopt if the object cannot be opened to look.
-std::optional<object_look> look_at(const std::string& name) {
-  const int fd = ::shm_open(("/" + name).c_str(), O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  struct stat st {};
-  object_look look;
-  const bool ok = ::fstat(fd, &st) == 0;
-  if (ok) {
-    look.size = static_cast<std::uint64_t>(st.st_size);
-    if (::pread(fd, &look.magic, sizeof look.magic, 0) != sizeof look.magic) look.magic = 0;
-  }
-  ::close(fd);
-  if (!ok) return std::nullopt;
-  return look;
-}
-
-// A creator sizes the object to segment_size_for(capacity, slots) before it writes anything,
-// so an object that creation left half-done is either empty or exactly one of these sizes.
-bool is_segment_size(std::uint64_t size) {
-  for (std::uint64_t capacity = min_capacity; capacity <= max_capacity; capacity <<= 1) {
-    if (size <= capacity + header_size) break;
-    const std::uint64_t reader_area = size - header_size - capacity;
-    if (reader_area % page_size != 0) continue;
-    if (reader_area >= reader_area_size_for(1) &&
-        reader_area <= reader_area_size_for(max_reader_slots))
-      return true;
-  }
-  return false;
-}
-
-// Why `name` must not be removed without --force, or nullopt if it is a shmlog segment: whole,
-// damaged behind its magic (truncated, corrupt header, another layout version), or one whose
-// creation never finished. Throws not_found if there is no such object.
-std::optional<std::string> not_a_segment(const std::string& name) {
-  try {
-    inspect(name);
-    return std::nullopt;
-  } catch (const error& e) {
-    if (e.code() == errc::not_found) throw;
-    const std::optional<object_look> look = look_at(name);
-    const std::string is_not = "'/dev/shm/" + name + "' is not a shmlog segment (";
-    switch (e.code()) {
-      case errc::bad_magic: {
-        char hex[32];
-        std::snprintf(hex, sizeof hex, "0x%016llx",
-                      static_cast<unsigned long long>(look ? look->magic : 0));
-        return is_not + "magic " + hex + ")";
-      }
-      case errc::truncated:
-        // Either smaller than a descriptor (no magic to go by) or shorter than its header says.
-        if (look && look->size < sizeof(segment_descriptor))
-          return is_not + std::to_string(look->size) +
-                 " bytes, too small to hold a shmlog descriptor of " +
-                 std::to_string(sizeof(segment_descriptor)) + " bytes)";
-        return std::nullopt;
-      case errc::unsupported_version:
-      case errc::corrupt_header:
-        return std::nullopt;  // the magic is shmlog's
-      case errc::not_initialized:
-        if (look && (look->size == 0 || is_segment_size(look->size))) return std::nullopt;
-        return is_not + "no magic number, and " +
-               (look ? std::to_string(look->size) + " bytes" : std::string("its size")) +
-               " is not the size of a shmlog segment whose creation was interrupted)";
-      default:
-        return std::string(e.what()) + ", so it cannot be checked to be a shmlog segment";
-    }
-  }
-}
-
-}  // namespace
-
 int run_destroy(std::span<const std::string> argv) {
   static constexpr const char* usage = "shmlog destroy NAME [--force]";
   const parsed_args args = parse_args(argv, {{"force", false}});
@@ -152,18 +73,15 @@ int run_destroy(std::span<const std::string> argv) {
   validate_name(name);
   const std::string missing = "log '" + name + "' does not exist (no /dev/shm/" + name + ")";
   // Without --force, only a shmlog segment goes: a name typed wrong must not remove another
-  // program's shared memory.
-  if (!args.has("force")) {
-    try {
-      if (const std::optional<std::string> why = not_a_segment(name))
-        throw command_failure(exit_failure,
-                              *why + "; not removed (use --force to remove it anyway)");
-    } catch (const error& e) {
-      if (e.code() != errc::not_found) throw;
+  // program's shared memory (the library refuses it, saying what it found).
+  try {
+    if (!destroy(name, args.has("force") ? destroy_what::anything : destroy_what::only_a_log))
       throw command_failure(exit_failure, missing);
-    }
+  } catch (const error& e) {
+    if (e.code() != errc::bad_magic && e.code() != errc::permission_denied) throw;
+    throw command_failure(exit_failure,
+                          std::string(e.what()) + " (use --force to remove it anyway)");
   }
-  if (!destroy(name)) throw command_failure(exit_failure, missing);
   return exit_ok;
 }
 

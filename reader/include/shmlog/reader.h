@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "shmlog/history.h"
-#include "shmlog/layout.h"
+#include "shmlog/framing.h"
 #include "shmlog/record.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "shmlog/layout.h"
+#include "shmlog/framing.h"
 
 namespace shmlog {
 

@@ -6,7 +6,7 @@
 #include <span>
 #include <string_view>
 
-#include "shmlog/layout.h"
+#include "shmlog/framing.h"
 
 namespace shmlog {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "shmlog/error.h"
+#include "shmlog/framing.h"
 #include "shmlog/history.h"
-#include "shmlog/layout.h"
 #include "shmlog/snapshot.h"
 
 namespace shmlog {
@@ -37,9 +37,21 @@ void validate_create_options(const create_options& options);
 // a log of that name exists. Nothing is left behind if creation fails.
 void create(std::string_view name, const create_options& options);
 
+enum class destroy_what {
+  // Only a shmlog segment: whole, damaged behind the shmlog magic number (truncated, corrupt
+  // header, another layout version), or one whose creation never finished (no magic, and
+  // empty or exactly a log's size). /dev/shm is shared by every program on the host: a name
+  // typed wrong must not remove another program's shared memory.
+  only_a_log,
+  anything,  // whatever object has the name, like rm /dev/shm/NAME
+};
+
 // Removes the name; processes that have the log mapped keep their mapping until they unmap it.
-// Returns false if no log of that name existed.
-bool destroy(std::string_view name);
+// Returns false if no object of that name existed. With only_a_log (the default), an object
+// that is not a shmlog segment is left alone: error(bad_magic) saying what was found
+// ("'/dev/shm/NAME' is not a shmlog segment (magic 0x...); not removed"), or
+// error(permission_denied) if it may not be read to tell.
+bool destroy(std::string_view name, destroy_what what = destroy_what::only_a_log);
 
 bool exists(std::string_view name);
 

@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include "shmlog/history.h"
-#include "shmlog/layout.h"
+#include "shmlog/framing.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"
 
