@@ -402,10 +402,7 @@ child::~child() {
 }
 
 void child::close_all() noexcept {
-  if (pid_ > 0 && !reaped_) {
-    if (own_group_) ::kill(-pid_, SIGKILL);  // and what it forked, say a snapshot child
-    kill_and_reap();
-  }
+  kill_and_reap();
   close_stdin();
   close_if_open(gate_fd_);
   close_if_open(exec_error_fd_);
@@ -573,6 +570,9 @@ std::optional<int> child::communicate(std::string_view input, clock::time_point 
 
 void child::kill_and_reap() noexcept {
   if (pid_ <= 0 || reaped_) return;
+  // And what it forked (a snapshot child, say). The leader is not reaped yet, so the group id
+  // cannot have been reused.
+  if (own_group_) ::kill(-pid_, SIGKILL);
   if (try_reap()) return;
   ::kill(pid_, SIGKILL);
   int status = 0;

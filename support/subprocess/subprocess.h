@@ -131,6 +131,8 @@ struct spawn_options {
 // too if it leads one) and reaps a child that was not reaped yet, and closes the pipes.
 class child {
  public:
+  // No process (pid -1): a place for one started later, by move-assignment.
+  child() = default;
   // Starts the child; throws spawn_error naming the program if it cannot run (including a
   // failed exec, which is reported here, not as exit status 127).
   explicit child(spawn_options options);
@@ -181,7 +183,8 @@ class child {
   // file and waits for the exit, all before `deadline`. The wait status, or nullopt at the
   // deadline.
   std::optional<int> communicate(std::string_view input, clock::time_point deadline);
-  // SIGKILL (unless it has exited already) and reap.
+  // SIGKILL (unless it has exited already; its process group in any case, if it leads one)
+  // and reap.
   void kill_and_reap() noexcept;
 
   bool reaped() const noexcept { return reaped_; }
