@@ -252,7 +252,12 @@ line_reader::wait_result line_reader::read_some(clock::time_point deadline) {
   if (at_eof()) return wait_result::eof;
   pollfd p{fd_, POLLIN, 0};
   const int ready = ::poll(&p, 1, poll_timeout(deadline));
-  if (ready < 0) return errno == EINTR ? wait_result::interrupted : (read_once(), wait_result::eof);
+  if (ready < 0 && errno == EINTR) return wait_result::interrupted;
+  if (ready < 0) {  // not a descriptor poll can wait on: nothing more will come from it
+    eof_ = true;
+    close_fd();
+    return wait_result::eof;
+  }
   if (ready == 0) return wait_result::timeout;
   read_once();
   return at_eof() ? wait_result::eof : wait_result::data;
@@ -555,10 +560,13 @@ std::optional<int> child::communicate(std::string_view input, clock::time_point 
       if (fds[i].fd == stdin_fd_) {
         // At most PIPE_BUF: a pipe that polls writable takes that much without blocking.
         const std::size_t chunk = std::min<std::size_t>(input.size() - written, PIPE_BUF);
-        const ssize_t w =
-            (fds[i].revents & POLLOUT) ? ::write(stdin_fd_, input.data() + written, chunk) : -1;
+        if (!(fds[i].revents & POLLOUT)) {  // POLLERR: the child closed its end
+          close_stdin();
+          continue;
+        }
+        const ssize_t w = ::write(stdin_fd_, input.data() + written, chunk);
         if (w > 0) written += static_cast<std::size_t>(w);
-        if (w < 0 && errno != EINTR && errno != EAGAIN) close_stdin();  // the child closed it
+        if (w < 0 && errno != EINTR && errno != EAGAIN) close_stdin();  // EPIPE: it closed it
       } else {
         (fds[i].fd == out_.fd_ ? out_ : err_).read_once();
       }
