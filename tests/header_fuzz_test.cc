@@ -15,9 +15,7 @@
 // slot 0 and a slot 1 left by a reader that died. docs/operations.md, "Trying failures safely".
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -45,9 +44,8 @@
 #include "mapping.h"
 #include "raw_segment.h"
 #include "shmlog/shmlog.h"
+#include "subprocess/subprocess.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace {
 
@@ -298,141 +296,7 @@ std::string status_name(poll_status s) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Checks of CLI output.
-
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  const std::size_t n = b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 0;
-  if (n == 0 || b0 > 0xF4 || i + n > s.size()) return 0;
-  for (std::size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
-  return n;
-}
-
-// A strict enough JSON grammar check (RFC 8259), UTF-8 included.
-class json_checker {
- public:
-  explicit json_checker(std::string_view s) : s_(s) {}
-  bool valid() {
-    ws();
-    if (!value(0)) return false;
-    ws();
-    return i_ == s_.size();
-  }
-
- private:
-  bool value(int depth) {
-    if (depth > 8 || i_ >= s_.size()) return false;
-    switch (s_[i_]) {
-      case '{':
-        return object(depth);
-      case '[':
-        return array(depth);
-      case '"':
-        return string();
-      case 't':
-        return literal("true");
-      case 'f':
-        return literal("false");
-      case 'n':
-        return literal("null");
-      default:
-        return number();
-    }
-  }
-  bool object(int depth) {
-    ++i_;
-    ws();
-    if (eat('}')) return true;
-    for (;;) {
-      ws();
-      if (!string()) return false;
-      ws();
-      if (!eat(':')) return false;
-      ws();
-      if (!value(depth + 1)) return false;
-      ws();
-      if (eat(',')) continue;
-      return eat('}');
-    }
-  }
-  bool array(int depth) {
-    ++i_;
-    ws();
-    if (eat(']')) return true;
-    for (;;) {
-      ws();
-      if (!value(depth + 1)) return false;
-      ws();
-      if (eat(',')) continue;
-      return eat(']');
-    }
-  }
-  bool string() {
-    if (!eat('"')) return false;
-    while (i_ < s_.size()) {
-      const auto c = static_cast<unsigned char>(s_[i_]);
-      if (c == '"') {
-        ++i_;
-        return true;
-      }
-      if (c < 0x20) return false;
-      if (c == '\\') {
-        if (++i_ >= s_.size()) return false;
-        const char e = s_[i_++];
-        if (e == 'u') {
-          for (int k = 0; k < 4; ++k, ++i_)
-            if (i_ >= s_.size() || !std::isxdigit(static_cast<unsigned char>(s_[i_]))) return false;
-        } else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
-          return false;
-        }
-        continue;
-      }
-      if (c >= 0x80) {
-        const std::size_t n = utf8_length(s_, i_);
-        if (n == 0) return false;
-        i_ += n;
-        continue;
-      }
-      ++i_;
-    }
-    return false;
-  }
-  bool number() {
-    eat('-');
-    if (!digits()) return false;
-    if (eat('.') && !digits()) return false;
-    if (eat('e') || eat('E')) {
-      if (!eat('+')) eat('-');
-      if (!digits()) return false;
-    }
-    return true;
-  }
-  bool digits() {
-    const std::size_t start = i_;
-    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9')
-      ++i_;
-    return i_ > start;
-  }
-  bool literal(std::string_view word) {
-    if (s_.substr(i_, word.size()) != word) return false;
-    i_ += word.size();
-    return true;
-  }
-  bool eat(char c) {
-    if (i_ < s_.size() && s_[i_] == c) {
-      ++i_;
-      return true;
-    }
-    return false;
-  }
-  void ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r'))
-      ++i_;
-  }
-  std::string_view s_;
-  std::size_t i_ = 0;
-};
+// Running the CLI (its JSON is checked with nlohmann::json::accept: RFC 8259, UTF-8 included).
 
 struct cli_result {
   int status = -1;  // exit status, or -1
@@ -443,70 +307,25 @@ struct cli_result {
 };
 
 // Runs the shmlog tool with stdin from /dev/null, collecting stdout and stderr, killing it at
-// cli_deadline. posix_spawn: no fork of this (possibly sanitizer-sized) process.
+// cli_deadline. support/subprocess starts it with posix_spawn: no fork of this (possibly
+// sanitizer-sized) process.
 cli_result run_cli(const std::vector<std::string>& args, watchdog& dog) {
+  std::vector<std::string> argv{SHMLOG_CLI};
+  argv.insert(argv.end(), args.begin(), args.end());
+  shmlog::subprocess::child c({.argv = std::move(argv),
+                               .stdin_mode = shmlog::subprocess::stream_mode::null,
+                               .stderr_mode = shmlog::subprocess::stream_mode::pipe});
+  dog.set_child(c.pid());
   cli_result r;
-  std::vector<std::string> all{SHMLOG_CLI};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : all)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int out[2];
-  int err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
-  ::close(err[1]);
-  if (spawned != 0) {
-    ::close(out[0]);
-    ::close(err[0]);
-    throw std::runtime_error(std::string("posix_spawn failed: ") + std::strerror(spawned));
-  }
-  dog.set_child(pid);
-  const auto give_up = std::chrono::steady_clock::now() + cli_deadline;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        give_up - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      r.timed_out = true;
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    const int n = ::poll(fds, 2, static_cast<int>(left.count()));
-    if (n < 0 && errno != EINTR) break;
-    for (int k = 0; k < 2; ++k) {
-      if (fds[k].fd < 0 || fds[k].revents == 0) continue;
-      char buf[65536];
-      const ssize_t got = ::read(fds[k].fd, buf, sizeof buf);
-      if (got > 0) {
-        sinks[k]->append(buf, static_cast<std::size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        ::close(fds[k].fd);
-        fds[k].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (const pollfd& p : fds)
-    if (p.fd >= 0) ::close(p.fd);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  if (!c.communicate({}, std::chrono::steady_clock::now() + cli_deadline)) {
+    r.timed_out = true;
+    c.kill_and_reap();
   }
   dog.set_child(0);
-  if (WIFEXITED(status)) r.status = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.out = c.out().transcript();
+  r.err = c.err().transcript();
+  if (WIFEXITED(c.status())) r.status = WEXITSTATUS(c.status());
+  if (WIFSIGNALED(c.status())) r.signal = WTERMSIG(c.status());
   return r;
 }
 
@@ -860,7 +679,7 @@ class header_fuzz : public ::testing::Test {
     {
       const cli_result r = run_cli({"info", name, "--json"}, *dog_);
       check_cli("shmlog info --json", r, "info", {0, 1});
-      if (r.status == 0 && !json_checker(r.out).valid())
+      if (r.status == 0 && !nlohmann::json::accept(r.out))
         fail("shmlog info --json", "not valid JSON: \"" + abbreviated(r.out) + "\"");
     }
     dog_->set_op("shmlog tail --from oldest");

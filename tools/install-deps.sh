@@ -9,6 +9,7 @@ packages=(
   g++ cmake ninja-build     # compiler and build
   libboost-dev              # Boost.Interprocess (header-only), used inside the library
   libgtest-dev              # GoogleTest, for tests/
+  nlohmann-json3-dev        # JSON parser (header-only), for tests/ only: checks `info --json`
   libbenchmark-dev          # Google Benchmark, for bench/
 )
 if [ "${1:-}" = "bench" ]; then

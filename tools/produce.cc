@@ -229,7 +229,9 @@ int run_produce(std::span<const std::string> argv) {
   // The service looks at every poll(); the producer decides when to call it (check_every
   // commands, or idle), so that an idle producer still answers within idle_look.
   so.check_every = 1;
-  so.log = [](const std::string& m) { note(m); };
+  so.on_event = [](const snapshot_event& e) {
+    if (e.what != snapshot_event::kind::started) note(e.message);  // published, or failed
+  };
   std::optional<std::uint64_t> capacity;
   if (const auto c = args.value("capacity")) capacity = parse_size("capacity", *c);
   std::optional<std::uint32_t> readers;

@@ -12,6 +12,18 @@
 
 namespace shmlog {
 
+std::string_view to_string(snapshot_event::kind k) noexcept {
+  switch (k) {
+    case snapshot_event::kind::started:
+      return "started";
+    case snapshot_event::kind::published:
+      return "published";
+    case snapshot_event::kind::failed:
+      return "failed";
+  }
+  return "unknown";
+}
+
 snapshot_service::snapshot_service(writer& w, const state_machine& state, snapshot_options options)
     : writer_(w), state_(state), options_(std::move(options)) {
   if (options_.dir.empty())
@@ -74,6 +86,17 @@ void snapshot_service::start(std::uint64_t requests) {
   const std::uint64_t offset = writer_.master_offset();
   const history_id replid = writer_.history().replid;
   const std::uint64_t generation = next_generation();
+  if (options_.on_event) {
+    snapshot_event e{.what = snapshot_event::kind::started};
+    e.snapshot.offset = offset;
+    e.snapshot.replid = replid;
+    e.snapshot.generation = generation;
+    e.message = "saving the state at offset " + std::to_string(offset) + " for " +
+                std::to_string(requests - served_) + " pending request" +
+                (requests - served_ == 1 ? "" : "s") +
+                (options_.mode == snapshot_mode::fork ? " (in a child)" : "");
+    options_.on_event(e);
+  }
   if (options_.mode == snapshot_mode::inline_save) {
     try {
       publish(write_snapshot(options_.dir, writer_.name(), generation, replid, offset, state_,
@@ -149,9 +172,11 @@ void snapshot_service::failed(const std::string& why) {
   retry_backoff_ = std::min<std::chrono::milliseconds>(
       retry_backoff_.count() == 0 ? 100ms : retry_backoff_ * 2, 5s);
   retry_at_ = std::chrono::steady_clock::now() + retry_backoff_;
-  if (options_.log)
-    options_.log("snapshot failed: " + why + "; retrying in " +
-                 std::to_string(retry_backoff_.count()) + " ms");
+  if (options_.on_event)
+    options_.on_event(snapshot_event{.what = snapshot_event::kind::failed,
+                                     .retry_in = retry_backoff_,
+                                     .message = "snapshot failed: " + why + "; retrying in " +
+                                                std::to_string(retry_backoff_.count()) + " ms"});
 }
 
 void snapshot_service::publish(const snapshot_meta& info, std::uint64_t requests) {
@@ -163,11 +188,14 @@ void snapshot_service::publish(const snapshot_meta& info, std::uint64_t requests
   ++published_;
   retry_backoff_ = std::chrono::milliseconds(0);
   prune_snapshots(options_.dir, writer_.name(), options_.keep);
-  if (options_.log)
-    options_.log("snapshot " + std::to_string(a.generation) + " at offset " +
-                 std::to_string(info.offset) + ": " + info.path.string() + " (" +
-                 std::to_string(a.file_bytes()) + " bytes, saved in " +
-                 std::to_string(info.save_ns / 1'000'000) + " ms)");
+  if (options_.on_event)
+    options_.on_event(snapshot_event{
+        .what = snapshot_event::kind::published,
+        .snapshot = a,
+        .message = "snapshot " + std::to_string(a.generation) + " at offset " +
+                   std::to_string(info.offset) + ": " + info.path.string() + " (" +
+                   std::to_string(a.file_bytes()) + " bytes, saved in " +
+                   std::to_string(info.save_ns / 1'000'000) + " ms)"});
 }
 
 }  // namespace shmlog

@@ -1,12 +1,8 @@
 #include "process.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,179 +22,67 @@ namespace {
   throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-std::string read_line(int fd) {
-  std::string line;
-  char ch = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd, &ch, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || ch == '\n') return line;
-    line += ch;
-  }
-}
-
-}  // namespace
-
-child_process spawn_child(const std::string& role, std::map<std::string, std::string> args,
-                          const std::vector<int>& inherit) {
-  int control[2];
-  int result[2];
-  if (::pipe2(control, O_CLOEXEC) != 0) fail("pipe");
-  if (::pipe2(result, O_CLOEXEC) != 0) {
-    ::close(control[0]);
-    ::close(control[1]);
-    fail("pipe");
-  }
-  args["control"] = std::to_string(control[0]);
-  args["result"] = std::to_string(result[1]);
-  // Everything the child needs is built before fork: between fork and exec only
-  // async-signal-safe calls are allowed.
-  std::vector<std::string> words{"shmlog_bench", "__child"};
-  for (const auto& [k, v] : args)
-    words.push_back(k + "=" + v);
-  std::vector<char*> argv;
-  for (std::string& w : words)
-    argv.push_back(w.data());
-  argv.push_back(nullptr);
-  std::vector<int> keep = inherit;
-  keep.push_back(control[0]);
-  keep.push_back(result[1]);
-
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) fail("fork");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    for (const int fd : keep)
-      ::fcntl(fd, F_SETFD, 0);
-    ::execv("/proc/self/exe", argv.data());
-    const char msg[] = "shmlog_bench: cannot run /proc/self/exe\n";
-    [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-    ::_exit(127);
-  }
-  ::close(control[0]);
-  ::close(result[1]);
-  child_process c;
-  c.role = role;
-  c.pid = pid;
-  c.control = control[1];
-  c.result = result[0];
-  return c;
-}
-
-bool pump_results(std::vector<child_process*>& children, int timeout_ms) {
-  std::vector<pollfd> fds;
-  std::vector<child_process*> owners;
-  for (child_process* c : children) {
-    if (c->result < 0) continue;
-    fds.push_back({c->result, POLLIN, 0});
-    owners.push_back(c);
-  }
-  if (fds.empty()) return false;
-  const int n = ::poll(fds.data(), fds.size(), timeout_ms);
-  if (n <= 0) return false;
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    if (fds[i].revents == 0) continue;
-    child_process& c = *owners[i];
-    char buf[65536];
-    const ssize_t got = ::read(c.result, buf, sizeof buf);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      ::close(c.result);
-      c.result = -1;
-      continue;
-    }
-    c.pending.append(buf, static_cast<std::size_t>(got));
-    for (std::size_t nl; (nl = c.pending.find('\n')) != std::string::npos;) {
-      std::string line = c.pending.substr(0, nl);
-      c.pending.erase(0, nl + 1);
-      if (line == "ready") {
-        c.ready = true;
-      } else {
-        c.lines.push_back(std::move(line));
-      }
-    }
-  }
-  return true;
-}
-
-namespace {
-
 std::uint64_t timeval_ns(const timeval& t) {
   return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000'000u +
          static_cast<std::uint64_t>(t.tv_usec) * 1000u;
 }
 
-void reaped(child_process& c, int status, const rusage& ru) {
-  c.status = status;
-  c.reaped = true;
-  c.cpu_ns = timeval_ns(ru.ru_utime) + timeval_ns(ru.ru_stime);
-}
-
 }  // namespace
 
-void reap(child_process& c) {
-  if (c.reaped || c.pid <= 0) return;
-  int status = 0;
-  rusage ru{};
-  while (::wait4(c.pid, &status, 0, &ru) < 0 && errno == EINTR) {
-  }
-  reaped(c, status, ru);
+child_process spawn_child(const std::string& role, const std::map<std::string, std::string>& args,
+                          const std::vector<int>& inherit) {
+  std::vector<std::string> words{"shmlog_bench", "__child"};
+  for (const auto& [k, v] : args)
+    words.push_back(k + "=" + v);
+  return {.role = role,
+          .proc = subprocess::child({.program = "/proc/self/exe",
+                                     .argv = std::move(words),
+                                     .stdout_mode = subprocess::stream_mode::pipe,
+                                     .keep_fds = inherit,
+                                     .parent_death_signal = SIGKILL})};
 }
 
-bool try_reap(child_process& c) {
-  if (c.reaped || c.pid <= 0) return c.reaped;
-  int status = 0;
-  rusage ru{};
-  if (::wait4(c.pid, &status, WNOHANG, &ru) != c.pid) return false;
-  reaped(c, status, ru);
-  return true;
-}
-
-void kill_and_reap(child_process& c) {
-  if (!c.reaped && c.pid > 0) {
-    int status = 0;
-    rusage ru{};
-    if (::wait4(c.pid, &status, WNOHANG, &ru) == c.pid) {
-      reaped(c, status, ru);
+void take_results(child_process& c) {
+  while (auto line = c.proc.out().take_line()) {
+    if (*line == "ready") {
+      c.ready = true;
     } else {
-      ::kill(c.pid, SIGKILL);
-      reap(c);
+      c.lines.push_back(std::move(*line));
     }
   }
-  if (c.control >= 0) ::close(c.control);
-  if (c.result >= 0) ::close(c.result);
-  c.control = c.result = -1;
 }
 
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("killed by ") + ::strsignal(WTERMSIG(status));
-  return "ended";
+bool pump_results(std::vector<child_process*>& children, int timeout_ms) {
+  std::vector<subprocess::line_reader*> readers;
+  for (child_process* c : children)
+    readers.push_back(&c->proc.out());
+  const bool any =
+      subprocess::line_reader::read_any(readers, std::chrono::milliseconds(timeout_ms));
+  for (child_process* c : children)
+    take_results(*c);
+  return any;
 }
+
+parent_link::parent_link() : control_(STDIN_FILENO, subprocess::line_reader::ownership::borrowed) {}
 
 void parent_link::send_ready() {
-  if (!write_all(result_, "ready\n", 6)) fail("writing to the parent");
+  if (!subprocess::write_all(STDOUT_FILENO, "ready\n")) fail("writing to the parent");
 }
 
 std::uint64_t parent_link::wait_go() {
-  const std::string line = read_line(control_);
+  const std::string line = control_.read_line().value_or("");
   if (line.rfind("go ", 0) != 0) throw std::runtime_error("no go from the parent");
   return std::strtoull(line.c_str() + 3, nullptr, 10);
 }
 
 void parent_link::wait_eof() {
-  char buf[64];
-  for (;;) {
-    const ssize_t n = ::read(control_, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno != EINTR)) return;
+  while (control_.read_line()) {
   }
 }
 
 void parent_link::send_line(const std::string& key, const std::string& value) {
-  const std::string line = key + " " + value + "\n";
-  if (!write_all(result_, line.data(), line.size())) fail("writing to the parent");
+  if (!subprocess::write_all(STDOUT_FILENO, key + " " + value + "\n"))
+    fail("writing to the parent");
 }
 void parent_link::send_line(const std::string& key, std::uint64_t value) {
   send_line(key, std::to_string(value));

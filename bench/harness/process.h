@@ -1,9 +1,12 @@
 // Processes of one case: the parent re-executes this binary (/proc/self/exe) with the hidden
-// command `__child`, as tools/demo.cc does, so every transport is measured between separate
-// processes started the same way. Each child has two pipes to the parent:
-//   control (parent -> child): "go <t0_ns>\n" to start; its end of file tells idle children
-//                              to leave;
-//   result  (child -> parent): "ready\n" once set up, then "key value" lines, then end of file.
+// command `__child` through support/subprocess, as the demo (tools/demo_main.cc) does, so every
+// transport is measured between separate processes started the same way. Each child's stdin and
+// stdout are pipes to the parent:
+//   stdin  (control, parent -> child): "go <t0_ns>\n" to start; its end of file tells idle
+//                                      children to leave;
+//   stdout (result, child -> parent):  "ready\n" once set up, then "key value" lines, then end
+//                                      of file.
+// The child dies with the parent (PR_SET_PDEATHSIG), so a killed parent leaves no spinner behind.
 #pragma once
 
 #include <sys/types.h>
@@ -13,45 +16,33 @@
 #include <string>
 #include <vector>
 
+#include "subprocess/subprocess.h"
+
 namespace shmlog::bench {
 
 // The parent's handle on one child.
 struct child_process {
   std::string role;  // for messages: "writer", "reader 3", ...
-  pid_t pid = -1;
-  int control = -1;     // write end
-  int result = -1;      // read end; -1 once at end of file
-  std::string pending;  // result bytes not yet split into lines
-  std::vector<std::string> lines;
+  subprocess::child proc;
+  std::vector<std::string> lines;  // its result lines but "ready"
   bool ready = false;
-  bool reaped = false;
-  int status = 0;
-  std::uint64_t cpu_ns = 0;  // user + system time over its whole life, from wait4
 };
 
-// Starts `/proc/self/exe __child key=value...` with the control and result pipes (their fd
-// numbers are added to `args`) and keeps `inherit` (fds the child needs: pipes, sockets, a
-// memfd) open across exec; every other descriptor is close-on-exec. The child dies with the
-// parent (PR_SET_PDEATHSIG), so a killed parent leaves no spinner behind.
-child_process spawn_child(const std::string& role, std::map<std::string, std::string> args,
+// Starts `/proc/self/exe __child key=value...` and keeps `inherit` (fds the child needs: pipes,
+// sockets, a memfd) open across exec; every other descriptor is close-on-exec.
+child_process spawn_child(const std::string& role, const std::map<std::string, std::string>& args,
                           const std::vector<int>& inherit);
 
 // Reads whatever the listed children have written, waiting at most `timeout_ms`; splits it
 // into lines. Returns false if nothing was readable.
 bool pump_results(std::vector<child_process*>& children, int timeout_ms);
+// Moves the complete result lines read so far into c.lines (and "ready" into c.ready).
+void take_results(child_process& c);
 
-// Sends SIGKILL to a child that is still running and reaps it; closes its pipes.
-void kill_and_reap(child_process& c);
-// Waits for the child to exit (after its result pipe reached end of file).
-void reap(child_process& c);
-// Reaps the child if it has exited; returns whether it has.
-bool try_reap(child_process& c);
-std::string describe_status(int status);
-
-// The child's side.
+// The child's side: its stdin and stdout.
 class parent_link {
  public:
-  parent_link(int control, int result) : control_(control), result_(result) {}
+  parent_link();
   void send_ready();
   // Blocks until "go"; returns t0.
   std::uint64_t wait_go();
@@ -62,8 +53,7 @@ class parent_link {
   void send_line(const std::string& key, double value);
 
  private:
-  int control_;
-  int result_;
+  subprocess::line_reader control_;
 };
 
 // Pins the calling process to `cpu` if that CPU exists and this process may run on it.

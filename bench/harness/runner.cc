@@ -1,17 +1,12 @@
-// The parent of a case: sets up the transport, starts the processes, says "go", collects what
-// they report and turns it into the case's JSON object.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
+// The parent of a case: looks the transport up in the table (table.cc), lets it set the case
+// up, starts the processes, says "go", collects what they report and turns it into the case's
+// JSON object.
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <boost/interprocess/ipc/message_queue.hpp>
-#include <cerrno>
-#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -21,11 +16,10 @@
 
 #include "clock.h"
 #include "harness.h"
-#include "histogram.h"
 #include "process.h"
 #include "shmlog/reader.h"
 #include "shmlog/segment.h"
-#include "transports.h"
+#include "table.h"
 
 namespace shmlog::bench {
 
@@ -64,21 +58,21 @@ std::uint64_t floor_stream_slots(const case_config& c) {
 }
 
 std::string default_wait(const std::string& transport) {
-  if (is_shmlog(transport)) return "adaptive";
-  if (transport == "floor-pingpong" || is_floor_stream(transport)) return "spin";
-  if (transport == "memcpy") return "none";
-  return "block";
+  const struct transport* row = find_transport(transport);
+  return row ? std::string(row->default_wait) : "block";
 }
 
 void validate(case_config& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
   const std::string& t = c.transport;
-  const bool known = is_shmlog(t) || t == "floor-pingpong" || is_floor_stream(t) || t == "memcpy" ||
-                     t == "boost-mq" || t == "pipe" || t == "unix-socket";
-  if (!known)
-    bad("--transport must be shmlog, shmlog-view, floor-pingpong, floor-stream, "
-        "floor-stream-view, memcpy, boost-mq, pipe or unix-socket, not '" +
-        t + "'");
+  if (find_transport(t) == nullptr) {
+    // "a, b, ... or z", in the table's order.
+    std::string names;
+    const auto rows = transports();
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      names += (i == 0 ? "" : i + 1 == rows.size() ? " or " : ", ") + std::string(rows[i].name);
+    bad("--transport must be " + names + ", not '" + t + "'");
+  }
   if (c.mode != "throughput" && c.mode != "latency")
     bad("--mode must be throughput or latency, not '" + c.mode + "'");
   if (c.wait.empty()) c.wait = default_wait(t);
@@ -208,67 +202,6 @@ json_object machine_info() {
 
 namespace {
 
-using result_map = std::map<std::string, std::string>;
-
-result_map parse_lines(const std::vector<std::string>& lines) {
-  result_map m;
-  for (const std::string& line : lines) {
-    const auto space = line.find(' ');
-    if (space == std::string::npos) {
-      m[line] = "";
-    } else {
-      m[line.substr(0, space)] = line.substr(space + 1);
-    }
-  }
-  return m;
-}
-
-std::uint64_t u64(const result_map& m, const std::string& key) {
-  const auto it = m.find(key);
-  return it == m.end() ? 0 : std::strtoull(it->second.c_str(), nullptr, 10);
-}
-
-int read_pipe_max_size() {
-  std::ifstream f("/proc/sys/fs/pipe-max-size");
-  int n = 0;
-  return (f >> n) ? n : (1 << 20);
-}
-
-// Everything a case creates, undone however the case ends.
-class case_resources {
- public:
-  case_resources() = default;
-  case_resources(const case_resources&) = delete;
-  case_resources& operator=(const case_resources&) = delete;
-  ~case_resources() {
-    for (child_process& c : children) {
-      kill_and_reap(c);
-    }
-    for (const int fd : fds)
-      ::close(fd);
-    if (!log_name.empty()) {
-      try {
-        destroy(log_name);
-      } catch (...) {
-      }
-    }
-    for (const std::string& q : queues)
-      boost::interprocess::message_queue::remove(q.c_str());
-  }
-  // The parent's copies of descriptors handed to children: closed once they are started, so
-  // a child that dies shows up as end of file on the other side.
-  void close_fds() {
-    for (const int fd : fds)
-      ::close(fd);
-    fds.clear();
-  }
-
-  std::vector<child_process> children;  // active ones first, then idle readers
-  std::vector<int> fds;
-  std::string log_name;
-  std::vector<std::string> queues;
-};
-
 std::string unique_base() {
   static unsigned counter = 0;
   return "shmlog-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
@@ -294,13 +227,14 @@ void wait_ready(std::vector<child_process>& children, std::uint64_t timeout_ns) 
     for (child_process& c : children) {
       if (c.ready) continue;
       everyone = false;
-      if (c.result < 0) {
-        reap(c);
+      if (c.proc.out().at_eof()) {
+        c.proc.wait();
+        take_results(c);
         std::string why;
         for (const std::string& line : c.lines)
           if (line.rfind("failed ", 0) == 0) why = ": " + line.substr(7);
-        throw std::runtime_error(c.role + " " + describe_status(c.status) + " before it was ready" +
-                                 why);
+        throw std::runtime_error(c.role + " " + subprocess::describe_status(c.proc.status()) +
+                                 " before it was ready" + why);
       }
     }
     if (everyone) return;
@@ -316,20 +250,22 @@ void collect(std::vector<child_process*>& active, std::uint64_t deadline) {
   for (;;) {
     check_interrupted();
     for (child_process* c : active) {
-      if (c->result >= 0 || !try_reap(*c)) continue;
-      if (!(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0)) {
+      if (!c->proc.out().at_eof() || !c->proc.try_reap()) continue;
+      const int status = c->proc.status();
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         std::string why;
         for (const std::string& line : c->lines)
           if (line.rfind("failed ", 0) == 0) why = ": " + line.substr(7);
-        throw std::runtime_error(c->role + " " + describe_status(c->status) + why);
+        throw std::runtime_error(c->role + " " + subprocess::describe_status(status) + why);
       }
     }
-    if (std::all_of(active.begin(), active.end(), [](child_process* c) { return c->result < 0; }))
+    if (std::all_of(active.begin(), active.end(),
+                    [](child_process* c) { return c->proc.out().at_eof(); }))
       return;
     if (now_ns() > deadline) {
       std::string who;
       for (child_process* c : active)
-        if (c->result >= 0) who += (who.empty() ? "" : ", ") + c->role;
+        if (!c->proc.out().at_eof()) who += (who.empty() ? "" : ", ") + c->role;
       throw std::runtime_error("timed out waiting for " + who);
     }
     // A quarter of a second: the parent is not pinned, and every wake-up of it can preempt a
@@ -337,23 +273,6 @@ void collect(std::vector<child_process*>& active, std::uint64_t deadline) {
     pump_results(active, 250);
   }
 }
-
-void set_latency_fields(json_object& j, const histogram& h) {
-  j.set_u64("p50_ns", h.percentile(50));
-  j.set_u64("p90_ns", h.percentile(90));
-  j.set_u64("p99_ns", h.percentile(99));
-  j.set_u64("p999_ns", h.percentile(99.9));
-  j.set_u64("p9999_ns", h.percentile(99.99));
-  j.set_u64("max_ns", h.max());
-  j.set_u64("min_ns", h.min());
-  j.set_f64("mean_ns", h.mean());
-  j.set_u64("count", h.count());
-  j.set_raw("percentiles", spectrum_json(percentile_spectrum(h)));
-}
-
-}  // namespace
-
-namespace {
 
 json_object run_case_once(case_config c, double clock_overhead_ns) {
   json_object j;
@@ -383,113 +302,25 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     const std::uint64_t wall_before = now_ns();
     case_resources res;
     const int ncpu = online_cpus();
-    const std::string base = unique_base();
     std::map<std::string, std::string> args = to_args(c);
     std::vector<child_process>& kids = res.children;
     kids.reserve(2 + c.readers + c.idle_readers);
-    auto spawn = [&](const std::string& role, const std::string& label, int cpu,
-                     std::map<std::string, std::string> extra, const std::vector<int>& inherit) {
+    auto spawn = [&](const endpoint& e, const char* side, int cpu) {
       std::map<std::string, std::string> a = args;
-      a["role"] = role;
+      a["role"] = e.role;
+      a["side"] = side;
       a["cpu"] = std::to_string(cpu);
-      for (auto& [k, v] : extra)
+      for (const auto& [k, v] : e.args)
         a[k] = v;
-      kids.push_back(spawn_child(label, std::move(a), inherit));
+      kids.push_back(spawn_child(e.label.empty() ? e.role : e.label, a, e.fds));
     };
-    const std::string& t = c.transport;
-
-    if (is_shmlog(t)) {
-      res.log_name = base;
-      create(base,
-             {.capacity = c.capacity, .reader_slots = std::max(1u, c.readers + c.idle_readers)});
-      j.set_u64("capacity", c.capacity);
-      j.set_string("resync", "seek_oldest");
-      spawn("writer", "writer", 0, {{"name", base}}, {});
-      for (unsigned i = 0; i < c.readers; ++i)
-        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu), {{"name", base}}, {});
-      for (unsigned i = 0; i < c.idle_readers; ++i)
-        spawn("idle", "idle reader " + std::to_string(i), reader_cpu(c.readers + i, ncpu),
-              {{"name", base}}, {});
-    } else if (t == "boost-mq") {
-      // The same byte budget as the shmlog ring, as whole messages: capacity / B, kept within
-      // [16, 4096] messages (Boost preallocates every slot).
-      const std::uint64_t depth = std::clamp<std::uint64_t>(c.capacity / c.record_bytes, 16, 4096);
-      j.set_u64("queue_depth", depth);
-      std::string names;
-      for (unsigned i = 0; i < c.readers; ++i) {
-        const std::string q = base + "-mq" + std::to_string(i);
-        boost::interprocess::message_queue::remove(q.c_str());
-        res.queues.push_back(q);
-        boost::interprocess::message_queue(boost::interprocess::create_only, q.c_str(), depth,
-                                           c.record_bytes);
-        names += (names.empty() ? "" : ",") + q;
-      }
-      spawn("writer", "writer", 0, {{"queues", names}}, {});
-      for (unsigned i = 0; i < c.readers; ++i)
-        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu),
-              {{"queue", res.queues[i]}}, {});
-    } else if (t == "pipe" || t == "unix-socket") {
-      std::vector<int> write_ends;
-      std::vector<int> read_ends;
-      for (unsigned i = 0; i < c.readers; ++i) {
-        int fds[2];
-        if (t == "pipe") {
-          if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-          read_ends.push_back(fds[0]);
-          write_ends.push_back(fds[1]);
-          // The same byte budget as the shmlog ring, up to what an unprivileged process may
-          // ask for (/proc/sys/fs/pipe-max-size, 1 MiB by default).
-          const int want = static_cast<int>(std::min<std::uint64_t>(
-              c.capacity, static_cast<std::uint64_t>(read_pipe_max_size())));
-          const int got = ::fcntl(fds[1], F_SETPIPE_SZ, want);
-          j.set_u64("pipe_bytes",
-                    static_cast<std::uint64_t>(got > 0 ? got : ::fcntl(fds[1], F_GETPIPE_SZ)));
-        } else {
-          if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-            throw std::runtime_error("socketpair failed");
-          write_ends.push_back(fds[0]);
-          read_ends.push_back(fds[1]);
-          // Asked for the ring's size; the kernel caps it at net.core.wmem_max / rmem_max.
-          const int want = static_cast<int>(std::min<std::uint64_t>(c.capacity, 1u << 30));
-          ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
-          ::setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
-          int got = 0;
-          socklen_t len = sizeof got;
-          ::getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &got, &len);
-          j.set_u64("socket_sndbuf_bytes", static_cast<std::uint64_t>(got));
-        }
-        res.fds.push_back(fds[0]);
-        res.fds.push_back(fds[1]);
-      }
-      std::string list;
-      for (const int fd : write_ends)
-        list += (list.empty() ? "" : ",") + std::to_string(fd);
-      spawn("writer", "writer", 0, {{"fds", list}}, write_ends);
-      for (unsigned i = 0; i < c.readers; ++i)
-        spawn("reader", "reader " + std::to_string(i), reader_cpu(i, ncpu),
-              {{"fd", std::to_string(read_ends[i])}}, {read_ends[i]});
-    } else if (is_floor_stream(t)) {
-      const std::uint64_t slots = floor_stream_slots(c);
-      const int fd = ::memfd_create("shmlog-bench-stream", MFD_CLOEXEC);
-      if (fd < 0) throw std::runtime_error("memfd failed");
-      res.fds.push_back(fd);
-      if (::ftruncate(fd, static_cast<off_t>(floor_stream_bytes(slots, c.record_bytes))) != 0)
-        throw std::runtime_error("floor-stream: cannot size the memfd");
-      j.set_u64("capacity", c.capacity);
-      j.set_u64("slots", slots);
-      j.set_u64("ring_bytes", slots * c.record_bytes);
-      j.set_bool("back_pressure", true);
-      spawn("writer", "writer", 0, {{"fd", std::to_string(fd)}}, {fd});
-      spawn("reader", "reader 0", reader_cpu(0, ncpu), {{"fd", std::to_string(fd)}}, {fd});
-    } else if (t == "memcpy") {
-      spawn("memcpy", "memcpy", 0, {}, {});
-    } else {  // floor-pingpong
-      const int fd = ::memfd_create("shmlog-bench-floor", MFD_CLOEXEC);
-      if (fd < 0 || ::ftruncate(fd, 4096) != 0) throw std::runtime_error("memfd failed");
-      res.fds.push_back(fd);
-      spawn("pinger", "pinger", 0, {{"fd", std::to_string(fd)}}, {fd});
-      spawn("ponger", "ponger", reader_cpu(0, ncpu), {{"fd", std::to_string(fd)}}, {fd});
-    }
+    const transport& row = *find_transport(c.transport);
+    const channel ch = row.set_up(c, unique_base(), res, j);
+    spawn(ch.writer, "writer", 0);
+    for (unsigned i = 0; i < ch.readers.size(); ++i)
+      spawn(ch.readers[i], "reader", reader_cpu(i, ncpu));
+    for (unsigned i = 0; i < ch.idle.size(); ++i)
+      spawn(ch.idle[i], "idle", reader_cpu(static_cast<unsigned>(ch.readers.size()) + i, ncpu));
     res.close_fds();
 
     wait_ready(kids, 60'000'000'000u);
@@ -501,24 +332,24 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     const std::uint64_t t0 = now_ns() + 20'000'000;
     const std::string go = "go " + std::to_string(t0) + "\n";
     for (child_process* k : active)
-      write_all(k->control, go.data(), go.size());
+      k->proc.write_stdin(go);
     const std::uint64_t run_ns = warmup_ns(c) + static_cast<std::uint64_t>(c.seconds * 1e9);
     collect(active, t0 + run_ns + 60'000'000'000u);
     // Idle readers leave when their control pipe closes.
-    for (child_process& k : kids) {
-      ::close(k.control);
-      k.control = -1;
-    }
+    for (child_process& k : kids)
+      k.proc.close_stdin();
     bool all_pinned = c.pin;
     std::string failure;
     std::vector<result_map> results;
     for (child_process& k : kids) {
-      reap(k);
+      k.proc.wait();
+      take_results(k);
       const result_map m = parse_lines(k.lines);
+      const int status = k.proc.status();
       if (u64(m, "pinned") == 0) all_pinned = false;
       if (m.count("failed") && failure.empty()) failure = k.role + ": " + m.at("failed");
-      if (!(WIFEXITED(k.status) && WEXITSTATUS(k.status) == 0) && failure.empty())
-        failure = k.role + " " + describe_status(k.status);
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && failure.empty())
+        failure = k.role + " " + subprocess::describe_status(status);
       results.push_back(m);
     }
     j.set_bool("pinned", all_pinned);
@@ -529,7 +360,7 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     // tick of /proc/stat per CPU); more means the numbers shared the CPUs with someone.
     std::uint64_t ours = own_cpu_ns() - own_before;
     for (const child_process& k : kids)
-      ours += k.cpu_ns;
+      ours += static_cast<std::uint64_t>(k.proc.cpu_time().count());
     const std::uint64_t busy = machine_busy_ns() - busy_before;
     j.set_f64("case_wall_seconds", double(now_ns() - wall_before) / 1e9);
     j.set_f64("foreign_cpu_seconds", busy > ours ? double(busy - ours) / 1e9 : 0.0);
@@ -542,11 +373,11 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     }
     // CPU time over each process's life (set-up and the wait for "go" included): what waiting
     // costs, e.g. a sleep-mode reader that sleeps versus one that never gets to.
-    j.set_f64("writer_cpu_seconds", double(kids[0].cpu_ns) / 1e9);
+    j.set_f64("writer_cpu_seconds", double(kids[0].proc.cpu_time().count()) / 1e9);
     if (active_count > 1) {
       std::uint64_t reader_cpu = 0;
       for (std::size_t i = 1; i < active_count; ++i)
-        reader_cpu += kids[i].cpu_ns;
+        reader_cpu += static_cast<std::uint64_t>(kids[i].proc.cpu_time().count());
       j.set_f64("reader_cpu_seconds", double(reader_cpu) / 1e9);
     }
     j.set_u64("writer_involuntary_switches", invol_writer);
@@ -556,107 +387,8 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
       j.set_u64("reader_voluntary_switches", vol_readers);
     }
 
-    const double seconds = c.seconds;
     std::uint64_t errors = 0;
-    if (t == "memcpy") {
-      const result_map& m = results[0];
-      const double rate = double(u64(m, "copies")) / (double(u64(m, "window_ns")) / 1e9);
-      j.set_f64("msgs_per_s", rate);
-      j.set_f64("bytes_per_s", rate * double(c.record_bytes));
-      j.set_string("buffers", "one source and one destination buffer, reused (cache-hot)");
-    } else if (t == "floor-pingpong") {
-      const result_map& m = results[0];
-      const auto h = histogram::parse(m.count("hist") ? m.at("hist") : "");
-      if (!h) throw std::runtime_error("pinger sent no histogram");
-      const double trips = double(u64(m, "trips"));
-      const double rate = 2 * trips / (double(u64(m, "sample_ns")) / 1e9);
-      j.set_u64("rate", 0);
-      j.set_f64("msgs_per_s", rate);
-      j.set_f64("bytes_per_s", rate * 8);
-      set_latency_fields(j, *h);
-      j.set_f64("mean_oneway_batch_ns",
-                double(u64(m, "batch_ns")) / double(u64(m, "batch_trips")) / 2);
-      j.set_u64("batch_round_trips", u64(m, "batch_trips"));
-      // Every round trip the pinger counted was answered once by the ponger.
-      if (u64(results[1], "answered") != u64(m, "total_trips")) ++errors;
-    } else {
-      const result_map& w = results[0];
-      const std::uint64_t sent = u64(w, "sent");
-      errors += u64(w, "errors");
-      double writer_rate = 0;
-      if (latency) {
-        writer_rate = double(sent - u64(w, "warm_seq")) / seconds;
-        j.set_u64("writer_max_behind_ns", u64(w, "behind_max_ns"));
-      } else {
-        writer_rate = double(sent - u64(w, "warm_seq")) /
-                      (double(u64(w, "end_ns") - u64(w, "warm_ns")) / 1e9);
-      }
-      double sum = 0;
-      double slowest = 0;
-      std::uint64_t laps = 0;
-      std::uint64_t lost = 0;
-      std::uint64_t max_lag = 0;
-      std::uint64_t corrupt = 0;
-      std::uint64_t torn = 0;
-      std::string first_error;
-      histogram merged;
-      for (unsigned i = 0; i < c.readers; ++i) {
-        const result_map& m = results[1 + i];
-        errors += u64(m, "errors");
-        if (m.count("first_error") && first_error.empty())
-          first_error = "reader " + std::to_string(i) + ": " + m.at("first_error");
-        // Every record the writer sent is either delivered or counted lost.
-        if (u64(m, "total") + u64(m, "lost") != sent) {
-          ++errors;
-          if (first_error.empty())
-            first_error = "reader " + std::to_string(i) + ": delivered " +
-                          std::to_string(u64(m, "total")) + " + lost " +
-                          std::to_string(u64(m, "lost")) + " != sent " + std::to_string(sent);
-        }
-        double rate = 0;
-        if (latency) {
-          rate = double(u64(m, "measured")) / seconds;
-          const auto h = histogram::parse(m.count("hist") ? m.at("hist") : "");
-          if (!h) throw std::runtime_error("reader " + std::to_string(i) + " sent no histogram");
-          merged.merge(*h);
-        } else {
-          const std::uint64_t start = u64(m, "window_start_ns");
-          const std::uint64_t end = u64(m, "window_end_ns");
-          rate = end > start ? double(u64(m, "measured")) / (double(end - start) / 1e9) : 0;
-        }
-        sum += rate;
-        slowest = i == 0 ? rate : std::min(slowest, rate);
-        laps += u64(m, "laps");
-        lost += u64(m, "lost");
-        max_lag = std::max(max_lag, u64(m, "max_lag_bytes"));
-        corrupt += u64(m, "corrupt");
-        torn += u64(m, "torn_views");
-      }
-      // msgs_per_s: records delivered per second to a reader, the mean over readers; with no
-      // reader, the writer's rate.
-      const double per_reader = c.readers ? sum / c.readers : writer_rate;
-      j.set_f64("msgs_per_s", per_reader);
-      j.set_f64("bytes_per_s", per_reader * double(c.record_bytes));
-      j.set_f64("writer_msgs_per_s", writer_rate);
-      if (c.readers > 1) {
-        j.set_f64("slowest_reader_msgs_per_s", slowest);
-        j.set_f64("aggregate_msgs_per_s", sum);
-      }
-      if (is_shmlog(t)) {
-        j.set_u64("laps", laps);
-        j.set_u64("lost_msgs", lost);
-        j.set_u64("max_lag_bytes", max_lag);
-        if (corrupt) j.set_u64("corrupt", corrupt);
-        if (t == "shmlog-view") j.set_u64("torn_views", torn);
-      }
-      if (is_floor_stream(t)) {
-        j.set_u64("writer_full_waits", u64(w, "full_waits"));
-        j.set_u64("reader_catch_ups", u64(results[1], "catch_ups"));
-      }
-      j.set_u64("sent", sent);
-      if (latency) set_latency_fields(j, merged);
-      if (!first_error.empty()) j.set_string("first_error", first_error);
-    }
+    row.report(c, results, j, errors);
     j.set_u64("errors", errors);
     j.set_f64("clock_overhead_ns", clock_overhead_ns);
   } catch (const std::exception& e) {

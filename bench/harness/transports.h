@@ -1,6 +1,6 @@
 // The transports, each as a sender (the writer's side: one call delivers a record to every
 // reader) and a receiver (one reader's side: blocks or waits until the next record). The loops
-// in roles.cc are templates over these, so no transport pays for a virtual call the others do
+// in roles.h are templates over these, so no transport pays for a virtual call the others do
 // not, and every transport runs exactly the same loop.
 #pragma once
 

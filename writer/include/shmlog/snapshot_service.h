@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "shmlog/snapshot.h"
 #include "shmlog/state_machine.h"
@@ -36,6 +37,21 @@ enum class snapshot_mode {
   fork,
 };
 
+// What a snapshot_service did, for the producer's log and monitoring (like replica_event).
+struct snapshot_event {
+  enum class kind {
+    started,    // requests were pending: saving the state at snapshot.offset (inline, or a child)
+    published,  // a snapshot was saved and announced: `snapshot` is it, with its generation
+    failed,     // saving failed; retried after `retry_in` while requests are pending
+  };
+  kind what = kind::published;
+  snapshot_meta snapshot;                 // started: the offset; published: all of it
+  std::chrono::milliseconds retry_in{0};  // failed
+  std::string message;                    // one line for a log
+};
+
+std::string_view to_string(snapshot_event::kind k) noexcept;
+
 struct snapshot_options {
   std::filesystem::path dir;  // must exist and be writable; checked when the service starts
   snapshot_mode mode = snapshot_mode::inline_save;
@@ -44,9 +60,10 @@ struct snapshot_options {
   // Mode of the snapshot files. 0: the log's own mode without execute bits, so that every
   // process that may attach to the log as a reader may also load its snapshots.
   mode_t file_mode = 0;
-  // Told about snapshots published and about failures; nothing is logged if empty. A failed
-  // save is retried while requests are pending, after 100 ms, then doubling up to 5 s.
-  std::function<void(const std::string&)> log;
+  // Told about each save started, each snapshot published and each failure (a failed save is
+  // retried while requests are pending, after 100 ms, then doubling up to 5 s). Called on the
+  // writer's thread, inside poll() or snapshot_now().
+  std::function<void(const snapshot_event&)> on_event;
 };
 
 class snapshot_service {

@@ -5,25 +5,19 @@
 // fast or slow the machine is. A status line each second; at the end every replica's state is
 // compared with the producer's at the same offset.
 //
-// The processes are this binary re-executed through /proc/self/exe with the hidden commands
-// demo-writer (the producer) and demo-reader (a replica). They talk to the parent through pipes:
-// one line per message on their stdout, commands from the parent on their stdin.
-#include <fcntl.h>
+// This file is the parent: it starts the producer (demo_producer.cc) and the replicas
+// (demo_replica.cc) as this binary re-executed, follows them by the line protocol of
+// demo_protocol.h, prints what happens and gives the verdict.
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cinttypes>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -33,8 +27,9 @@
 #include <vector>
 
 #include "cli.h"
-#include "kv_state.h"
+#include "demo_protocol.h"
 #include "shmlog/shmlog.h"
+#include "subprocess/subprocess.h"
 
 namespace shmlog::cli {
 
@@ -43,412 +38,15 @@ namespace {
 using steady_clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr unsigned max_demo_replicas = 16;
-// The throttled replica sleeps 1 ms after every `slow_every` records it applies, and this long
-// per MiB of snapshot it loads: slow at everything, like a consumer on an overloaded host. The
-// load delay also keeps its snapshot loads on screen long enough to show the progress bar.
-constexpr auto slow_apply_pause = 1ms;
+// The throttled replica's delay per MiB of snapshot it loads: it keeps its snapshot loads on
+// screen long enough to show the progress bar.
 constexpr std::uint64_t default_load_delay_ms_per_mib = 200;
 
 double seconds_since(steady_clock::time_point t) {
   return std::chrono::duration<double>(steady_clock::now() - t).count();
 }
 
-// ---------------------------------------------------------------------------------------------
-// The children's side of the pipes.
-
-// SIGINT/SIGTERM in a child (the parent's abort, or PR_SET_PDEATHSIG when the parent dies):
-// stop at once, and make a replica blocked in a full resync give up.
-volatile sig_atomic_t child_stop = 0;
-std::atomic<replica*> stoppable_replica{nullptr};  // lock-free: safe to load in a handler
-
-void on_child_stop(int) {
-  child_stop = 1;
-  if (replica* r = stoppable_replica.load()) r->stop();  // one relaxed atomic store
-}
-
-// Registers a replica with the handler for as long as it lives.
-class stop_on_signal {
- public:
-  explicit stop_on_signal(replica& r) { stoppable_replica.store(&r); }
-  ~stop_on_signal() { stoppable_replica.store(nullptr); }
-  stop_on_signal(const stop_on_signal&) = delete;
-  stop_on_signal& operator=(const stop_on_signal&) = delete;
-};
-
-void catch_child_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_child_stop;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  // A parent that is gone shows up as EPIPE on our stdout, handled where we write.
-  ::signal(SIGPIPE, SIG_IGN);
-}
-
-// One message to the parent: a whole line in one write(2), so it arrives whole (lines are far
-// below PIPE_BUF) and nothing is left in a stdio buffer that a fork() would duplicate.
-bool tell_parent(std::string line) {
-  line = one_line(line);
-  line += '\n';
-  std::size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(STDOUT_FILENO, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-// The parent's commands, one per line on stdin, read without blocking.
-class parent_commands {
- public:
-  // The next complete line, if one has arrived.
-  std::optional<std::string> next() {
-    fill();
-    const auto nl = pending_.find('\n');
-    if (nl == std::string::npos) return std::nullopt;
-    std::string line = pending_.substr(0, nl);
-    pending_.erase(0, nl + 1);
-    return line;
-  }
-  // The parent closed our stdin: it is done with us, or gone.
-  bool closed() const { return closed_ && pending_.find('\n') == std::string::npos; }
-  // Blocks until input arrives, a signal comes, or `timeout` passes.
-  void wait(std::chrono::milliseconds timeout) const {
-    if (closed_) return;
-    pollfd p{STDIN_FILENO, POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(timeout.count()));
-  }
-
- private:
-  void fill() {
-    while (!closed_) {
-      pollfd p{STDIN_FILENO, POLLIN, 0};
-      if (::poll(&p, 1, 0) <= 0) return;
-      char buf[256];
-      const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        closed_ = true;
-        return;
-      }
-      pending_.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  std::string pending_;
-  bool closed_ = false;
-};
-
-// ---------------------------------------------------------------------------------------------
-// The producer's commands: a deterministic mix from a seeded generator, so that a run can be
-// repeated exactly. SETs of "user:N" grow the state, INCRs of "hits:N" change it in place, DELs
-// shrink it; the two key families never meet, so every command applies (INCR of a SET value
-// would be refused by the producer's state and never appended).
-
-class command_mix {
- public:
-  command_mix(std::uint64_t seed, std::uint64_t keys) : state_(seed), keys_(keys) {}
-
-  const std::string& next() {
-    const std::uint64_t pick = random() % 100;
-    const std::uint64_t key = random() % keys_;
-    cmd_.clear();
-    if (pick < 55) {
-      cmd_ += "SET user:";
-      cmd_ += std::to_string(key);
-      cmd_ += ' ';
-      static constexpr char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-      const std::uint64_t length = 8 + random() % 57;  // 8-64 bytes
-      std::uint64_t bits = random();
-      for (std::uint64_t i = 0; i < length; ++i) {
-        if (i % 10 == 9) bits = random();
-        cmd_ += alphabet[bits % 36];
-        bits /= 36;
-      }
-    } else if (pick < 85) {
-      cmd_ += "INCR hits:";
-      cmd_ += std::to_string(key);
-    } else {
-      cmd_ += pick % 2 == 0 ? "DEL user:" : "DEL hits:";
-      cmd_ += std::to_string(key);
-    }
-    return cmd_;
-  }
-
- private:
-  std::uint64_t random() {  // splitmix64
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  std::uint64_t state_;
-  std::uint64_t keys_;
-  std::string cmd_;
-};
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%08" PRIx32, v);
-  return buf;
-}
-
-// A producer whose parent died (PR_SET_PDEATHSIG) removes what the parent would have.
-void clean_up_after_parent(pid_t parent, const std::string& log, const std::filesystem::path& dir) {
-  if (::getppid() == parent) return;
-  try {
-    destroy(log);
-  } catch (...) {
-  }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-}
-
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// demo-writer NAME --snapshot-dir DIR --seconds S --rate R --keys K --seed N --parent PID [--hold]
-//
-// The producer. Serves snapshots but appends nothing until "start" arrives on stdin (so that
-// every replica begins from the same, empty, state); then appends for S seconds. With --hold it
-// goes on appending past S seconds until "release" arrives (the parent releases it once a
-// replica it paused has been overwritten), and tells the parent "held OFFSET" when that begins.
-// Tells the parent "progress COUNT NS KEYS" every 100 ms, "snapshot GENERATION OFFSET BYTES
-// SAVE_NS" for each snapshot it publishes, "note MESSAGE" for a failed one, and at the end "final
-// OFFSET CHECKSUM KEYS COUNT NS"; then it keeps serving snapshots (a replica may need one to reach
-// the final offset) until its stdin closes. "stop" on stdin ends the appending early (or before it
-// began).
-
-int run_demo_writer(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
-                                             {"seconds", true},
-                                             {"rate", true},
-                                             {"keys", true},
-                                             {"seed", true},
-                                             {"parent", true},
-                                             {"hold", false}});
-  const std::string& name = single_name(args, "shmlog demo-writer NAME --snapshot-dir DIR ...");
-  const std::filesystem::path dir = args.value("snapshot-dir").value_or("");
-  const double seconds = parse_seconds("seconds", args.value("seconds").value_or("8"), 86400);
-  const std::uint64_t rate =
-      parse_unsigned("rate", args.value("rate").value_or("0"), 0, 1'000'000'000);
-  const std::uint64_t keys =
-      parse_unsigned("keys", args.value("keys").value_or("1000"), 1, 100'000'000);
-  const std::uint64_t seed = parse_unsigned("seed", args.value("seed").value_or("1"), 0,
-                                            std::numeric_limits<std::uint64_t>::max());
-  const auto parent =
-      static_cast<pid_t>(parse_unsigned("parent", args.value("parent").value_or("0"), 0, 1u << 30));
-  catch_child_signals();
-
-  writer w = writer::open(name);
-  kv::kv_state state;
-  // The service logs each snapshot it publishes (and each failure): the parent gets the
-  // published ones as numbers, read back from the segment, and anything else as it is.
-  std::uint64_t generation = 0;
-  const auto on_snapshot_log = [&](const std::string& message) {
-    snapshot_meta now;
-    try {
-      now = w.announced_snapshot();
-    } catch (const std::exception&) {
-      now.generation = generation;  // cannot tell: pass the message on as it is
-    }
-    if (now.generation == generation) {
-      tell_parent("note " + message);
-      return;
-    }
-    generation = now.generation;
-    tell_parent("snapshot " + std::to_string(now.generation) + " " + std::to_string(now.offset) +
-                " " + std::to_string(now.file_bytes()) + " " + std::to_string(now.save_ns));
-  };
-  // Fork mode, like Redis's BGSAVE: the producer keeps appending while a child saves its
-  // copy-on-write image. Safe here: the producer has one thread.
-  snapshot_service snapshots(w, state,
-                             {.dir = dir,
-                              .mode = snapshot_mode::fork,
-                              .keep = 2,
-                              .check_every = 16,
-                              .log = on_snapshot_log});
-  command_mix mix(seed, keys);
-  parent_commands commands;
-
-  const auto abandon = [&] {
-    clean_up_after_parent(parent, name, dir);
-    return exit_failure;
-  };
-  bool started = false;
-  bool stop = false;
-  bool held = args.has("hold");  // until "release"
-  const auto take_commands = [&] {
-    while (const auto line = commands.next()) {
-      started = started || *line == "start";
-      stop = stop || *line == "stop";
-      held = held && *line != "release";
-    }
-  };
-  while (!started && !stop) {
-    if (child_stop) return abandon();
-    snapshots.poll();  // the replicas' first full resync: the empty state at offset 0
-    std::this_thread::sleep_for(1ms);
-    take_commands();
-    if (commands.closed()) return abandon();
-  }
-
-  const auto start = steady_clock::now();
-  const auto end = start + std::chrono::duration_cast<steady_clock::duration>(
-                               std::chrono::duration<double>(seconds));
-  auto next_report = start;
-  bool held_told = false;
-  std::uint64_t count = 0;
-  const auto elapsed_ns = [&] {
-    return std::to_string(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(steady_clock::now() - start).count());
-  };
-  while (!stop) {
-    if (child_stop) return abandon();
-    const auto now = steady_clock::now();
-    if (now >= end && !held) break;
-    if (now >= end && !held_told) {
-      held_told = true;
-      if (!tell_parent("held " + std::to_string(w.master_offset()))) return abandon();
-    }
-    if (now >= next_report) {
-      next_report = now + 100ms;
-      if (!tell_parent("progress " + std::to_string(count) + " " + elapsed_ns() + " " +
-                       std::to_string(state.size())))
-        return abandon();
-      take_commands();
-      if (commands.closed()) return abandon();
-    }
-    // Paced: catch up with the schedule, then sleep. Flat out (rate 0): bursts between checks.
-    std::uint64_t target = count + 256;
-    if (rate != 0) {
-      const double due = std::chrono::duration<double>(now - start).count() * double(rate);
-      target = std::min(target, static_cast<std::uint64_t>(due) + 1);
-      if (count >= target) {
-        snapshots.poll();
-        std::this_thread::sleep_for(held ? steady_clock::duration(1ms)
-                                         : std::clamp<steady_clock::duration>(
-                                               end - now, steady_clock::duration::zero(), 1ms));
-        continue;
-      }
-    }
-    for (; count < target; ++count) {
-      // The state accepts the command first; only what it accepted is appended, so every
-      // replica can apply every record.
-      w.append(state.execute(mix.next()));
-      snapshots.poll();  // between appends: a counter decrement, a relaxed load every 16
-    }
-  }
-  tell_parent("final " + std::to_string(w.master_offset()) + " " + hex32(state.checksum()) + " " +
-              std::to_string(state.size()) + " " + std::to_string(count) + " " + elapsed_ns());
-  while (!commands.closed()) {
-    if (child_stop) return abandon();
-    snapshots.poll();
-    std::this_thread::sleep_for(1ms);
-    while (commands.next()) {
-    }
-  }
-  clean_up_after_parent(parent, name, dir);
-  return exit_ok;
-}
-
-// ---------------------------------------------------------------------------------------------
-// demo-reader NAME --snapshot-dir DIR --index I [--slow-every N] [--load-delay MS]
-//
-// A replica. Tells the parent "event KIND OFFSET MESSAGE" for each replica event and "load DONE
-// TOTAL" while a snapshot loads. "pause" on stdin: once it has a state, stop reading, tell
-// "paused OFFSET" and wait for "resume" (the parent resumes it once the producer has overwritten
-// OFFSET, so that its next read is a lap on any machine). "stop OFFSET": resume if paused, catch
-// up to that offset (no more throttling), then tell "final OFFSET CHECKSUM KEYS APPLIED FULL
-// PARTIAL LAPS FULL_AFTER_LAP BACKLOG_TOO_SMALL REJECTED" and exit.
-
-int run_demo_reader(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(
-      argv, {{"snapshot-dir", true}, {"index", true}, {"slow-every", true}, {"load-delay", true}});
-  const std::string& name = single_name(args, "shmlog demo-reader NAME --snapshot-dir DIR ...");
-  const unsigned index = static_cast<unsigned>(
-      parse_unsigned("index", args.value("index").value_or("0"), 0, max_demo_replicas));
-  const std::uint64_t slow_every =
-      parse_unsigned("slow-every", args.value("slow-every").value_or("0"), 0, 1'000'000);
-  const std::uint64_t load_delay_ms =
-      parse_unsigned("load-delay", args.value("load-delay").value_or("0"), 0, 60'000);
-  catch_child_signals();
-
-  kv::kv_state state;
-  bool throttled = slow_every != 0;  // false again once the parent says stop
-  bool lapped = false;               // since the last completed full resync
-  std::uint64_t full_after_lap = 0;
-  replica_options options;
-  options.snapshot_dir = args.value("snapshot-dir").value_or("");
-  // Sleep on the futex between bursts: five processes share two CPUs here.
-  options.wait.mode = wait_mode::sleep;
-  options.label = "demo-replica-" + std::to_string(index);
-  options.on_event = [&](const replica_event& e) {
-    if (e.what == replica_event::kind::lapped) lapped = true;
-    if (e.what == replica_event::kind::full_resync_done) {
-      full_after_lap += lapped ? 1 : 0;
-      lapped = false;
-    }
-    tell_parent("event " + std::string(to_string(e.what)) + " " + std::to_string(e.offset) + " " +
-                e.message);
-  };
-  options.on_load_progress = [&](std::uint64_t done, std::uint64_t total) {
-    tell_parent("load " + std::to_string(done) + " " + std::to_string(total));
-    if (throttled && done < total && load_delay_ms != 0) {
-      // load_snapshot hands the payload to load() a MiB at a time, calling this before each.
-      const std::uint64_t slice = std::min<std::uint64_t>(total - done, 1 << 20);
-      std::this_thread::sleep_for(std::chrono::microseconds(load_delay_ms * 1000 * slice >> 20));
-    }
-  };
-  replica r(name, state, options);
-  const stop_on_signal stop_guard(r);
-  parent_commands commands;
-  std::optional<std::uint64_t> target;
-  bool pause_asked = false;
-  bool paused = false;
-
-  for (;;) {
-    if (child_stop) return exit_failure;
-    const std::size_t batch =
-        throttled ? static_cast<std::size_t>(slow_every) : std::numeric_limits<std::size_t>::max();
-    const std::size_t applied = paused ? 0 : r.catch_up(batch);
-    while (const auto line = commands.next()) {
-      if (line->rfind("stop ", 0) == 0) {
-        target = std::strtoull(line->c_str() + 5, nullptr, 10);
-        throttled = pause_asked = paused = false;
-      } else if (*line == "pause") {
-        pause_asked = true;
-      } else if (*line == "resume") {
-        paused = false;
-      }
-    }
-    if (commands.closed()) return exit_failure;
-    if (pause_asked && r.synced()) {  // paused only with a state: a lap needs a position
-      pause_asked = false;
-      paused = true;
-      tell_parent("paused " + std::to_string(r.offset()));
-    }
-    if (paused) {
-      commands.wait(100ms);
-      continue;
-    }
-    if (target && r.synced() && r.offset() >= *target) break;
-    if (throttled && applied == batch) {
-      std::this_thread::sleep_for(slow_apply_pause);
-      continue;
-    }
-    if (r.synced()) r.wait(100ms);  // wakes at the next record; stdin is looked at meanwhile
-  }
-  const replica_stats& s = r.stats();
-  tell_parent("final " + std::to_string(r.offset()) + " " + hex32(state.checksum()) + " " +
-              std::to_string(state.size()) + " " + std::to_string(s.records_applied) + " " +
-              std::to_string(s.full_resyncs) + " " + std::to_string(s.partial_resyncs) + " " +
-              std::to_string(s.laps) + " " + std::to_string(full_after_lap) + " " +
-              std::to_string(s.backlog_too_small) + " " + std::to_string(s.snapshots_rejected));
-  return exit_ok;
-}
 
 // ---------------------------------------------------------------------------------------------
 // demo: the parent
@@ -495,7 +93,7 @@ demo_config demo_config_from(const parsed_args& args) {
   if (const auto r = args.value("rate")) c.rate = parse_unsigned("rate", *r, 0, 1'000'000'000);
   if (const auto s = args.value("capacity")) c.capacity = parse_size("capacity", *s);
   if (const auto n = args.value("readers"))
-    c.replicas = static_cast<unsigned>(parse_unsigned("readers", *n, 1, max_demo_replicas));
+    c.replicas = static_cast<unsigned>(parse_unsigned("readers", *n, 1, demo::max_replicas));
   if (const auto k = args.value("keys")) c.keys = parse_unsigned("keys", *k, 1, 100'000'000);
   if (const auto n = args.value("slow-every"))
     c.slow_every = parse_unsigned("slow-every", *n, 0, 1'000'000);
@@ -514,14 +112,7 @@ void on_interrupt(int) {
 }
 
 // One child process, as the parent sees it.
-struct process {
-  pid_t pid = -1;
-  int out = -1;  // read end of its stdout; -1 at end of file
-  int in = -1;   // write end of its stdin; -1 once closed
-  std::string pending;
-  bool exited = false;
-  int status = 0;
-};
+using process = subprocess::child;
 
 std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -533,66 +124,21 @@ std::string describe_exit(int status) {
 // only the parent, which then finishes the run in order, and so that killing the group also
 // kills a snapshot child the producer forked), dying if the parent dies first.
 process spawn_self(std::vector<std::string> args) {
-  int out[2], in[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw command_failure(exit_failure, "pipe failed");
-  if (::pipe2(in, O_CLOEXEC) != 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    throw command_failure(exit_failure, "pipe failed");
-  }
   args.insert(args.begin(), "shmlog");
-  std::vector<char*> argv;
-  for (std::string& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    for (int fd : {out[0], out[1], in[0], in[1]})
-      ::close(fd);
-    throw command_failure(exit_failure, std::string("fork: ") + std::strerror(err));
+  try {
+    return process({.program = "/proc/self/exe",
+                    .argv = std::move(args),
+                    .own_process_group = true,
+                    .parent_death_signal = SIGTERM,
+                    .keep_transcript = false});  // a demo may run for a day
+  } catch (const subprocess::spawn_error& e) {
+    throw command_failure(exit_failure, e.what());
   }
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(1);
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(in[0], STDIN_FILENO);
-    ::execv("/proc/self/exe", argv.data());
-    const char msg[] = "shmlog demo: cannot run /proc/self/exe\n";
-    [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, msg, sizeof msg - 1);
-    ::_exit(127);
-  }
-  ::setpgid(pid, pid);  // also here, so that a kill of the group cannot come before the child's
-  ::close(out[1]);
-  ::close(in[0]);
-  process p;
-  p.pid = pid;
-  p.out = out[0];
-  p.in = in[1];
-  return p;
 }
 
 void send(process& p, const std::string& line) {
-  if (p.in < 0) return;
-  const std::string text = line + "\n";
   // A child that died has closed its end: EPIPE (SIGPIPE is ignored), noticed when it is reaped.
-  [[maybe_unused]] auto ignored = ::write(p.in, text.data(), text.size());
-}
-
-void close_input(process& p) {
-  if (p.in >= 0) ::close(p.in);
-  p.in = -1;
-}
-
-void reap(process& p) {
-  if (p.exited) return;
-  int status = 0;
-  if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
-    p.exited = true;
-    p.status = status;
-  }
+  p.write_stdin(line + "\n");
 }
 
 // Kills whatever still runs and removes the log and the snapshot directory, however run_demo
@@ -602,17 +148,8 @@ class demo_cleanup {
   demo_cleanup(std::string log, std::vector<process*>& processes)
       : log_(std::move(log)), processes_(processes) {}
   ~demo_cleanup() {
-    for (process* p : processes_) {
-      // pid > 0: kill(-1) would signal every process we may signal, and a pid reaped
-      // already may belong to someone else by now.
-      if (p->pid > 0 && !p->exited) {
-        ::kill(-p->pid, SIGKILL);
-        ::kill(p->pid, SIGKILL);
-        ::waitpid(p->pid, nullptr, 0);
-      }
-      if (p->out >= 0) ::close(p->out);
-      close_input(*p);
-    }
+    for (process* p : processes_)
+      p->kill_and_reap();  // its whole process group: a snapshot child too
     try {
       destroy(log_);
     } catch (...) {
@@ -814,14 +351,14 @@ class demo_run {
       line += " | r" + std::to_string(r.index) + (r.throttled ? " (slow) " : " ");
       const reader_info* slot = nullptr;
       for (const reader_info& ri : info.readers)
-        if (ri.pid == static_cast<std::uint32_t>(r.proc.pid)) slot = &ri;
+        if (ri.pid == static_cast<std::uint32_t>(r.proc.pid())) slot = &ri;
       const std::uint64_t records = slot ? slot->records : r.shown_records;
       const double rate = double(records - r.shown_records) / dt;
       r.shown_records = records;
       if (r.final) {
         line += "done";
-      } else if (r.proc.exited || slot == nullptr) {
-        line += r.proc.exited ? "exited" : "starting";
+      } else if (r.proc.reaped() || slot == nullptr) {
+        line += r.proc.reaped() ? "exited" : "starting";
       } else if (r.pause == replica_view::pause_step::paused) {
         line += "paused, lag " + human_bytes(double(slot->lag_bytes));
       } else if (r.now == replica_view::phase::loading) {
@@ -916,48 +453,23 @@ class demo_run {
 
 // Reads what the children have written, waiting up to `timeout`, then reaps those that exited.
 void pump(demo_run& run, std::chrono::milliseconds timeout) {
-  std::vector<pollfd> fds;
-  std::vector<process*> owners;
-  std::vector<replica_view*> replica_of;
-  const auto watch = [&](process& p, replica_view* r) {
-    if (p.out < 0) return;
-    fds.push_back({p.out, POLLIN, 0});
-    owners.push_back(&p);
-    replica_of.push_back(r);
-  };
-  watch(run.producer.proc, nullptr);
+  std::vector<subprocess::line_reader*> readers = {&run.producer.proc.out()};
   for (replica_view& r : run.replicas)
-    watch(r.proc, &r);
+    readers.push_back(&r.proc.out());
   const int ms = static_cast<int>(std::max<std::int64_t>(0, timeout.count()));
-  if (fds.empty()) {
+  if (std::all_of(readers.begin(), readers.end(), [](auto* r) { return r->at_eof(); })) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 10)));
-  } else if (::poll(fds.data(), fds.size(), ms) > 0) {
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      process& p = *owners[i];
-      char buf[8192];
-      const ssize_t n = ::read(p.out, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        ::close(p.out);
-        p.out = -1;
-        continue;
-      }
-      p.pending.append(buf, static_cast<std::size_t>(n));
-      for (std::size_t nl; (nl = p.pending.find('\n')) != std::string::npos;) {
-        const std::string line = p.pending.substr(0, nl);
-        p.pending.erase(0, nl + 1);
-        if (replica_of[i] != nullptr) {
-          run.on_replica_line(*replica_of[i], line);
-        } else {
-          run.on_producer_line(line);
-        }
-      }
-    }
+  } else {
+    subprocess::line_reader::read_any(readers, std::chrono::milliseconds(ms));
   }
-  reap(run.producer.proc);
+  while (const auto line = run.producer.proc.out().take_line())
+    run.on_producer_line(*line);
   for (replica_view& r : run.replicas)
-    reap(r.proc);
+    while (const auto line = r.proc.out().take_line())
+      run.on_replica_line(r, *line);
+  run.producer.proc.try_reap();
+  for (replica_view& r : run.replicas)
+    r.proc.try_reap();
 }
 
 // How long the producer may append past --seconds while the paused replica's offset is still
@@ -1007,7 +519,7 @@ void monitor(demo_run& run, const demo_config& config) {
     if (now == stage::starting) {
       const bool ready =
           std::all_of(run.replicas.begin(), run.replicas.end(), [](const replica_view& r) {
-            return r.proc.exited ||
+            return r.proc.reaped() ||
                    (r.full > 0 && (!r.throttled || r.pause == replica_view::pause_step::paused));
           });
       if (ready && !stop_sent) {
@@ -1074,8 +586,8 @@ void monitor(demo_run& run, const demo_config& config) {
         }
         now = stage::draining;
         drain_deadline = steady_clock::now() + 30s;
-      } else if (run.producer.proc.exited) {
-        run.say("the producer " + describe_exit(run.producer.proc.status) +
+      } else if (run.producer.proc.reaped()) {
+        run.say("the producer " + describe_exit(run.producer.proc.status()) +
                 " before it finished; stopping the replicas");
         return;
       }
@@ -1083,7 +595,7 @@ void monitor(demo_run& run, const demo_config& config) {
     if (now == stage::draining) {
       const bool all_done =
           std::all_of(run.replicas.begin(), run.replicas.end(),
-                      [](const replica_view& r) { return r.final || r.proc.exited; });
+                      [](const replica_view& r) { return r.final || r.proc.reaped(); });
       if (all_done) return;
       if (steady_clock::now() > *drain_deadline) {
         run.say("some replicas did not reach the final offset within 30 s");
@@ -1100,15 +612,15 @@ void monitor(demo_run& run, const demo_config& config) {
 
 // Closes the producer's stdin (it stops serving snapshots and exits) and waits for everyone.
 void wind_down(demo_run& run) {
-  close_input(run.producer.proc);
+  run.producer.proc.close_stdin();
   for (replica_view& r : run.replicas)
-    close_input(r.proc);
+    r.proc.close_stdin();
   const auto give_up = steady_clock::now() + 10s;
   for (;;) {
     pump(run, 50ms);
-    const bool all_exited = run.producer.proc.exited &&
+    const bool all_exited = run.producer.proc.reaped() &&
                             std::all_of(run.replicas.begin(), run.replicas.end(),
-                                        [](const replica_view& r) { return r.proc.exited; });
+                                        [](const replica_view& r) { return r.proc.reaped(); });
     if (all_exited || steady_clock::now() > give_up || interrupts >= 2) return;
   }
 }
@@ -1122,7 +634,7 @@ bool print_verdict(const demo_run& run) {
     std::printf(
         "verdict: FAILED: the producer %s before it reported its final state; nothing "
         "to compare the replicas with\n",
-        p.proc.exited ? describe_exit(p.proc.status).c_str() : "did not finish");
+        p.proc.reaped() ? describe_exit(p.proc.status()).c_str() : "did not finish");
     return false;
   }
   std::printf("state at offset %s (the producer's final master offset):\n",
@@ -1136,8 +648,8 @@ bool print_verdict(const demo_run& run) {
     if (r.throttled) slow = &r;
     const std::string who = "replica " + std::to_string(r.index);
     if (!r.final) {
-      const std::string why = r.proc.exited ? describe_exit(r.proc.status)
-                                            : std::string("did not reach the final offset");
+      const std::string why = r.proc.reaped() ? describe_exit(r.proc.status())
+                                              : std::string("did not reach the final offset");
       std::printf("  %-10s  FAILED: %s\n", who.c_str(), why.c_str());
       problems.push_back(who + " " + why);
       continue;

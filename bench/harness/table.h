@@ -1,0 +1,95 @@
+// The transports the harness measures, one row each (table.cc): how the parent sets a case up
+// (and what it undoes after), what the writer side and each reader side run, and which figures
+// the parent reports from what they sent back. Adding a transport is adding a row (and its
+// sender and receiver to transports.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness.h"
+#include "json.h"
+#include "process.h"
+
+namespace shmlog::bench {
+
+// A child's "key value" result lines, by key.
+using result_map = std::map<std::string, std::string>;
+result_map parse_lines(const std::vector<std::string>& lines);
+// The number under `key`, 0 if there is none.
+std::uint64_t u64(const result_map& m, const std::string& key);
+
+// Everything a case creates, undone however the case ends: the children (killed and reaped),
+// the parent's copies of descriptors handed to them, and what each transport registered to undo.
+class case_resources {
+ public:
+  case_resources() = default;
+  case_resources(const case_resources&) = delete;
+  case_resources& operator=(const case_resources&) = delete;
+  ~case_resources();
+  // The parent's copies of descriptors handed to children: closed once they are started, so
+  // a child that dies shows up as end of file on the other side.
+  void close_fds();
+
+  std::vector<child_process> children;  // active ones first, then idle readers
+  std::vector<int> fds;
+  std::vector<std::function<void()>> undo;  // run last to first
+};
+
+// One child a transport wants started: its role (the hidden command's role=), a label for
+// messages ("" = the role), its extra key=value arguments and the descriptors it inherits.
+struct endpoint {
+  std::string role;
+  std::string label;
+  std::map<std::string, std::string> args;
+  std::vector<int> fds;
+};
+
+// The children of a case: the writer side (first, CPU 0), the reader sides (reader i on CPU
+// 1 + i mod (ncpu - 1)), then idle readers.
+struct channel {
+  endpoint writer;
+  std::vector<endpoint> readers;
+  std::vector<endpoint> idle;
+};
+
+// What a child's side of a transport is given.
+struct child_context {
+  const case_config& config;
+  const std::map<std::string, std::string>& args;
+  parent_link& link;
+
+  const std::string& arg(const std::string& key) const;  // throws if missing
+  int arg_int(const std::string& key) const;
+  std::vector<std::string> arg_list(const std::string& key) const;  // comma-separated
+};
+
+struct transport {
+  std::string_view name;
+  std::string_view default_wait;
+  // The parent, before any child starts: creates the channel (a segment, queues, pipes, a
+  // memfd), registers in `res` what undoes it, records its parameters in the case's JSON and
+  // says what each child is started with. `base` is a name unique to the case.
+  channel (*set_up)(const case_config& c, const std::string& base, case_resources& res,
+                    json_object& j);
+  // The parent, once every child has ended well: the case's figures from their results
+  // (results[0] from the writer side, then the readers'). Adds what fails a check to `errors`.
+  void (*report)(const case_config& c, const std::vector<result_map>& results, json_object& j,
+                 std::uint64_t& errors);
+  // The children: the writer side's and a reader side's program (exit status), and an idle
+  // reader's where the transport has them.
+  int (*writer)(const child_context& x);
+  int (*reader)(const child_context& x);
+  int (*idle)(const child_context& x) = nullptr;
+};
+
+std::span<const transport> transports();
+// nullptr for a name no row has.
+const transport* find_transport(std::string_view name);
+
+}  // namespace shmlog::bench
