@@ -244,20 +244,13 @@ std::string iso_utc_time(std::uint64_t realtime_ns) {
 
 namespace {
 volatile sig_atomic_t stop_flag = 0;
-volatile sig_atomic_t stop_count = 0;
-// Lock-free atomics are safe in a signal handler: replica::stop() is one relaxed store.
-std::atomic<replica*> stop_target{nullptr};
+// Lock-free atomics are safe in a signal handler.
 std::atomic<bool> stop_signalled{false};
-std::atomic<int> stop_target_from{1};
-static_assert(std::atomic<replica*>::is_always_lock_free && std::atomic<int>::is_always_lock_free &&
-              std::atomic<bool>::is_always_lock_free);
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 void on_stop_signal(int) {
   stop_flag = 1;
   stop_signalled.store(true, std::memory_order_relaxed);
-  stop_count = stop_count + 1;
-  if (stop_count >= stop_target_from.load(std::memory_order_relaxed))
-    if (replica* r = stop_target.load(std::memory_order_relaxed)) r->stop();
 }
 }  // namespace
 
@@ -275,17 +268,6 @@ bool stop_requested() noexcept {
 
 const std::atomic<bool>& stop_signal_flag() noexcept {
   return stop_signalled;
-}
-
-int stop_signals_received() noexcept {
-  return stop_count;
-}
-
-void stop_replica_on_signal(replica* r, int nth) noexcept {
-  stop_target_from.store(nth, std::memory_order_relaxed);
-  stop_target.store(r, std::memory_order_relaxed);
-  // A signal that came before the registration must not be lost.
-  if (r != nullptr && stop_count >= nth) r->stop();
 }
 
 }  // namespace shmlog::cli

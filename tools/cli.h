@@ -13,10 +13,6 @@
 #include <string_view>
 #include <vector>
 
-namespace shmlog {
-class replica;
-}
-
 namespace shmlog::cli {
 
 enum exit_status : int {
@@ -98,11 +94,6 @@ void catch_stop_signals();
 bool stop_requested() noexcept;
 // Set by the first stop signal: what shmlog::full_resync() and the like take as their stop.
 const std::atomic<bool>& stop_signal_flag() noexcept;
-int stop_signals_received() noexcept;  // how many SIGINT/SIGTERM so far
-// From the `nth` stop signal on, the handler also calls r->stop() (an atomic store), so that a
-// full resync blocked inside replica::catch_up() gives up. nullptr: none. The replica must
-// outlive the registration; signals must be delivered to the thread that clears it.
-void stop_replica_on_signal(replica* r, int nth = 1) noexcept;
 
 // "2026-11-21T12:15:02.592Z" from CLOCK_REALTIME nanoseconds; "" for 0.
 std::string iso_utc_time(std::uint64_t realtime_ns);
