@@ -84,6 +84,9 @@ geometry validate_descriptor(std::string_view name, const segment_descriptor& d)
   if (d.writer_fence != static_cast<std::uint32_t>(fence_mode::seq_cst) &&
       d.writer_fence != static_cast<std::uint32_t>(fence_mode::membarrier))
     bad("writer_fence " + std::to_string(d.writer_fence) + " is not a known fence mode");
+  if (d.start_offset % record_alignment != 0 || d.start_offset >= max_log_offset - d.capacity)
+    bad("start_offset " + std::to_string(d.start_offset) +
+        " is not a multiple of 8 at least a ring below 2^63");
   if (d.descriptor_crc != descriptor_crc(d)) bad("descriptor checksum mismatch");
   geometry g;
   g.capacity = d.capacity;
@@ -94,6 +97,7 @@ geometry validate_descriptor(std::string_view name, const segment_descriptor& d)
   g.reader_area_size = d.reader_area_size;
   g.slot_count = d.reader_slot_count;
   g.total_size = segment_size_for(d.capacity, d.reader_slot_count);
+  g.start_offset = d.start_offset;
   return g;
 }
 
@@ -269,12 +273,23 @@ void initialise_segment(std::byte* base, const create_options& options) {
   d.max_payload = max_payload_for(options.capacity);
   d.creation_time_ns = realtime_ns();
   d.writer_fence = static_cast<std::uint32_t>(options.writer_fence);
+  d.start_offset = options.start_offset;
   d.descriptor_crc = descriptor_crc(d);
 
-  store_history_id(h->history.replid, history_id::random());
-  store_history_id(h->history.replid2, history_id());
-  h->history.second_repl_offset.store(no_offset, std::memory_order_relaxed);
-  h->checkpoints[0].store(0, std::memory_order_relaxed);  // the first record starts at 0
+  // A log starts empty at start_offset (0, or a mirror's source offset), in a fresh history or
+  // the one it was given (a mirror's source's).
+  const history_state history = options.history.value_or(history_state{history_id::random()});
+  store_history_id(h->history.replid, history.replid);
+  store_history_id(h->history.replid2, history.replid2);
+  h->history.second_repl_offset.store(
+      history.replid2.is_none() ? no_offset : history.second_repl_offset, std::memory_order_relaxed);
+  const std::uint64_t start = options.start_offset;
+  const std::uint64_t chunk = intent_chunk_for(options.capacity);
+  h->master_offset.store(start, std::memory_order_relaxed);
+  // The intent covers nothing written yet: the first chunk boundary at or after the start.
+  h->write_intent.store((start + chunk - 1) & ~(chunk - 1), std::memory_order_relaxed);
+  // The first record starts at the start: the checkpoint of its chunk boundary, when it is one.
+  h->checkpoints[(start / chunk) % checkpoint_count].store(start, std::memory_order_relaxed);
   // Everything above becomes visible to any process that sees the magic.
   d.magic.store(segment_magic, std::memory_order_release);  // pairs with mapping::map's acquire
 }
@@ -360,12 +375,14 @@ backlog_window read_window(const mapping& m) {
     // publication of every checkpoint at or before intent - capacity.
     const std::uint64_t intent = h.write_intent.load(std::memory_order_acquire);
     const std::uint64_t master = h.master_offset.load(std::memory_order_acquire);
-    const bool wrapped = intent > geo.capacity;
-    const std::uint64_t boundary = wrapped ? intent - geo.capacity : 0;
+    // Wrapped: the ring no longer holds everything since the log's start, and the oldest
+    // record is the first one at or after the boundary a ring below the intent.
+    const bool wrapped = geo.lowest_held(intent) > geo.start_offset;
+    const std::uint64_t boundary = wrapped ? intent - geo.capacity : geo.start_offset;
     const std::uint64_t first =
         wrapped ? h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
                       std::memory_order_acquire)
-                : 0;
+                : geo.start_offset;
     // If the intent moved, the entry may already describe a later lap, and the master offset
     // may be beyond the intent we loaded: look again.
     if (h.write_intent.load(std::memory_order_acquire) != intent) continue;
@@ -374,12 +391,13 @@ backlog_window read_window(const mapping& m) {
     if (intent % geo.intent_chunk != 0 || intent >= max_log_offset)
       throw_corrupt_offsets(name, "write_intent " + std::to_string(intent) +
                                       " is not a multiple of the intent chunk below 2^63");
-    if (master % record_alignment != 0 || master > intent || intent - master > geo.capacity)
+    if (master % record_alignment != 0 || master > intent || intent - master > geo.capacity ||
+        master < geo.start_offset)
       throw_corrupt_offsets(name, "master_offset " + std::to_string(master) +
                                       " is not an 8-aligned offset within a ring below "
                                       "write_intent " +
                                       std::to_string(intent));
-    if (!wrapped) return {0, master};  // nothing overwritten yet
+    if (!wrapped) return {geo.start_offset, master};  // nothing overwritten yet
     if (first % record_alignment != 0 || first < boundary ||
         first - boundary > max_frame_for(geo.capacity))
       throw_corrupt_offsets(name, "checkpoint for chunk boundary " + std::to_string(boundary) +

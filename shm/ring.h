@@ -45,6 +45,14 @@ struct geometry {
   std::uint64_t reader_area_size = 0;
   std::uint32_t slot_count = 0;
   std::uint64_t total_size = 0;
+  std::uint64_t start_offset = 0;  // nothing before it was ever held (a mirror's log)
+
+  // The lowest offset the ring can still hold with this write intent: a chunk boundary, or
+  // where the log started.
+  std::uint64_t lowest_held(std::uint64_t intent) const noexcept {
+    const std::uint64_t oldest = intent > capacity ? intent - capacity : 0;
+    return oldest > start_offset ? oldest : start_offset;
+  }
 };
 
 // A header is read with one 64-bit load, so it is never torn, only possibly stale.

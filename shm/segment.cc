@@ -131,6 +131,14 @@ void validate_create_options(const create_options& o) {
   if (o.mode & ~mode_t{0777}) bad(std::string("mode ") + octal + " has bits outside 0777");
   if (o.writer_fence != fence_mode::seq_cst && o.writer_fence != fence_mode::membarrier)
     bad("writer fence must be seq_cst or membarrier");
+  if (o.start_offset % record_alignment != 0 || o.start_offset >= max_log_offset - o.capacity)
+    bad("start offset " + std::to_string(o.start_offset) +
+        " is not a multiple of 8 at least a ring below 2^63");
+  if (o.history && !o.history->replid2.is_none() &&
+      o.history->second_repl_offset > o.start_offset)
+    bad("a history whose shared prefix (second_repl_offset " +
+        std::to_string(o.history->second_repl_offset) + ") ends after the start offset " +
+        std::to_string(o.start_offset) + " (nothing before the start is held)");
   if ((o.mode & 0600) != 0600)
     bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
@@ -307,6 +315,7 @@ log_info inspect(std::string_view name) {
   info.intent_chunk = g.intent_chunk;
   info.reader_slot_count = g.slot_count;
   info.creation_time_ns = h.descriptor.creation_time_ns;
+  info.start_offset = g.start_offset;
   info.mode = file.mode();
   note_interrupted(info.problems, [&] { info.history = detail::read_history(*m); });
   info.window = detail::read_window(*m);

@@ -33,7 +33,8 @@ inline constexpr std::size_t cache_line_size = 64;
 inline constexpr std::uint64_t segment_magic = 0x0000474F4C4D4853;  // "SHMLOG\0\0" little-endian
 // 2: 64-bit intent_chunk and max_payload (capacities above 16 GiB), a two-line descriptor, and
 // two-line reader slots that say which history and which records a reader holds.
-inline constexpr std::uint32_t layout_version = 2;
+// 3: start_offset in the descriptor (a log that begins at an offset other than 0: a mirror).
+inline constexpr std::uint32_t layout_version = 3;
 inline constexpr std::uint32_t header_size = 4096;
 
 // Written once by the creator, before the magic; never changed afterwards.
@@ -49,8 +50,12 @@ struct alignas(cache_line_size) segment_descriptor {
   std::uint64_t max_payload;       // max_payload_for(capacity)
   std::uint64_t creation_time_ns;  // CLOCK_REALTIME
   std::uint32_t writer_fence;      // the fence_mode every writer of this log uses
-  std::uint8_t reserved[56];       // zero
-  std::uint32_t descriptor_crc;    // CRC-32C of bytes 8 .. 123 (after the magic, before this)
+  std::uint32_t reserved0;         // zero
+  // The offset the log's first byte has: 0, or where a mirror's log began (the source's offset
+  // when the mirror was created). Nothing before it was ever held.
+  std::uint64_t start_offset;
+  std::uint8_t reserved[44];     // zero
+  std::uint32_t descriptor_crc;  // CRC-32C of bytes 8 .. 123 (after the magic, before this)
 };
 
 // The history of the log, like a Redis master's replid / replid2 / second_replid_offset.
@@ -150,6 +155,7 @@ static_assert(offsetof(segment_descriptor, intent_chunk) == 40);
 static_assert(offsetof(segment_descriptor, max_payload) == 48);
 static_assert(offsetof(segment_descriptor, creation_time_ns) == 56);
 static_assert(offsetof(segment_descriptor, writer_fence) == 64);
+static_assert(offsetof(segment_descriptor, start_offset) == 72);
 static_assert(offsetof(segment_descriptor, descriptor_crc) == 124);
 static_assert(offsetof(history_block, replid) == 8);
 static_assert(offsetof(history_block, replid2) == 8 + history_id_size);

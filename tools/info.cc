@@ -65,6 +65,7 @@ std::vector<field> log_fields(const log_info& i) {
       {"max_payload", i.max_payload},
       {"intent_chunk", i.intent_chunk},
       {"reader_slots", std::uint64_t{i.reader_slot_count}},
+      {"start_offset", i.start_offset},
   };
 }
 

@@ -379,7 +379,7 @@ class writer_core {
     if (before) {
       takeover_.plan =
           plan_writer_history(*before, master, options.state_replid, options.state_offset,
-                              intent > capacity_ ? intent - capacity_ : 0);
+                              map_->geo().lowest_held(intent));
     } else {
       takeover_.repaired_history = true;
       takeover_.plan.action = history_action::restart;
@@ -447,8 +447,12 @@ class writer_core {
              " is not an 8-aligned offset at most one ring (" + std::to_string(capacity_) +
              " bytes) below write_intent " + std::to_string(intent));
     const geometry& g = map_->geo();
-    const std::uint64_t oldest = intent > capacity_ ? intent - capacity_ : 0;
-    for (std::uint64_t b = oldest; b <= master; b += chunk_) {
+    if (master < g.start_offset)
+      refuse("master_offset " + std::to_string(master) + " is below the log's start offset " +
+             std::to_string(g.start_offset));
+    // Boundaries before the log's start have no checkpoint: nothing there was ever held.
+    const std::uint64_t lowest = g.lowest_held(intent);
+    for (std::uint64_t b = (lowest + chunk_ - 1) & ~(chunk_ - 1); b <= master; b += chunk_) {
       const std::optional<std::uint64_t> at = checked_checkpoint(checkpoints_, b, g);
       if (!at || *at > master)
         refuse("the checkpoint of chunk boundary " + std::to_string(b) + " is " +
@@ -462,7 +466,9 @@ class writer_core {
     // record may run past the master offset here (that is the case to name), by one frame.
     const std::uint64_t chunk_start = master & ~(chunk_ - 1);
     const std::uint64_t from =
-        checkpoints_[(chunk_start / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
+        chunk_start < lowest
+            ? lowest
+            : checkpoints_[(chunk_start / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
     const record_walk w = walk_records(ring_, g, from, master, master + max_frame_for(capacity_));
     if (w.problem)
       refuse("master_offset " + std::to_string(master) + " cannot be checked: the record at " +
@@ -505,12 +511,12 @@ class writer_core {
                       " is not a multiple of 8, so it cannot start a record");
     if (!takeover_.plan.rewinds) return;
     const geometry& g = map_->geo();
-    const std::uint64_t oldest = intent > capacity_ ? intent - capacity_ : 0;
+    const std::uint64_t oldest = g.lowest_held(intent);
     const std::uint64_t boundary = std::max(target & ~(chunk_ - 1), oldest);
     // check_offsets() vouched for every checkpoint from oldest to master.
     const std::uint64_t from =
-        boundary == 0
-            ? 0
+        boundary <= g.start_offset
+            ? g.start_offset
             : checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
     const record_walk w = walk_records(ring_, g, std::min(from, target), target, master);
     if (w.problem)

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,11 @@ struct create_options {
   // that fence and a reader going to sleep pays a membarrier() instead, which interrupts the
   // writer's CPU: worth it on bare metal, costly in VMs (docs/design.md, "No lost wake-up").
   fence_mode writer_fence = fence_mode::seq_cst;
+  // For a mirror of a log on another host (docs/remote.md): the new log begins at this offset
+  // (a multiple of 8), in this history, so that its records keep the source's offsets and its
+  // readers resync by the source's PSYNC rules. Defaults: offset 0, a fresh random history.
+  std::uint64_t start_offset = 0;
+  std::optional<history_state> history;
 };
 
 // Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
@@ -79,6 +85,7 @@ struct log_info {
   std::uint64_t intent_chunk = 0;
   std::uint32_t reader_slot_count = 0;
   std::uint64_t creation_time_ns = 0;
+  std::uint64_t start_offset = 0;  // where the log began: 0, or a mirror's first offset
   mode_t mode = 0;
 
   history_state history;  // replid, replid2, second_repl_offset
