@@ -282,7 +282,8 @@ void initialise_segment(std::byte* base, const create_options& options) {
   store_history_id(h->history.replid, history.replid);
   store_history_id(h->history.replid2, history.replid2);
   h->history.second_repl_offset.store(
-      history.replid2.is_none() ? no_offset : history.second_repl_offset, std::memory_order_relaxed);
+      history.replid2.is_none() ? no_offset : history.second_repl_offset,
+      std::memory_order_relaxed);
   const std::uint64_t start = options.start_offset;
   const std::uint64_t chunk = intent_chunk_for(options.capacity);
   h->master_offset.store(start, std::memory_order_relaxed);
@@ -371,21 +372,36 @@ backlog_window read_window(const mapping& m) {
   const geometry& geo = m.geo();
   const std::string_view name = m.name();
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    // acquire pairs with the writer's release store of write_intent, which follows the
-    // publication of every checkpoint at or before intent - capacity.
-    const std::uint64_t intent = h.write_intent.load(std::memory_order_acquire);
-    const std::uint64_t master = h.master_offset.load(std::memory_order_acquire);
-    // Wrapped: the ring no longer holds everything since the log's start, and the oldest
-    // record is the first one at or after the boundary a ring below the intent.
-    const bool wrapped = geo.lowest_held(intent) > geo.start_offset;
-    const std::uint64_t boundary = wrapped ? intent - geo.capacity : geo.start_offset;
-    const std::uint64_t first =
-        wrapped ? h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
-                      std::memory_order_acquire)
-                : geo.start_offset;
+    std::uint64_t intent = 0;
+    std::uint64_t master = 0;
+    std::uint64_t first = 0;
+    std::uint64_t intent_again = 0;
+    bool wrapped = false;
+    std::uint64_t boundary = 0;
+    // Inside the history seqlock: a history change that takes the master offset back, or a
+    // mirror's reset that moves the intent, the checkpoint and the master offset together, is
+    // seen whole or not at all.
+    const seqlock_read_result r = read_seqlocked(
+        h.history.seq,
+        [&] {
+          // acquire pairs with the writer's release store of write_intent, which follows the
+          // publication of every checkpoint at or before intent - capacity.
+          intent = h.write_intent.load(std::memory_order_acquire);
+          master = h.master_offset.load(std::memory_order_acquire);
+          // Wrapped: the ring no longer holds everything since the log's start, and the oldest
+          // record is the first one at or after the boundary a ring below the intent.
+          wrapped = geo.lowest_held(intent) > geo.start_offset;
+          boundary = wrapped ? intent - geo.capacity : geo.start_offset;
+          first = wrapped ? h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
+                                std::memory_order_acquire)
+                          : geo.start_offset;
+          intent_again = h.write_intent.load(std::memory_order_acquire);
+        },
+        [&] { return m.writer_alive(); }, seqlock_patience);
+    if (!r.ok) throw_interrupted(m, "history", r);
     // If the intent moved, the entry may already describe a later lap, and the master offset
     // may be beyond the intent we loaded: look again.
-    if (h.write_intent.load(std::memory_order_acquire) != intent) continue;
+    if (intent_again != intent) continue;
     // What a sound writer guarantees (docs/design.md, "What a reader checks"): a chunk-aligned
     // intent below 2^63, an 8-aligned master offset at most a ring behind it.
     if (intent % geo.intent_chunk != 0 || intent >= max_log_offset)

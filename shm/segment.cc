@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -61,6 +62,8 @@ std::string_view to_string(errc code) noexcept {
       return "interrupted_update";
     case errc::apply_failed:
       return "apply_failed";
+    case errc::unexpected_offset:
+      return "unexpected_offset";
     case errc::system_error:
       return "system_error";
   }
@@ -134,11 +137,7 @@ void validate_create_options(const create_options& o) {
   if (o.start_offset % record_alignment != 0 || o.start_offset >= max_log_offset - o.capacity)
     bad("start offset " + std::to_string(o.start_offset) +
         " is not a multiple of 8 at least a ring below 2^63");
-  if (o.history && !o.history->replid2.is_none() &&
-      o.history->second_repl_offset > o.start_offset)
-    bad("a history whose shared prefix (second_repl_offset " +
-        std::to_string(o.history->second_repl_offset) + ") ends after the start offset " +
-        std::to_string(o.start_offset) + " (nothing before the start is held)");
+
   if ((o.mode & 0600) != 0600)
     bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
@@ -296,7 +295,9 @@ void note_interrupted(std::vector<std::string>& problems, Read&& read) {
     read();
   } catch (const error& e) {
     if (e.code() != errc::interrupted_update) throw;
-    problems.emplace_back(e.what());
+    // The window is read under the history block's seqlock too: one line per block.
+    if (std::find(problems.begin(), problems.end(), e.what()) == problems.end())
+      problems.emplace_back(e.what());
   }
 }
 }  // namespace
@@ -318,7 +319,7 @@ log_info inspect(std::string_view name) {
   info.start_offset = g.start_offset;
   info.mode = file.mode();
   note_interrupted(info.problems, [&] { info.history = detail::read_history(*m); });
-  info.window = detail::read_window(*m);
+  note_interrupted(info.problems, [&] { info.window = detail::read_window(*m); });
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
 
   info.writer_pid = h.writer.pid.load(std::memory_order_acquire);

@@ -375,11 +375,10 @@ class writer_core {
     // 1. Plan. A history block a dead writer left half-written (or damaged) holds no history
     // anyone can continue: start one that shares nothing, which sends every reader to a full
     // resync, the one outcome that is right whatever the block said.
-    const std::optional<history_state> before = intact_history(h, master);
+    const std::optional<history_state> before = intact_history(h);
     if (before) {
-      takeover_.plan =
-          plan_writer_history(*before, master, options.state_replid, options.state_offset,
-                              map_->geo().lowest_held(intent));
+      takeover_.plan = plan_writer_history(*before, master, options.state_replid,
+                                           options.state_offset, map_->geo().lowest_held(intent));
     } else {
       takeover_.repaired_history = true;
       takeover_.plan.action = history_action::restart;
@@ -465,10 +464,10 @@ class writer_core {
     // record. Walk to it from its chunk's checkpoint (vouched for above): at most a chunk. A
     // record may run past the master offset here (that is the case to name), by one frame.
     const std::uint64_t chunk_start = master & ~(chunk_ - 1);
-    const std::uint64_t from =
-        chunk_start < lowest
-            ? lowest
-            : checkpoints_[(chunk_start / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
+    const std::uint64_t from = chunk_start < lowest
+                                   ? lowest
+                                   : checkpoints_[(chunk_start / chunk_) % checkpoint_count].load(
+                                         std::memory_order_relaxed);
     const record_walk w = walk_records(ring_, g, from, master, master + max_frame_for(capacity_));
     if (w.problem)
       refuse("master_offset " + std::to_string(master) + " cannot be checked: the record at " +
@@ -480,10 +479,10 @@ class writer_core {
   }
 
   // The history block as the last writer completed it, or nullopt if it is half-written (seq
-  // odd: that writer died changing it) or damaged (an id that is not hex, a shared prefix
-  // beyond the master offset). We hold the writer lock, so one look is enough.
-  std::optional<history_state> intact_history(const segment_header& h,
-                                              std::uint64_t master) const noexcept {
+  // odd: that writer died changing it) or damaged (an id that is not hex). We hold the writer
+  // lock, so one look is enough. (A shared prefix beyond the master offset is no damage: a
+  // mirror that follows a source's branch from behind it has one.)
+  std::optional<history_state> intact_history(const segment_header& h) const noexcept {
     if (history_left_odd(h)) return std::nullopt;
     std::optional<history_id> replid;
     std::optional<history_id> replid2;
@@ -495,7 +494,6 @@ class writer_core {
         }))
       return std::nullopt;
     if (!replid || !replid2) return std::nullopt;
-    if (!replid2->is_none() && second > master) return std::nullopt;
     return history_state{*replid, *replid2, replid2->is_none() ? no_offset : second};
   }
 
@@ -544,25 +542,127 @@ class writer_core {
       after.replid2 = before.replid;
       after.second_repl_offset = plan.shared_up_to;
     }
+    write_history(h, after,
+                  plan.action == history_action::branch && plan.rewinds
+                      ? std::optional(plan.shared_up_to)
+                      : std::nullopt,
+                  std::nullopt);
+    takeover_.new_history = after;
+  }
+
+  // Inside the history seqlock, so that a reader synchronising (read_sync_point) or reading the
+  // window sees all of it or none: the ids; the epoch (release, then a release fence: it is
+  // ordered before every byte written from now on, as the write intent is; pairs with the
+  // readers' acquire fence before they load history_epoch with write_intent); for a reset, the
+  // checkpoint of the new start and the intent (release: read_window acquires it, then loads
+  // the checkpoint); then the master offset, after the epoch: a reader whose master load sees
+  // the new offset (acquire) sees the new epoch too, and reports history_changed.
+  void write_history(segment_header& h, const history_state& after,
+                     std::optional<std::uint64_t> master, std::optional<std::uint64_t> intent) {
     history_block& hb = h.history;
     seqlock_write change(hb.seq);
     store_history_id(hb.replid, after.replid);
     fault_injected(fault_point::history_change_half_done);
     store_history_id(hb.replid2, after.replid2);
-    hb.second_repl_offset.store(after.second_repl_offset, std::memory_order_relaxed);
-    // release, then a release fence: the new epoch is ordered before every byte written from
-    // now on, as the write intent is (pairs with the readers' acquire fence before they load
-    // history_epoch with write_intent).
+    hb.second_repl_offset.store(after.replid2.is_none() ? no_offset : after.second_repl_offset,
+                                std::memory_order_relaxed);
     h.history_epoch.store(h.history_epoch.load(std::memory_order_relaxed) + 1,
                           std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
     fault_injected(fault_point::history_change_epoch_bumped);
-    // After the epoch: a reader whose master load sees the rewound offset (acquire) sees the
-    // new epoch too, and reports history_changed rather than a record beyond the master.
-    if (plan.action == history_action::branch && plan.rewinds)
-      master_->store(plan.shared_up_to, std::memory_order_release);
+    if (intent) {
+      const std::uint64_t start = *master;
+      checkpoints_[((start >> chunk_shift_)) % checkpoint_count].store(start,
+                                                                       std::memory_order_relaxed);
+      intent_->store(*intent, std::memory_order_release);
+      std::atomic_thread_fence(std::memory_order_release);  // as advance_intent()
+    }
+    if (master) master_->store(*master, std::memory_order_release);
     change.finish();
-    takeover_.new_history = after;
+  }
+
+ public:
+  // --- mirrors: writer thread only (docs/remote.md) ------------------------------------------
+
+  std::uint64_t append_at(std::uint64_t offset, const std::byte* data, std::size_t length,
+                          record_type type) {
+    check_can_append(length);
+    const placement p = place(static_cast<std::uint32_t>(length));
+    if (p.start != offset)
+      throw error(errc::unexpected_offset,
+                  "log '" + name() + "': a record of " + std::to_string(length) +
+                      " bytes would start at offset " + std::to_string(p.start) + ", not at " +
+                      std::to_string(offset) +
+                      " where the source put it (the logs have diverged); nothing was appended");
+    return append_general(data, static_cast<std::uint32_t>(length), type);
+  }
+
+  void follow_history(const history_state& after, std::uint64_t master) {
+    if (claim_pending_) throw_claim_pending();
+    if (master > written_end_)
+      throw error(errc::offset_out_of_range,
+                  "log '" + name() + "': cannot follow a history change to offset " +
+                      std::to_string(master) + ", beyond the master offset " +
+                      std::to_string(written_end_) + " (reset_to() jumps forward)");
+    if (master < written_end_) {
+      // A branch back to `master`: it must be a record start the ring still holds.
+      const geometry& g = map_->geo();
+      const std::uint64_t lowest = g.lowest_held(intent_local_);
+      if (master < lowest)
+        throw error(errc::offset_out_of_range,
+                    "log '" + name() + "': cannot take the master offset back to " +
+                        std::to_string(master) + ": the ring holds offsets from " +
+                        std::to_string(lowest) + " only (reset_to() after a full resync)");
+      check_boundary_in_ring(master, "the history change's offset");
+    }
+    write_history(map_->writable_header(), after,
+                  master < written_end_ ? std::optional(master) : std::nullopt, std::nullopt);
+    move_local_end(master);
+  }
+
+  void reset_to(const history_state& after, std::uint64_t start) {
+    if (claim_pending_) throw_claim_pending();
+    const std::uint64_t intent = (start & ~(chunk_ - 1)) + capacity_;
+    if (start % record_alignment != 0 || start < written_end_ ||
+        start >= max_log_offset - 2 * capacity_ || intent < intent_local_)
+      throw error(errc::offset_out_of_range,
+                  "log '" + name() + "': cannot reset to offset " + std::to_string(start) +
+                      ": it must be a multiple of 8 at or beyond the master offset " +
+                      std::to_string(written_end_) + " and keep the write intent from going back");
+    write_history(map_->writable_header(), after, start, intent);
+    intent_local_ = intent;
+    move_local_end(start);
+  }
+
+ private:
+  // The writer's own view after its master offset was moved (follow_history, reset_to).
+  void move_local_end(std::uint64_t end) noexcept {
+    written_end_ = end;
+    next_checkpoint_ = ((end >> chunk_shift_) + 1) << chunk_shift_;
+    update_fast_end();
+  }
+
+  // That `target` (below the master offset, in the held window) starts a record: walked from the
+  // checkpoint of its chunk.
+  void check_boundary_in_ring(std::uint64_t target, const char* what) const {
+    const geometry& g = map_->geo();
+    const std::uint64_t lowest = g.lowest_held(intent_local_);
+    const std::uint64_t boundary = target & ~(chunk_ - 1);
+    const auto checkpoint = [&](std::uint64_t b) {
+      return checkpoints_[(b / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
+    };
+    // The first record at or after the chunk boundary below target; below the held window,
+    // the oldest record held (the log's start, or the checkpoint of the oldest boundary).
+    const std::uint64_t from = boundary > lowest          ? checkpoint(boundary)
+                               : lowest == g.start_offset ? lowest
+                                                          : checkpoint(lowest);
+    const record_walk w = from > target ? record_walk{from, from, "before the oldest record held"}
+                                        : walk_records(ring_, g, from, target, written_end_);
+    if (w.problem || w.position != target)
+      throw error(errc::not_a_record_boundary,
+                  "log '" + name() + "': " + what + " " + std::to_string(target) +
+                      " does not start a record of the log" +
+                      (w.problem ? std::string(" (") + w.problem + ")" : std::string()));
   }
 
   role_file lock_;  // holds the writer lock for as long as this object lives; never mapped
@@ -690,6 +790,17 @@ std::uint64_t writer::append(std::string_view payload, record_type type) {
 
 std::uint64_t writer::append_batch(std::span<const record_ref> records) {
   return impl_->append_batch(records);
+}
+
+std::uint64_t writer::append_at(std::uint64_t offset, std::span<const std::byte> payload,
+                                record_type type) {
+  return impl_->append_at(offset, payload.data(), payload.size(), type);
+}
+void writer::follow_history(const history_state& history, std::uint64_t master_offset) {
+  impl_->follow_history(history, master_offset);
+}
+void writer::reset_to(const history_state& history, std::uint64_t offset) {
+  impl_->reset_to(history, offset);
 }
 
 claimed_record writer::claim(std::size_t max_payload, record_type type) {

@@ -36,6 +36,8 @@ enum class errc {
   // A record of the log could not be applied to the state being rebuilt (producer recovery):
   // the log was written by another kind of producer.
   apply_failed,
+  // A mirror's record would not land at the offset its source gave it (the logs diverged).
+  unexpected_offset,
   system_error,  // an operating-system call failed; the message has errno's text
 };
 

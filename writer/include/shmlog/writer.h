@@ -20,8 +20,8 @@
 #include <string>
 #include <string_view>
 
-#include "shmlog/history.h"
 #include "shmlog/framing.h"
+#include "shmlog/history.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"
 
@@ -112,6 +112,27 @@ class writer {
   // resynchronised.
   std::size_t wait_for_readers(std::size_t readers, std::uint64_t offset,
                                std::chrono::nanoseconds timeout) const;
+
+  // Mirrors (docs/remote.md): a mirror is the writer of a log that reproduces a source log on
+  // another host, record for record at the same offsets, in the same histories.
+  //
+  // Writer thread only. Appends one record that must start at `offset`, where the source put it.
+  // With the same capacity the padding before it is the same as the source's; if it would land
+  // elsewhere, throws error(unexpected_offset) naming both offsets and appends nothing.
+  std::uint64_t append_at(std::uint64_t offset, std::span<const std::byte> payload,
+                          record_type type = default_record_type);
+  // Writer thread only. Makes the log's history `history` at master offset `master_offset`, as
+  // the source's writer did when it restarted: at most the current master offset (a branch
+  // takes it back to its shared prefix; the offset must start a record the ring still holds).
+  // Readers resynchronise as for any history change. Throws offset_out_of_range or
+  // not_a_record_boundary, changing nothing, if it cannot.
+  void follow_history(const history_state& history, std::uint64_t master_offset);
+  // Writer thread only. After the mirror loaded the source's snapshot at `offset` (at or beyond
+  // the master offset): the log goes on from `offset` in `history`, and holds nothing before it.
+  // Every reader resynchronises (its next poll says history_changed) and full-resyncs from the
+  // snapshot the mirror announces. Throws offset_out_of_range, changing nothing, if `offset` is
+  // below the master offset or not a multiple of 8.
+  void reset_to(const history_state& history, std::uint64_t offset);
 
   // Snapshots (docs/design.md, "Full resync"): readers that need one ask through the log, a
   // producer answers by saving its state and announcing the file. snapshot_service does all
