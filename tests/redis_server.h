@@ -169,19 +169,25 @@ class redis_server {
   // Starts redis-server on port_ and waits (under a deadline) until it answers PING. False if
   // it exited because the port was taken; throws on any other failure.
   bool start() {
-    std::vector<std::string> argv = {
-        program_, "--port", std::to_string(port_), "--bind",    "127.0.0.1",
-        "--save", "",       "--appendonly",        "no",        "--daemonize",
-        "no",     "--dir",  dir_.string(),         "--logfile", (dir_ / "redis.log").string()};
+    std::vector<std::string> argv = {program_, "--port", std::to_string(port_)};
+    for (const char* a :
+         {"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir"})
+      argv.push_back(a);
+    argv.push_back(dir_.string());
+    argv.push_back("--logfile");
+    argv.push_back((dir_ / "redis.log").string());
     argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
     std::filesystem::remove(dir_ / "redis.log");
-    child_ =
-        subprocess::child(subprocess::spawn_options{.program = program_,
-                                                    .argv = std::move(argv),
-                                                    .stdin_mode = subprocess::stream_mode::null,
-                                                    .stdout_mode = subprocess::stream_mode::null,
-                                                    .stderr_mode = subprocess::stream_mode::pipe,
-                                                    .default_signals = {SIGPIPE}});
+    subprocess::spawn_options options{.program = program_,
+                                      .argv = std::move(argv),
+                                      .stdin_mode = subprocess::stream_mode::null,
+                                      .stdout_mode = subprocess::stream_mode::null,
+                                      .stderr_mode = subprocess::stream_mode::pipe,
+                                      .default_signals = {SIGPIPE},
+                                      // A test that dies (an abort, a ctest timeout) leaves no
+                                      // server behind.
+                                      .parent_death_signal = SIGKILL};
+    child_ = subprocess::child(std::move(options));
     const auto deadline = clock::now() + std::chrono::seconds(10);
     for (;;) {
       if (child_.try_reap()) {
