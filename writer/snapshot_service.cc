@@ -189,13 +189,13 @@ void snapshot_service::publish(const snapshot_meta& info, std::uint64_t requests
   retry_backoff_ = std::chrono::milliseconds(0);
   prune_snapshots(options_.dir, writer_.name(), options_.keep);
   if (options_.on_event)
-    options_.on_event(snapshot_event{
-        .what = snapshot_event::kind::published,
-        .snapshot = a,
-        .message = "snapshot " + std::to_string(a.generation) + " at offset " +
-                   std::to_string(info.offset) + ": " + info.path.string() + " (" +
-                   std::to_string(a.file_bytes()) + " bytes, saved in " +
-                   std::to_string(info.save_ns / 1'000'000) + " ms)"});
+    options_.on_event(
+        snapshot_event{.what = snapshot_event::kind::published,
+                       .snapshot = a,
+                       .message = "snapshot " + std::to_string(a.generation) + " at offset " +
+                                  std::to_string(info.offset) + ": " + info.path.string() + " (" +
+                                  std::to_string(a.file_bytes()) + " bytes, saved in " +
+                                  std::to_string(info.save_ns / 1'000'000) + " ms)"});
 }
 
 }  // namespace shmlog

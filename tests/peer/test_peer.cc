@@ -864,10 +864,9 @@ int run_producer(const std::string& name, int argc, char** argv) {
                 mode == "fork" ? shmlog::snapshot_mode::fork : shmlog::snapshot_mode::inline_save,
             .keep = a.number("--keep", 3),
             .check_every = static_cast<std::uint32_t>(a.number("--check-every", 1)),
-            .on_event =
-                [](const shmlog::snapshot_event& e) {
-                  if (e.what != shmlog::snapshot_event::kind::started) say("service " + e.message);
-                }});
+            .on_event = [](const shmlog::snapshot_event& e) {
+              if (e.what != shmlog::snapshot_event::kind::started) say("service " + e.message);
+            }});
   } catch (const shmlog::error& e) {
     say(error_line(e));
     return exit_open_failed;

@@ -26,8 +26,8 @@
 #include <string_view>
 #include <vector>
 
-#include "shmlog/history.h"
 #include "shmlog/framing.h"
+#include "shmlog/history.h"
 #include "shmlog/record.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"

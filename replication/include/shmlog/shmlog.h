@@ -4,8 +4,8 @@
 
 #include "shmlog/crc32c.h"
 #include "shmlog/error.h"
-#include "shmlog/history.h"
 #include "shmlog/framing.h"
+#include "shmlog/history.h"
 #include "shmlog/producer.h"
 #include "shmlog/reader.h"
 #include "shmlog/record.h"
