@@ -1,5 +1,6 @@
 #include "shmlog/replica_daemon.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <thread>
 
 #include "query_socket.h"
 #include "shmlog/error.h"
@@ -18,63 +20,71 @@ namespace {
 
 // --- signals ---------------------------------------------------------------------------------
 
-// The daemon's stop signals. Lock-free atomics are safe in a signal handler; replica::stop()
-// is one relaxed store.
-std::atomic<int> stop_signals{0};
-std::atomic<int> hangups{0};
-std::atomic<replica*> stop_target{nullptr};
-std::atomic<int> stop_target_from{1};
-static_assert(std::atomic<int>::is_always_lock_free && std::atomic<replica*>::is_always_lock_free);
-
-void on_stop_signal(int) {
-  const int n = stop_signals.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (n >= stop_target_from.load(std::memory_order_relaxed))
-    if (replica* r = stop_target.load(std::memory_order_relaxed)) r->stop();
-}
-
-void on_hangup(int) {
-  hangups.fetch_add(1, std::memory_order_relaxed);
-}
-
-// Installs the daemon's handlers for its lifetime and restores the previous ones. No
-// SA_RESTART: a blocked call returns early and the loop sees the signal.
+// The daemon takes SIGINT, SIGTERM and SIGHUP synchronously on a thread of its own
+// (sigtimedwait), with the three blocked in every other thread of the daemon, instead of in an
+// asynchronous handler: a handler runs on whichever thread the kernel picks, and a sanitizer's
+// deferred delivery can then hold it back until that thread next makes a call it watches (seen
+// under ThreadSanitizer: a stop signal that never stopped a full resync). Decision in
+// docs/design.md, "A reader daemon for any state".
 class signal_scope {
  public:
   signal_scope() {
-    stop_signals.store(0, std::memory_order_relaxed);
-    hangups.store(0, std::memory_order_relaxed);
-    struct sigaction sa {};
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop_signal;
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-    sa.sa_handler = on_hangup;
-    ::sigaction(SIGHUP, &sa, &old_hup_);
+    sigemptyset(&watched_);
+    sigaddset(&watched_, SIGINT);
+    sigaddset(&watched_, SIGTERM);
+    sigaddset(&watched_, SIGHUP);
+    // Blocked here before any thread of the daemon starts, so every one of them inherits it.
+    ::pthread_sigmask(SIG_BLOCK, &watched_, &previous_);
+    thread_ = std::thread([this] { watch(); });
   }
   ~signal_scope() {
-    stop_target.store(nullptr, std::memory_order_relaxed);
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-    ::sigaction(SIGHUP, &old_hup_, nullptr);
+    done_.store(true, std::memory_order_relaxed);
+    thread_.join();
+    // Signals that came after the daemon stopped looking are taken here, not delivered with the
+    // caller's dispositions (SIGTERM's default would kill a process that has already stopped).
+    const timespec none{};
+    while (::sigtimedwait(&watched_, nullptr, &none) > 0) {
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
   }
   signal_scope(const signal_scope&) = delete;
   signal_scope& operator=(const signal_scope&) = delete;
 
-  // From the `nth` stop signal on, the handler also stops `r`, so that a full resync blocked in
-  // catch_up() gives up.
-  static void stop_on_signal(replica* r, int nth) {
-    stop_target_from.store(nth, std::memory_order_relaxed);
-    stop_target.store(r, std::memory_order_relaxed);
-    // A signal that came before the registration must not be lost.
-    if (r != nullptr && stop_signals.load(std::memory_order_relaxed) >= nth) r->stop();
+  // From the `nth` stop signal on, the watcher also stops `r`, so that a full resync blocked in
+  // catch_up() gives up. Any thread.
+  void stop_on_signal(replica* r, int nth) {
+    const std::lock_guard lock(mutex_);
+    target_ = r;
+    target_from_ = nth;
+    if (r != nullptr && stops() >= nth) r->stop();  // a signal that came before is not lost
   }
-  static int stops() noexcept { return stop_signals.load(std::memory_order_relaxed); }
-  static int hangups_seen() noexcept { return hangups.load(std::memory_order_relaxed); }
+  int stops() const noexcept { return stops_.load(std::memory_order_relaxed); }
+  int hangups() const noexcept { return hangups_.load(std::memory_order_relaxed); }
 
  private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-  struct sigaction old_hup_ {};
+  void watch() {
+    const timespec tick{0, 100'000'000};  // so that the destructor's stop is seen
+    while (!done_.load(std::memory_order_relaxed)) {
+      const int sig = ::sigtimedwait(&watched_, nullptr, &tick);
+      if (sig == SIGHUP) {
+        hangups_.fetch_add(1, std::memory_order_relaxed);
+      } else if (sig == SIGINT || sig == SIGTERM) {
+        const int n = stops_.fetch_add(1, std::memory_order_relaxed) + 1;
+        const std::lock_guard lock(mutex_);
+        if (target_ != nullptr && n >= target_from_) target_->stop();
+      }
+    }
+  }
+
+  sigset_t watched_{};
+  sigset_t previous_{};
+  std::atomic<int> stops_{0};
+  std::atomic<int> hangups_{0};
+  std::atomic<bool> done_{false};
+  std::mutex mutex_;
+  replica* target_ = nullptr;
+  int target_from_ = 1;
+  std::thread thread_;
 };
 
 // --- the state, shared with the query thread -----------------------------------------------
@@ -161,7 +171,7 @@ class daemon {
         " (" + std::to_string(saved.file_bytes()) + " bytes)");
   }
   std::optional<snapshot_meta> load_state_file();
-  bool catch_up_for_stop(replica& r, replica_daemon_result& result);
+  bool catch_up_for_stop(replica& r, const signal_scope& signals, replica_daemon_result& result);
 
   std::string name_;
   locked_state state_;
@@ -186,12 +196,13 @@ std::optional<snapshot_meta> daemon::load_state_file() {
 // Every record published before the stop signal: the master offset now is at least the one
 // when the signal came. If a new writer took the history back below it, those records are gone
 // from the log, and the replica can only be as current as the new history.
-bool daemon::catch_up_for_stop(replica& r, replica_daemon_result& result) {
+bool daemon::catch_up_for_stop(replica& r, const signal_scope& signals,
+                               replica_daemon_result& result) {
   const std::uint64_t target = r.log_reader().master_offset();
   const history_id replid_then = r.log_reader().history().replid;
   for (;;) {
     r.catch_up();
-    if (signal_scope::stops() >= 2 || r.stopping()) {
+    if (signals.stops() >= 2 || r.stopping()) {
       result.gave_up_catching_up = true;
       result.catch_up_target = target;
       return false;
@@ -208,7 +219,7 @@ bool daemon::catch_up_for_stop(replica& r, replica_daemon_result& result) {
 
 replica_daemon_result daemon::run() {
   replica_daemon_result result;
-  const signal_scope signals;
+  signal_scope signals;
   std::optional<detail::query_server> server;
   // Listen before attaching: a daemon that cannot be asked (its socket name is taken) must stop
   // before it takes a reader slot or asks the producer for a snapshot.
@@ -235,7 +246,7 @@ replica_daemon_result daemon::run() {
   // With either, the first one asks for the state to catch up, which needs the resync to
   // finish; a second one gives up.
   const bool keeps_state = o_.on_stop || !o_.state_file.empty();
-  signal_scope::stop_on_signal(&r, keeps_state ? 2 : 1);
+  signals.stop_on_signal(&r, keeps_state ? 2 : 1);
   log("started on log '" + name_ + "' (reader slot " + std::to_string(r.log_reader().slot()) +
       ", label " + o_.label + "); snapshots from " + o_.snapshot_dir.string() +
       (server ? "; query socket @" + server->address() : "") +
@@ -247,12 +258,12 @@ replica_daemon_result daemon::run() {
 
   auto next_save = std::chrono::steady_clock::now() + o_.save_every;
   int hangups_logged = 0;
-  while (signal_scope::stops() == 0) {
+  while (signals.stops() == 0) {
     r.catch_up();
-    if (signal_scope::stops() != 0) break;
+    if (signals.stops() != 0) break;
     if (r.synced()) ready();
-    if (signal_scope::hangups_seen() != hangups_logged) {
-      hangups_logged = signal_scope::hangups_seen();
+    if (signals.hangups() != hangups_logged) {
+      hangups_logged = signals.hangups();
       log("SIGHUP: ignored (SIGINT or SIGTERM stop the replica)");
     }
     if (!o_.state_file.empty() && o_.save_every.count() != 0 && r.synced() &&
@@ -268,7 +279,7 @@ replica_daemon_result daemon::run() {
     }
   }
 
-  if (keeps_state && catch_up_for_stop(r, result)) {
+  if (keeps_state && catch_up_for_stop(r, signals, result)) {
     if (!o_.state_file.empty()) save(r);
     if (o_.on_stop)
       state_.with_lock([&](std::optional<std::uint64_t>) {
