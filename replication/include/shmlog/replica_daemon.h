@@ -83,8 +83,10 @@ struct replica_daemon_result {
 };
 
 // Runs the daemon until SIGINT or SIGTERM, or until the log's name is destroyed (and every
-// record still readable is applied). Installs its own handlers for SIGINT, SIGTERM and SIGHUP
-// for that time and restores the previous ones; one daemon per process at a time. Throws
+// record still readable is applied). For that time SIGINT, SIGTERM and SIGHUP are blocked in
+// the calling thread (and the daemon's threads) and taken by a thread of the daemon; the
+// caller's signal mask is restored when it returns. Call it before starting other threads (or
+// block the three in them), and run one daemon per process at a time. Throws
 // shmlog::error for what the replica throws, a state file that exists but does not load, or a
 // query socket name another process holds (naming it).
 replica_daemon_result run_replica_daemon(std::string_view log, state_machine& state,
