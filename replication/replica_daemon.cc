@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "daemon_support.h"
 #include "query_socket.h"
 #include "shmlog/error.h"
 #include "shmlog/snapshot.h"
@@ -18,74 +19,7 @@
 namespace shmlog {
 namespace {
 
-// --- signals ---------------------------------------------------------------------------------
-
-// The daemon takes SIGINT, SIGTERM and SIGHUP synchronously on a thread of its own
-// (sigtimedwait), with the three blocked in every other thread of the daemon, instead of in an
-// asynchronous handler: a handler runs on whichever thread the kernel picks, and a sanitizer's
-// deferred delivery can then hold it back until that thread next makes a call it watches (seen
-// under ThreadSanitizer: a stop signal that never stopped a full resync). Decision in
-// docs/design.md, "A reader daemon for any state".
-class signal_scope {
- public:
-  signal_scope() {
-    sigemptyset(&watched_);
-    sigaddset(&watched_, SIGINT);
-    sigaddset(&watched_, SIGTERM);
-    sigaddset(&watched_, SIGHUP);
-    // Blocked here before any thread of the daemon starts, so every one of them inherits it.
-    ::pthread_sigmask(SIG_BLOCK, &watched_, &previous_);
-    thread_ = std::thread([this] { watch(); });
-  }
-  ~signal_scope() {
-    done_.store(true, std::memory_order_relaxed);
-    thread_.join();
-    // Signals that came after the daemon stopped looking are taken here, not delivered with the
-    // caller's dispositions (SIGTERM's default would kill a process that has already stopped).
-    const timespec none{};
-    while (::sigtimedwait(&watched_, nullptr, &none) > 0) {
-    }
-    ::pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
-  }
-  signal_scope(const signal_scope&) = delete;
-  signal_scope& operator=(const signal_scope&) = delete;
-
-  // From the `nth` stop signal on, the watcher also stops `r`, so that a full resync blocked in
-  // catch_up() gives up. Any thread.
-  void stop_on_signal(replica* r, int nth) {
-    const std::lock_guard lock(mutex_);
-    target_ = r;
-    target_from_ = nth;
-    if (r != nullptr && stops() >= nth) r->stop();  // a signal that came before is not lost
-  }
-  int stops() const noexcept { return stops_.load(std::memory_order_relaxed); }
-  int hangups() const noexcept { return hangups_.load(std::memory_order_relaxed); }
-
- private:
-  void watch() {
-    const timespec tick{0, 100'000'000};  // so that the destructor's stop is seen
-    while (!done_.load(std::memory_order_relaxed)) {
-      const int sig = ::sigtimedwait(&watched_, nullptr, &tick);
-      if (sig == SIGHUP) {
-        hangups_.fetch_add(1, std::memory_order_relaxed);
-      } else if (sig == SIGINT || sig == SIGTERM) {
-        const int n = stops_.fetch_add(1, std::memory_order_relaxed) + 1;
-        const std::lock_guard lock(mutex_);
-        if (target_ != nullptr && n >= target_from_) target_->stop();
-      }
-    }
-  }
-
-  sigset_t watched_{};
-  sigset_t previous_{};
-  std::atomic<int> stops_{0};
-  std::atomic<int> hangups_{0};
-  std::atomic<bool> done_{false};
-  std::mutex mutex_;
-  replica* target_ = nullptr;
-  int target_from_ = 1;
-  std::thread thread_;
-};
+using detail::signal_scope;
 
 // --- the state, shared with the query thread -----------------------------------------------
 
@@ -127,18 +61,6 @@ class locked_state : public state_machine {
   std::optional<std::uint64_t> offset_;  // empty: no state yet, or a snapshot being settled
 };
 
-std::string utc_now() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  std::tm tm{};
-  ::gmtime_r(&ts.tv_sec, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ts.tv_nsec / 1'000'000));
-  return buf;
-}
-
 constexpr auto loop_wait = std::chrono::milliseconds(100);
 
 class daemon {
@@ -154,9 +76,7 @@ class daemon {
       o_.log(line);
       return;
     }
-    std::fprintf(stderr, "%s replica[%d] %s\n", utc_now().c_str(), static_cast<int>(::getpid()),
-                 line.c_str());
-    std::fflush(stderr);
+    detail::log_to_stderr("replica", line);
   }
   void ready() {
     if (ready_) return;
@@ -246,7 +166,11 @@ replica_daemon_result daemon::run() {
   // With either, the first one asks for the state to catch up, which needs the resync to
   // finish; a second one gives up.
   const bool keeps_state = o_.on_stop || !o_.state_file.empty();
-  signals.stop_on_signal(&r, keeps_state ? 2 : 1);
+  signals.on_stop([&r] { r.stop(); }, keeps_state ? 2 : 1);
+  struct forget_stop {  // before r goes: the watcher thread must not stop a replica that is gone
+    signal_scope& s;
+    ~forget_stop() { s.forget_stop(); }
+  } forget{signals};
   log("started on log '" + name_ + "' (reader slot " + std::to_string(r.log_reader().slot()) +
       ", label " + o_.label + "); snapshots from " + o_.snapshot_dir.string() +
       (server ? "; query socket @" + server->address() : "") +

@@ -21,6 +21,7 @@
 #include "os.h"
 #include "shmlog/crc32c.h"
 #include "shmlog/error.h"
+#include "snapshot_bytes.h"
 
 namespace shmlog {
 namespace {
@@ -574,4 +575,60 @@ std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir, std::s
   return removed;
 }
 
+namespace detail {
+
+std::uint64_t read_snapshot_bytes(const std::filesystem::path& path, std::size_t chunk_bytes,
+                                  const std::function<void(std::string_view piece)>& sink) {
+  struct stat st {};
+  const fd_guard fd(open_snapshot_file(path, st));
+  std::string piece(chunk_bytes, '\0');
+  std::uint64_t at = 0;
+  for (;;) {
+    const std::uint64_t got = read_at(path, fd.get(), piece.data(), piece.size(), at);
+    if (got == 0) return at;
+    sink(std::string_view(piece.data(), got));
+    at += got;
+    if (got < piece.size()) return at;
+  }
+}
+
+std::uint64_t write_snapshot_bytes(const std::filesystem::path& final_path,
+                                   const std::function<std::string_view()>& next, mode_t mode) {
+  const std::filesystem::path dir =
+      final_path.parent_path().empty() ? std::filesystem::path(".") : final_path.parent_path();
+  const std::filesystem::path temp_path =
+      dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  const int fd =
+      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) system_failure(temp_path, "create", errno);
+  bool open = true;
+  try {
+    if (::fchmod(fd, mode & 0666) != 0) system_failure(temp_path, "fchmod", errno);
+    std::uint64_t written = 0;
+    for (std::string_view piece = next(); !piece.empty(); piece = next()) {
+      while (!piece.empty()) {
+        const ssize_t w = ::write(fd, piece.data(), piece.size());
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          system_failure(temp_path, "write", errno);
+        }
+        piece.remove_prefix(static_cast<std::size_t>(w));
+        written += static_cast<std::uint64_t>(w);
+      }
+    }
+    if (::fsync(fd) != 0) system_failure(temp_path, "fsync", errno);
+    open = false;
+    if (::close(fd) != 0) system_failure(temp_path, "close", errno);
+    if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
+      system_failure(final_path, "rename", errno);
+    fsync_dir(dir);
+    return written;
+  } catch (...) {
+    if (open) ::close(fd);
+    ::unlink(temp_path.c_str());
+    throw;
+  }
+}
+
+}  // namespace detail
 }  // namespace shmlog

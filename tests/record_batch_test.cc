@@ -44,7 +44,7 @@ TEST(record_batch, BytesThatDoNotDescribeRecordsInOrderAreRefusedWithTheReason) 
   EXPECT_EQ(why_refused(one.substr(0, 10), 64, 80), "a record header is cut short at byte 0");
   EXPECT_EQ(why_refused(one.substr(0, one.size() - 1), 64, 80),
             "the record at offset 64 says 3 bytes, but 2 are left");
-  EXPECT_EQ(why_refused(one, 72, 88), "record offset 64 is out of order (expected 72)");
+  EXPECT_EQ(why_refused(one, 72, 88), "record offset 64 is out of order (expected at least 72)");
   EXPECT_EQ(why_refused(one, 64, 96), "the last record ends at 80, not at the entry's end 96");
   EXPECT_EQ(why_refused(one, 64, 72),
             "the record at offset 64 ends at 80, beyond the entry's end 72");
@@ -57,10 +57,24 @@ TEST(record_batch, BytesThatDoNotDescribeRecordsInOrderAreRefusedWithTheReason) 
   pack_record(overlapping, 72, default_record_type, bytes("d"));  // inside the first
   EXPECT_EQ(why_refused(overlapping, 64, 88),
             "record offset 72 is out of order (expected at least 80)");
+  std::string unaligned;
+  pack_record(unaligned, 68, default_record_type, bytes("abc"));
+  EXPECT_EQ(why_refused(unaligned, 64, 84), "record offset 68 is not a multiple of 8");
   std::string padding;
   pack_record(padding, 64, padding_record_type, bytes("abc"));
   EXPECT_EQ(why_refused(padding, 64, 80),
             "the record at offset 64 is a padding record, which is never shipped");
+}
+
+// An entry covers the log from where the previous one ended: the source may have put padding
+// there, so the first record starts later (the mirror's append_at checks the padding).
+TEST(record_batch, FirstRecordAfterTheEntryStartIsPaddingTheMirrorChecks) {
+  std::string one;
+  pack_record(one, 4096, default_record_type, bytes("abc"));
+  std::string why;
+  const auto records = unpack_records(one, 4040, 4112, 1016, &why);
+  ASSERT_TRUE(records) << why;
+  EXPECT_EQ((*records)[0].offset, 4096u);
 }
 
 TEST(record_batch, RandomBytesAreRefusedOrDescribeRecordsWithinTheEntry) {

@@ -107,6 +107,9 @@ int run_tail(std::span<const std::string> args);
 int run_produce(std::span<const std::string> args);
 int run_replica(std::span<const std::string> args);
 int run_get(std::span<const std::string> args);
+int run_ship(std::span<const std::string> args);
+int run_mirror(std::span<const std::string> args);
+int run_promote(std::span<const std::string> args);
 int run_demo(std::span<const std::string> args);
 int run_demo_writer(std::span<const std::string> args);  // hidden: the demo's producer
 int run_demo_reader(std::span<const std::string> args);  // hidden: a demo replica

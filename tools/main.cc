@@ -37,6 +37,16 @@ Commands:
                           writes its state to FILE on SIGTERM
   get NAME KEY [--pid PID]
                           ask a running replica for KEY's value
+  ship NAME --redis URL [--key KEY] [--snapshot-dir DIR] [--max-entries N]
+                          a daemon that appends the log's records to a Redis stream (key KEY,
+                          default NAME), fenced on the history id; uploads the producer's
+                          snapshots from DIR when it is lapped or a mirror asks
+  mirror NAME --redis URL [--key KEY] [--snapshot-dir DIR]
+                          the writer of local log NAME, fed from KEY's stream: same capacity,
+                          history and offsets as the source; full resyncs through DIR
+  promote NAME --redis URL [--key KEY]
+                          after a failover: the stopped mirror NAME becomes KEY's source
+                          (new history, replid2 = the old one), fencing the old shipper
   demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K] [--slow-every N]
                           a live run: a key-value producer and N (default 3) replica processes,
                           one throttled and paused until it is lapped and full-resyncs; checks every
@@ -62,6 +72,9 @@ constexpr command commands[] = {
     {"produce", run_produce},
     {"replica", run_replica},
     {"get", run_get},
+    {"ship", run_ship},
+    {"mirror", run_mirror},
+    {"promote", run_promote},
     {"demo", run_demo},
     {"demo-writer", run_demo_writer},
     {"demo-reader", run_demo_reader},

@@ -25,7 +25,9 @@
 
 namespace shmlog::remote {
 
-// One stream entry: records [first_offset, end_offset) of the log, packed (record_batch.h).
+// One stream entry: the records of [first_offset, end_offset) of the log, packed
+// (record_batch.h). first_offset is where the previous entry ended (its end_offset), so a
+// missing entry shows as a gap; the first record may start later, after the source's padding.
 struct entry {
   std::uint64_t first_offset = 0;
   std::uint64_t end_offset = 0;  // the offset after the last record (its next_offset)
@@ -75,6 +77,11 @@ class engine {
   // The end offset of the newest entry, if any.
   virtual std::optional<std::uint64_t> newest_end(std::string_view key,
                                                   std::string_view replid) = 0;
+
+  // The newest entry of K's stream for `replid` whose first offset is at or below `offset`, if
+  // any: the entry that holds `offset` when a mirror resumes in the middle of one.
+  virtual std::optional<entry> at_or_before(std::string_view key, std::string_view replid,
+                                            std::uint64_t offset) = 0;
 
   // --- snapshots ----------------------------------------------------------------------------
   // Stores chunk `index` of snapshot generation `generation` of K.

@@ -55,11 +55,12 @@ std::optional<std::vector<unpacked_record>> unpack_records(std::string_view byte
                   (length > max_payload
                        ? "the log's largest payload is " + std::to_string(max_payload)
                        : std::to_string(bytes.size() - at) + " are left"));
-    if (r.offset % record_alignment != 0 || r.offset < next ||
-        (out.empty() && r.offset != first_offset))
-      return fail(
-          "record offset " + std::to_string(r.offset) + " is out of order (expected " +
-          (out.empty() ? std::to_string(first_offset) : "at least " + std::to_string(next)) + ")");
+    if (r.offset % record_alignment != 0)
+      return fail("record offset " + std::to_string(r.offset) + " is not a multiple of " +
+                  std::to_string(record_alignment));
+    if (r.offset < next)
+      return fail("record offset " + std::to_string(r.offset) + " is out of order (expected at " +
+                  "least " + std::to_string(next) + ")");
     if (r.type == padding_record_type)
       return fail("the record at offset " + std::to_string(r.offset) +
                   " is a padding record, which is never shipped");

@@ -36,10 +36,12 @@ struct unpacked_record {
   std::string_view payload;  // into the entry's bytes
 };
 
-// The records of an entry whose records are [first_offset, end_offset), or nullopt with
+// The records of an entry that covers [first_offset, end_offset) of the log, or nullopt with
 // `*why` saying what is wrong: a truncated record, a length above `max_payload`, an offset that
-// is not 8-aligned, not increasing by at least the previous record's frame, outside the entry's
-// range, or a first record that is not at first_offset.
+// is not 8-aligned, not increasing by at least the previous record's frame, or outside the
+// entry's range. An entry covers the log from where the previous entry ended, so its first
+// record may start after first_offset, by the padding the source put before it (a mirror's
+// append_at checks that it is exactly that); the last record ends at end_offset.
 std::optional<std::vector<unpacked_record>> unpack_records(std::string_view bytes,
                                                            std::uint64_t first_offset,
                                                            std::uint64_t end_offset,

@@ -580,6 +580,11 @@ class redis_engine final : public engine {
     return e->end_offset;
   }
 
+  std::optional<entry> at_or_before(std::string_view key, std::string_view replid,
+                                    std::uint64_t offset) override {
+    return edge(key, replid, "XREVRANGE", entry_id(offset), "-");
+  }
+
   void put_chunk(std::string_view key, std::uint64_t generation, std::uint64_t index,
                  std::string_view bytes) override {
     validate_name(key);

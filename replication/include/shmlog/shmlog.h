@@ -9,6 +9,7 @@
 #include "shmlog/producer.h"
 #include "shmlog/reader.h"
 #include "shmlog/record.h"
+#include "shmlog/remote.h"
 #include "shmlog/replica.h"
 #include "shmlog/replica_daemon.h"
 #include "shmlog/segment.h"
