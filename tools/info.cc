@@ -1,6 +1,7 @@
 // shmlog info: the Redis INFO-style report of a log, as text or as one JSON object.
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -148,6 +149,55 @@ std::vector<field> reader_fields(const reader_info& r) {
   };
 }
 
+// The ship and mirror daemons serving this log: its writer (a mirror) and readers labelled
+// "ship...", asked over their query sockets (shmlog::query_link). A process that runs no such
+// daemon has no socket and is skipped; one that does not answer properly is reported.
+struct link_row {
+  std::uint32_t pid = 0;
+  link_status status;
+  std::string problem;  // the query failed: why
+};
+
+std::vector<link_row> query_links(const log_info& i) {
+  std::vector<std::uint32_t> pids;
+  if (i.writer_alive && i.writer_pid != 0) pids.push_back(i.writer_pid);
+  for (const reader_info& r : i.readers)
+    if (r.label.rfind("ship", 0) == 0 && std::find(pids.begin(), pids.end(), r.pid) == pids.end())
+      pids.push_back(r.pid);
+  std::vector<link_row> rows;
+  for (std::uint32_t pid : pids) {
+    try {
+      if (auto s = query_link(static_cast<pid_t>(pid), i.name)) rows.push_back({pid, *s, {}});
+    } catch (const error& e) {
+      rows.push_back({pid, {}, e.what()});
+    }
+  }
+  return rows;
+}
+
+std::vector<field> link_fields(const link_row& l) {
+  if (!l.problem.empty()) return {{"pid", std::uint64_t{l.pid}}, {"error", l.problem}};
+  const link_status& s = l.status;
+  return {
+      {"role", s.role},
+      {"pid", std::uint64_t{l.pid}},
+      {"endpoint", s.endpoint},
+      {"key", s.key},
+      {"state", s.state},
+      {"replid", s.replid.str()},
+      {"offset", s.offset},
+      {"source_offset", s.source_offset},
+      {"lag_bytes", s.lag_bytes},
+      {"lag_ms", s.lag_ms},
+      {"records", s.records},
+      {"entries", s.entries},
+      {"snapshots", s.snapshots},
+      {"full_resyncs", s.full_resyncs},
+      {"last_error", s.last_error},
+      {"last_error_age_ms", s.last_error_age_ms},
+  };
+}
+
 // --- text -----------------------------------------------------------------------------------
 
 // Text values may not break the line, and reader values may not break the key=value list:
@@ -187,7 +237,17 @@ void print_text_section(const char* title, const std::vector<field>& fields) {
     std::printf("%s:%s\n", f.name.c_str(), text_value(f, false).c_str());
 }
 
-void print_text(const log_info& i) {
+void print_list_line(const std::string& prefix, const std::vector<field>& fields) {
+  std::string line = prefix + ":";
+  bool first = true;
+  for (const field& f : fields) {
+    line += (first ? "" : ",") + f.name + "=" + text_value(f, true);
+    first = false;
+  }
+  std::puts(line.c_str());
+}
+
+void print_text(const log_info& i, const std::vector<link_row>& links) {
   print_text_section("Log", log_fields(i));
   std::putchar('\n');
   print_text_section("Writer", writer_fields(i));
@@ -197,15 +257,12 @@ void print_text(const log_info& i) {
   print_text_section("Snapshot", snapshot_fields(i));
   std::putchar('\n');
   print_text_section("Readers", reader_summary_fields(i));
-  for (std::size_t n = 0; n < i.readers.size(); ++n) {
-    std::string line = "reader" + std::to_string(n) + ":";
-    bool first = true;
-    for (const field& f : reader_fields(i.readers[n])) {
-      line += (first ? "" : ",") + f.name + "=" + text_value(f, true);
-      first = false;
-    }
-    std::puts(line.c_str());
-  }
+  for (std::size_t n = 0; n < i.readers.size(); ++n)
+    print_list_line("reader" + std::to_string(n), reader_fields(i.readers[n]));
+  if (links.empty()) return;
+  std::puts("\n# Links");
+  for (std::size_t n = 0; n < links.size(); ++n)
+    print_list_line("link" + std::to_string(n), link_fields(links[n]));
 }
 
 // --- JSON -----------------------------------------------------------------------------------
@@ -280,7 +337,7 @@ void append_json_members(std::string& out, const std::vector<field>& fields) {
   }
 }
 
-void print_json(const log_info& i) {
+void print_json(const log_info& i, const std::vector<link_row>& links) {
   std::string out = "{";
   append_json_members(out, log_fields(i));
   append_json_members(out, writer_fields(i));
@@ -291,6 +348,12 @@ void print_json(const log_info& i) {
   for (std::size_t n = 0; n < i.readers.size(); ++n) {
     out += n ? ",{" : "{";
     append_json_members(out, reader_fields(i.readers[n]));
+    out += "}";
+  }
+  out += "],\"links\":[";
+  for (std::size_t n = 0; n < links.size(); ++n) {
+    out += n ? ",{" : "{";
+    append_json_members(out, link_fields(links[n]));
     out += "}";
   }
   out += "]}";
@@ -307,10 +370,11 @@ int run_info(std::span<const std::string> argv) {
     return exit_ok;
   }
   const log_info info = inspect(single_name(args, usage));
+  const std::vector<link_row> links = query_links(info);
   if (args.has("json"))
-    print_json(info);
+    print_json(info, links);
   else
-    print_text(info);
+    print_text(info, links);
   if (std::fflush(stdout) != 0) return exit_failure;
   // A half-written header block: everything else is shown, the block's fields are empty.
   for (const std::string& problem : info.problems)
