@@ -279,7 +279,11 @@ void mirror::check_meta(bool drained) {
   // Local replicas asking for a snapshot: forward once per new local request.
   const std::uint64_t local = w_->snapshot_requests();
   if (local > w_->announced_snapshot().requests_served && local > forwarded_local_ && !ticket_) {
-    need_snapshot_dir("a local replica asked for a snapshot");
+    if (snapshot_dir_.empty()) {  // nowhere to put it: the replica waits, and says so
+      log("a local replica asked for a snapshot, but the mirror has no snapshot directory");
+      forwarded_local_ = local;
+      return;
+    }
     ticket_ = static_cast<std::uint64_t>(engine_->increment_meta(key_, field::snap_requests, 1));
     forwarded_local_ = local;
     log("a local replica asked for a snapshot: asked the source (request " +
