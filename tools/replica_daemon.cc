@@ -259,9 +259,12 @@ int run_get(std::span<const std::string> argv) {
     if (reply->text == "ABSENT\n")
       throw command_failure(exit_failure, key + " is not set (replica pid " +
                                               std::to_string(rd.pid) + " " + at + ")");
-    throw command_failure(exit_failure, "replica pid " + std::to_string(rd.pid) +
-                                            " answered something else than a GET reply: '" +
-                                            one_line(reply->text) + "'");
+    // Another kind of daemon on the same socket (a shipper answers LINK, not GET): ask the next
+    // reader, unless this one was asked for by pid.
+    if (only_pid)
+      throw command_failure(exit_failure, "pid " + std::to_string(rd.pid) +
+                                              " answered something else than a GET reply: '" +
+                                              one_line(reply->text) + "'");
   }
   if (only_pid && tried.empty())
     throw command_failure(exit_failure, "pid " + std::to_string(*only_pid) +
