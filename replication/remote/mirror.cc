@@ -275,6 +275,20 @@ void mirror::check_meta(bool drained) {
     if (drained) on_history_change(*keyed);
     return;
   }
+  // Drained, but the key says its stream reaches further: the shipper went on from a snapshot
+  // beyond the mirror (it was lapped, or Redis lost the entries). The meta was read after the
+  // stream, so look once more: an entry added meanwhile is not a gap.
+  if (drained && shipped > m) {
+    const std::vector<entry> late = engine_->read(key_, keyed->replid.view(), cursor_,
+                                                  entries_per_read, std::chrono::milliseconds(0));
+    if (late.empty())
+      return full_resync("the key has shipped up to offset " + std::to_string(shipped) +
+                         ", but its stream holds nothing after the mirror's offset " +
+                         std::to_string(m));
+    for (const entry& e : late)
+      if (!apply(e)) return;
+    return;
+  }
 
   // Local replicas asking for a snapshot: forward once per new local request.
   const std::uint64_t local = w_->snapshot_requests();

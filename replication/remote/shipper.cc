@@ -238,6 +238,11 @@ void shipper::ship_from_snapshot(const std::string& why) {
       replid_ = s->replid;
       range_start_ = s->offset;
       positioned_ = true;
+      // The stream now goes on from the snapshot's offset: a mirror behind it must see the gap
+      // even if nothing more is appended (it compares `shipped` with its own offset).
+      if (!engine_->set_meta_if(key_, field::replid, replid_.view(),
+                                {{field::shipped, std::to_string(s->offset)}}))
+        return fence(engine_->meta(key_));
       tracker_.set_state("streaming");
       log("shipping from the snapshot's offset " + std::to_string(s->offset));
       return;
