@@ -519,10 +519,12 @@ mirror_result run_mirror(std::string_view log, const mirror_options& options,
     }
   } forget{signals};
   mirror m(log, options, *stop);
-  const detail::query_server server(std::string(log), [&m](std::string_view request) {
-    if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
-    return query_answer{std::nullopt, m.tracker().describe()};
-  });
+  std::optional<detail::query_server> server;
+  if (options.serve_link)
+    server.emplace(std::string(log), [&m](std::string_view request) {
+      if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
+      return query_answer{std::nullopt, m.tracker().describe()};
+    });
   return m.run();
 }
 

@@ -515,10 +515,12 @@ ship_result run_shipper(std::string_view log, const ship_options& options,
     }
   } forget{signals};
   shipper s(log, options, *stop);
-  const detail::query_server server(std::string(log), [&s](std::string_view request) {
-    if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
-    return query_answer{std::nullopt, s.tracker().describe()};
-  });
+  std::optional<detail::query_server> server;
+  if (options.serve_link)
+    server.emplace(std::string(log), [&s](std::string_view request) {
+      if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
+      return query_answer{std::nullopt, s.tracker().describe()};
+    });
   return s.run();
 }
 

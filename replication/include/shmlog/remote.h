@@ -67,6 +67,9 @@ struct ship_options {
   // How long to wait for the producer to answer a snapshot request before asking again.
   std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
   std::string label = "ship";  // the reader slot's label
+  // Answer query_link() on the process's query socket (one daemon with a socket per process:
+  // false to run a shipper beside another daemon in one process).
+  bool serve_link = true;
   link_log log;
   // Called once the shipper is streaming (Redis initialised, position chosen).
   std::function<void()> on_ready;
@@ -103,6 +106,7 @@ struct mirror_options {
   // How long to wait for the source to answer a snapshot request before asking again.
   std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
   std::chrono::milliseconds block = std::chrono::milliseconds(100);  // one blocking read
+  bool serve_link = true;  // as ship_options::serve_link
   link_log log;
   std::function<void()> on_ready;  // once the local log exists and follows the stream
 };
