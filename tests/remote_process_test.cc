@@ -335,6 +335,25 @@ TEST_F(remote_processes, SteadyStreamMakesTheMirrorIdenticalToTheSource) {
   EXPECT_TRUE(contains(m->err(), "stopped at offset " + std::to_string(offset))) << m->err();
 }
 
+// A mirror started while the source is still empty (the stream has no entry yet, nothing was
+// shipped, no snapshot) creates its log at the source's start: there is nothing a snapshot
+// could hold, so it needs neither one nor a snapshot directory.
+TEST_F(remote_processes, MirrorOfAnEmptySourceStartsAtItsStartWithoutASnapshot) {
+  redis_server redis;
+  auto p = producer("1M");
+  auto s = ship(redis.url());
+  EXPECT_TRUE(contains(s->await_err("shipping log '" + a_.name() + "'"), "from offset 0"));
+  cli m({"mirror", b_.name(), "--redis", redis.url(), "--key", a_.name()});
+  EXPECT_TRUE(contains(m.await_err("created local log '" + b_.name() + "'"),
+                       "at the source's start, offset 0"));
+  const std::uint64_t offset = produce(*p, 0, 1000);
+  await_mirrored(offset);
+  expect_identical();
+  EXPECT_FALSE(contains(m.err(), "snapshot")) << m.err();
+  EXPECT_EQ(s->terminate(), 0);
+  EXPECT_EQ(m.terminate(), 0);
+}
+
 // kill -9 of the shipper while the producer goes on: the next one resends from the end of the
 // stream, so Redis holds every record once (each entry starts where the one before ended) and
 // B ends identical to A.
