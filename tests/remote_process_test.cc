@@ -558,7 +558,8 @@ TEST_F(remote_processes, CorruptSnapshotChunkIsRefusedAndAFreshUploadServes) {
   EXPECT_TRUE(fs::is_empty(b_dir_.path()));
 
   s = ship(redis.url());
-  m->await_err("downloaded snapshot generation ");
+  const std::string downloaded = m->await_err("downloaded snapshot generation ");
+  EXPECT_FALSE(contains(downloaded, "generation " + generation + " ")) << downloaded;
   EXPECT_TRUE(
       contains(m->await_err("created local log '" + b_.name() + "'"), "at snapshot offset"));
   const std::uint64_t offset = produce(*p, 2000, 300);  // streamed after the snapshot
