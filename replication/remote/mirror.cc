@@ -171,7 +171,12 @@ bool mirror::open_or_create() {
   c.mode = o_.mode;
   c.history = *keyed;
   const std::uint64_t start = meta_number(meta, key_, field::start_offset).value_or(0);
-  if (engine_->oldest(key_, keyed->replid.view()) == start) {
+  const std::optional<std::uint64_t> oldest = engine_->oldest(key_, keyed->replid.view());
+  // An empty stream with nothing shipped and no snapshot: the source has written nothing yet
+  // (or nothing since its shipper started at its start), so there is nothing to load.
+  const bool nothing_shipped = !oldest && !meta_snapshot(meta, key_) &&
+                               meta_number(meta, key_, field::shipped).value_or(start) == start;
+  if (oldest == start || nothing_shipped) {
     c.start_offset = start;
     w_.emplace(writer::create(log_, c));
     log("created local log '" + log_ + "' (capacity " + std::to_string(*capacity) + ", history " +
