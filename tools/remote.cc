@@ -73,8 +73,8 @@ int run_ship(std::span<const std::string> argv) {
 
 int run_mirror(std::span<const std::string> argv) {
   static constexpr const char* usage =
-      "shmlog mirror NAME --redis URL [--key KEY] [--snapshot-dir DIR] [--readers N] "
-      "[--mode OCTAL]";
+      "shmlog mirror NAME --redis URL [--redis-master URL] [--key KEY] [--snapshot-dir DIR] "
+      "[--readers N] [--mode OCTAL]";
   const parsed_args args = parse_args(
       argv,
       {{"redis", true}, {"key", true}, {"snapshot-dir", true}, {"readers", true}, {"mode", true}});
@@ -86,6 +86,10 @@ int run_mirror(std::span<const std::string> argv) {
   validate_name(name);
   mirror_options o;
   o.redis_url = redis_option(args, usage);
+  if (const auto m = args.value("redis-master")) {
+    if (m->empty()) throw usage_error("bad --redis-master '': expected a redis:// URL");
+    o.redis_master_url = *m;
+  }
   o.key = key_option(args, name);
   if (args.has("snapshot-dir"))
     o.snapshot_dir = snapshot_dir_option(args, true, "where the mirror writes snapshots");

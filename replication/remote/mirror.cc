@@ -76,6 +76,9 @@ class mirror {
         key_(o.key.empty() ? std::string(log) : o.key),
         stop_(stop),
         engine_(connect_redis(o.redis_url, {.connect_at_once = false})),
+        master_(o.redis_master_url.empty()
+                    ? nullptr
+                    : connect_redis(o.redis_master_url, {.connect_at_once = false})),
         tracker_(link_status{
             .role = "mirror", .endpoint = engine_->endpoint(), .key = key_, .state = "starting"}) {
     validate_name(log);
@@ -109,12 +112,19 @@ class mirror {
   snapshot_meta download(const remote_snapshot& s);
   void announce(snapshot_meta s);
   void need_snapshot_dir(const std::string& why) const;
+  // Asks the source for a snapshot (the key's snap_requests, on the master if there is one);
+  // returns the ticket the answer will carry.
+  std::uint64_t ask_for_snapshot() {
+    engine& writes = master_ ? *master_ : *engine_;
+    return static_cast<std::uint64_t>(writes.increment_meta(key_, field::snap_requests, 1));
+  }
 
   std::string log_;
   const mirror_options& o_;
   std::string key_;
   const std::atomic<bool>& stop_;
   std::unique_ptr<engine> engine_;
+  std::unique_ptr<engine> master_;  // for the snapshot requests, if redis_master_url is set
   link_tracker tracker_;
   std::filesystem::path snapshot_dir_;
 
@@ -303,7 +313,7 @@ void mirror::check_meta(bool drained) {
       forwarded_local_ = local;
       return;
     }
-    ticket_ = static_cast<std::uint64_t>(engine_->increment_meta(key_, field::snap_requests, 1));
+    ticket_ = ask_for_snapshot();
     forwarded_local_ = local;
     log("a local replica asked for a snapshot: asked the source (request " +
         std::to_string(*ticket_) + ")");
@@ -381,7 +391,7 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
         ticket_.reset();
         continue;
       }
-      ticket_ = static_cast<std::uint64_t>(engine_->increment_meta(key_, field::snap_requests, 1));
+      ticket_ = ask_for_snapshot();
       asked = true;
       log("asked the source for a snapshot (request " + std::to_string(*ticket_) + ")");
       continue;
@@ -417,8 +427,7 @@ std::optional<remote_snapshot> mirror::wait_for_snapshot(std::uint64_t ticket) {
 // then the whole file against the meta and verify_snapshot(). Throws bad_snapshot, leaving no
 // file behind, if anything does not match.
 snapshot_meta mirror::download(const remote_snapshot& s) {
-  const std::uint64_t local_generation =
-      (w_ ? w_->announced_snapshot().generation : last_generation_) + 1;
+  const std::uint64_t local_generation = (w_ ? w_->announced_snapshot().generation : 0) + 1;
   const std::filesystem::path path =
       snapshot_dir_ / snapshot_file_name(log_, s.offset, local_generation);
   const auto refuse = [&](const std::string& why) {

@@ -96,6 +96,10 @@ ship_result run_shipper(std::string_view log, const ship_options& options,
 
 struct mirror_options {
   std::string redis_url;
+  // The one write a mirror makes, a snapshot request (a gap, or a local replica's), goes here
+  // if set: the master, when redis_url is a read-only replica (Redis `replicaof`). Empty:
+  // redis_url.
+  std::string redis_master_url;
   std::string key;  // empty: the log's name
   // Where the mirror writes the snapshots it downloads (a full resync of the mirror, or a local
   // replica's request): local replicas load them from here, as from a producer's. Empty: the
