@@ -8,9 +8,12 @@
 #      also probes the cross-core floor around every pinned case;
 #   2. the Google Benchmark micro-benchmarks (bench/micro: shmlog_micro);
 #   3. instruction counts per append and per poll under callgrind (bench/perf/callgrind.sh);
+#   4. remote replication through Redis on loopback, beside Redis's own replication
+#      (bench/remote: shmlog_remote_bench; about 1 minute, 30 s with --quick);
 # and writes
 #   bench/results/latest.json   every result: "machine", "results" (harness cases), "micro"
-#                               (Google Benchmark's JSON) and "instructions" (callgrind)
+#                               (Google Benchmark's JSON), "instructions" (callgrind) and
+#                               "remote" (shmlog_remote_bench)
 #   bench/results/latest.txt    the printed tables
 #   bench/results/plot-data/    tab-separated data for the plots
 #   bench/results/*.png         the plots (bench/plot.sh), unless --no-plots
@@ -40,7 +43,7 @@ tools/install-deps.sh bench
 echo "== build ($build, Release)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSHMLOG_SANITIZE= \
   -DSHMLOG_BUILD_TESTS=OFF -DSHMLOG_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target shmlog_bench shmlog_micro shmlog_instr
+cmake --build "$build" --target shmlog_bench shmlog_micro shmlog_instr shmlog_remote_bench
 
 results=bench/results
 mkdir -p "$results"
@@ -60,13 +63,19 @@ bench/perf/callgrind.sh --build-dir "$build" --json >"$scratch/instructions.json
   2>"$scratch/instructions.txt"
 cat "$scratch/instructions.txt"
 
+echo "== remote replication through Redis (bench/remote)"
+"$build/bench/remote/shmlog_remote_bench" "${quick_flag[@]}" --out "$scratch/remote.json" \
+  >"$scratch/remote.txt"
+cat "$scratch/remote.txt"
+
 echo "== multi-process harness and baselines (bench/harness)"
 # --retry-noisy: a case that other processes disturbed, or that ran while the host had placed
 # the two vCPUs differently from the reference floor, is run again (up to 3 times) and the least
 # disturbed run is kept. The choice looks at the machine, never at the result.
 "$build/bench/harness/shmlog_bench" suite "${quick_flag[@]}" --retry-noisy 3 --out "$results/latest.json" \
   --plot-dir "$results/plot-data" \
-  --attach micro="$scratch/micro.json" --attach instructions="$scratch/instructions.json" |
+  --attach micro="$scratch/micro.json" --attach instructions="$scratch/instructions.json" \
+  --attach remote="$scratch/remote.json" |
   tee "$scratch/harness.txt"
 
 {
@@ -77,6 +86,8 @@ echo "== multi-process harness and baselines (bench/harness)"
   echo
   echo "MICRO-BENCHMARKS (Google Benchmark)"
   cat "$scratch/micro.txt"
+  echo
+  cat "$scratch/remote.txt"
 } >"$results/latest.txt"
 
 if ((plots)); then
