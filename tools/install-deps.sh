@@ -10,7 +10,7 @@ packages=(
   pkg-config                # finds hiredis (Debian ships no CMake config for it)
   libboost-dev              # Boost.Interprocess (header-only), used inside the library
   libhiredis-dev            # hiredis 0.14, the Redis client of remote replication (ship, mirror)
-  redis-server              # tests/ only: the Redis tests start a real server, never a mock
+  redis-server              # tests and bench: a real server is started, never a mock
   libgtest-dev              # GoogleTest, for tests/
   nlohmann-json3-dev        # JSON parser (header-only), for tests/ only: checks `info --json`
   libbenchmark-dev          # Google Benchmark, for bench/
