@@ -12,7 +12,9 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -524,6 +526,45 @@ TEST_F(remote_processes, MirrorReadsFromARedisReplica) {
   expect_identical();
   EXPECT_EQ(replica.command({"ROLE"}).elements.at(0).str, "slave");
   EXPECT_FALSE(contains(m->err(), "error")) << m->err();
+  EXPECT_EQ(s->terminate(), 0);
+  EXPECT_EQ(m->terminate(), 0);
+}
+
+// A replica of the mirror needs a snapshot; the mirror reads a read-only Redis replica, so it
+// sends the request to the master (--redis-master), the shipper answers through the master, and
+// the snapshot reaches the mirror through the replica. Without --redis-master the request fails
+// with READONLY for ever.
+TEST_F(remote_processes, MirrorOnARedisReplicaSendsSnapshotRequestsToTheMaster) {
+  redis_server master({"--repl-diskless-sync-delay", "0"});
+  redis_server replica({"--replicaof", "127.0.0.1", std::to_string(master.port())});
+  auto p = producer("1M");
+  const std::uint64_t offset = produce(*p, 0, 500);
+  auto s = ship(master.url());
+  s->await_err("shipping log '" + a_.name() + "'");
+  auto m = mirror(replica.url(), {"--redis-master", master.url()});
+  try {
+    await_mirrored(offset);
+  } catch (...) {
+    ADD_FAILURE() << m->err() << s->err();
+    throw;
+  }
+  const std::string b_dump = b_dir_.file("b.dump");
+  cli rb({"replica", b_.name(), "--snapshot-dir", b_dir_.str(), "--dump", b_dump});
+  m->await_err("a local replica asked for a snapshot: asked the source");
+  s->await_err("uploaded snapshot generation 1 ");
+  rb.await_err("full_resync_done");
+  EXPECT_FALSE(contains(m->err(), "READONLY")) << m->err();
+  EXPECT_EQ(rb.terminate(), 0) << rb.err();
+  const std::string a_dump = a_dir_.file("a.dump");
+  cli ra({"replica", a_.name(), "--snapshot-dir", a_dir_.str(), "--dump", a_dump});
+  ra.await_err("full_resync_done");
+  EXPECT_EQ(ra.terminate(), 0) << ra.err();
+  std::ifstream a_in(a_dump), b_in(b_dump);
+  std::stringstream a_text, b_text;
+  a_text << a_in.rdbuf();
+  b_text << b_in.rdbuf();
+  EXPECT_FALSE(a_text.str().empty());
+  EXPECT_EQ(b_text.str(), a_text.str());
   EXPECT_EQ(s->terminate(), 0);
   EXPECT_EQ(m->terminate(), 0);
 }

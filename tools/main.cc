@@ -41,7 +41,7 @@ Commands:
                           a daemon that appends the log's records to a Redis stream (key KEY,
                           default NAME), fenced on the history id; uploads the producer's
                           snapshots from DIR when it is lapped or a mirror asks
-  mirror NAME --redis URL [--key KEY] [--snapshot-dir DIR]
+  mirror NAME --redis URL [--redis-master URL] [--key KEY] [--snapshot-dir DIR]
                           the writer of local log NAME, fed from KEY's stream: same capacity,
                           history and offsets as the source; full resyncs through DIR
   promote NAME --redis URL [--key KEY]

@@ -75,9 +75,12 @@ int run_mirror(std::span<const std::string> argv) {
   static constexpr const char* usage =
       "shmlog mirror NAME --redis URL [--redis-master URL] [--key KEY] [--snapshot-dir DIR] "
       "[--readers N] [--mode OCTAL]";
-  const parsed_args args = parse_args(
-      argv,
-      {{"redis", true}, {"key", true}, {"snapshot-dir", true}, {"readers", true}, {"mode", true}});
+  const parsed_args args = parse_args(argv, {{"redis", true},
+                                             {"redis-master", true},
+                                             {"key", true},
+                                             {"snapshot-dir", true},
+                                             {"readers", true},
+                                             {"mode", true}});
   if (args.has("help")) {
     print_usage(usage);
     return exit_ok;
