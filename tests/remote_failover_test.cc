@@ -368,13 +368,15 @@ TEST(remote_failover, RedisRestartedEmptyIsReinitialisedAndTheMirrorEndsIdentica
 }
 
 // The shipper keeps about 2 entries (--max-entries 2; Redis trims whole nodes, 4 entries each
-// here) while the mirror is stopped: the restarted mirror finds the stream begins beyond its
-// master offset, asks for a snapshot, full-resyncs, and a replica of it ends with the
-// producer's state.
-TEST(remote_failover, StreamTrimmedPastAStoppedMirrorMakesItFullResync) {
+// here) while the mirror is stopped at offset M: the restarted mirror finds the stream begins
+// beyond M, asks for a snapshot, full-resyncs (reset_to the snapshot's offset S), and the log
+// it then holds, read by `tail` and by a replica, is the source's from S on. Batches are
+// written until the stream's oldest entry is beyond M and the source is at least at
+// `at_least`; returns S.
+void trimmed_stream_then_mirror_restarts(const std::string& capacity, std::uint64_t at_least) {
   redis_server redis({"--stream-node-max-entries", "4"});
   source a;
-  a.start_producer("1M");
+  a.start_producer(capacity);
   scoped_log b(unique_log_name("rfB"));
   scratch_dir bdir;
   scratch_dir dumps;
@@ -402,24 +404,42 @@ TEST(remote_failover, StreamTrimmedPastAStoppedMirrorMakesItFullResync) {
     const auto oldest = redis.command({"XRANGE", stream, "-", "+", "COUNT", "1"});
     if (oldest.elements.empty()) return false;
     const std::string id = oldest.elements[0].elements.at(0).str;
-    return std::stoull(id.substr(0, id.find('-'))) > stopped_at;
+    return std::stoull(id.substr(0, id.find('-'))) > stopped_at && end >= at_least;
   })) << l.ship->err();
   EXPECT_LE(redis.command({"XLEN", stream}).integer, 2 + 4);
 
   l.start_mirror("continuing local log");
   ASSERT_TRUE(l.mirror->wait_for_err("full resync: a gap in the stream"))
       << l.mirror->err() << l.ship->err();
-  ASSERT_TRUE(l.mirror->wait_for_err("full resync done: ")) << l.mirror->err();
-  ASSERT_TRUE(l.ship->wait_for_err("a mirror asked for a snapshot")) << l.ship->err();
+  const auto done = l.mirror->wait_for_err("full resync done: ");
+  ASSERT_TRUE(done) << l.mirror->err();
   const std::uint64_t last = a.write(30);
   ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
+  // The mirror holds nothing before the snapshot's offset: its oldest record is there.
+  const std::size_t from = done->find("goes on from offset ");
+  ASSERT_NE(from, std::string::npos) << *done;
+  const std::uint64_t snapshot_offset = std::stoull(done->substr(from + 20));
+  EXPECT_EQ(shmlog::inspect(b).window.first_byte_offset, snapshot_offset);
   expect_same_records(b, a.log);
+  EXPECT_EQ(tail(b).begin()->first, snapshot_offset);
   const std::string expected = a.model.dump(last);
   EXPECT_EQ(replica_dump(b, bdir, dumps.file("b.dump")), expected);
   for (cli_process* p : {&*l.mirror, &*l.ship}) {
     const run_result r = p->stop();
     EXPECT_EQ(r.status, 0) << describe(r);
   }
+}
+
+// The snapshot's offset is beyond the ring's first intent chunk (capacity / 16 = 4K here).
+TEST(remote_failover, StreamTrimmedPastAStoppedMirrorMakesItFullResync) {
+  trimmed_stream_then_mirror_restarts("64K", 8192);
+}
+
+// The same with the snapshot's offset inside the first intent chunk of the mirror's log
+// (capacity 1M: 64K; the source stays below that): reset_to must leave the mirror holding
+// nothing before the snapshot's offset, although the ring has not wrapped.
+TEST(remote_failover, FullResyncToAnOffsetInTheMirrorsFirstChunkHoldsNothingBeforeIt) {
+  trimmed_stream_then_mirror_restarts("1M", 0);
 }
 
 // "name: value" lines of `shmlog info`.
@@ -541,10 +561,12 @@ TEST(remote_failover, SourceHistoryChangeIsFollowedByTheMirror) {
   link l(redis, a, b, bdir);
   l.start_ship();
   l.start_mirror("created local log");
-  for (int i = 0; i < 4; ++i)
-    a.write(200);  // well over 64K: offset 0 is overwritten
+  // Until offset 0 is overwritten (the window moves a sixteenth of the ring at a time).
+  ASSERT_TRUE(eventually([&] {
+    a.write(200);
+    return shmlog::inspect(a.log).window.first_byte_offset > 0;
+  }));
   ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
-  ASSERT_GT(shmlog::inspect(a.log).window.first_byte_offset, 0u);
   const shmlog::history_id old_replid = shmlog::inspect(a.log).history.replid;
   {
     const run_result r = a.producer->stop();
@@ -557,7 +579,7 @@ TEST(remote_failover, SourceHistoryChangeIsFollowedByTheMirror) {
   const shmlog::history_state h = shmlog::inspect(a.log).history;
   ASSERT_NE(h.replid, old_replid);
 
-  const std::uint64_t last = a.write(100);
+  a.write(100);
   ASSERT_TRUE(l.ship->wait_for_err("published history " + h.replid.str())) << l.ship->err();
   const auto followed = [&](const std::string& line) {
     return contains(line, "followed the key's new history") || contains(line, "full resync done");
@@ -567,6 +589,7 @@ TEST(remote_failover, SourceHistoryChangeIsFollowedByTheMirror) {
     ASSERT_TRUE(line) << l.mirror->err();
     if (followed(*line)) break;
   }
+  const std::uint64_t last = a.write(100);
   ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
   EXPECT_EQ(shmlog::inspect(b).history.replid, h.replid);
   expect_same_records(b, a.log);
