@@ -602,4 +602,27 @@ TEST(remote_failover, SourceHistoryChangeIsFollowedByTheMirror) {
   }
 }
 
+// A mirror started before the source appended anything (the shipper initialised the key, the
+// stream is still empty) starts at the source log's start, as the stream will: it needs no
+// snapshot, so it runs without a snapshot directory.
+TEST(remote_failover, MirrorStartedBeforeTheFirstRecordStartsAtTheSourcesStart) {
+  redis_server redis;
+  source a;
+  a.start_producer("64K");
+  scoped_log b(unique_log_name("rfB"));
+  cli_process ship({"ship", a.log, "--redis", redis.url()});
+  ASSERT_TRUE(ship.wait_for_err("shipping log ")) << ship.err();
+  cli_process mirror({"mirror", b, "--redis", redis.url(), "--key", a.log});
+  ASSERT_TRUE(mirror.wait_for_err("created local log")) << mirror.err();
+  const std::uint64_t last = a.write(100);
+  ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << mirror.err() << ship.err();
+  EXPECT_EQ(master_offset(b), last);
+  EXPECT_EQ(tail(b), tail(a.log));
+  const run_result m = mirror.stop();
+  EXPECT_EQ(m.status, 0) << describe(m);
+  EXPECT_TRUE(contains(m.err, "at the source's start, offset 0")) << m.err;
+  EXPECT_FALSE(contains(m.err, "snapshot")) << m.err;
+  EXPECT_EQ(ship.stop().status, 0);
+}
+
 }  // namespace
