@@ -171,7 +171,11 @@ bool mirror::open_or_create() {
   c.mode = o_.mode;
   c.history = *keyed;
   const std::uint64_t start = meta_number(meta, key_, field::start_offset).value_or(0);
-  if (engine_->oldest(key_, keyed->replid.view()) == start) {
+  // An empty stream that nothing was shipped into yet (no `shipped`, or at the start) begins
+  // where the source's first record will.
+  const std::optional<std::uint64_t> oldest = engine_->oldest(key_, keyed->replid.view());
+  if (oldest ? *oldest == start
+             : meta_number(meta, key_, field::shipped).value_or(start) == start) {
     c.start_offset = start;
     w_.emplace(writer::create(log_, c));
     log("created local log '" + log_ + "' (capacity " + std::to_string(*capacity) + ", history " +
