@@ -625,4 +625,71 @@ TEST(remote_failover, MirrorStartedBeforeTheFirstRecordStartsAtTheSourcesStart) 
   EXPECT_EQ(ship.stop().status, 0);
 }
 
+// A gap the running mirror sees: it is held (SIGSTOP) while records are appended and the stream
+// is trimmed to its newest entry, then goes on. Returns the mirror's log from the gap to the end
+// of the full resync.
+std::string gap_and_full_resync(source& a, link& l, const redis_server& redis) {
+  const pid_t mirror = l.mirror->pid();
+  if (::kill(mirror, SIGSTOP) != 0) throw std::runtime_error("cannot stop the mirror");
+  int status = 0;
+  ::waitpid(mirror, &status, WUNTRACED);
+  // Batches, each shipped before the next, so that the newest entry starts beyond what the
+  // mirror has: the first may still reach it, in the answer to the blocking read it was in.
+  const std::string meta = "shmlog:{" + a.log.name() + "}:meta";
+  for (int batch = 0; batch < 3; ++batch) {
+    const std::uint64_t end = a.write(25);
+    if (!eventually([&] {
+          return redis.command({"HGET", meta, "shipped"}).str == std::to_string(end);
+        }))
+      throw std::runtime_error("not shipped: " + l.ship->err());
+  }
+  const std::string replid = redis.command({"HGET", meta, "replid"}).str;
+  redis.command({"XTRIM", "shmlog:{" + a.log.name() + "}:stream:" + replid, "MAXLEN", "1"});
+  ::kill(mirror, SIGCONT);
+  std::string seen;
+  for (;;) {
+    const auto line = l.mirror->wait_for_err(" mirror[");
+    if (!line) throw std::runtime_error("the mirror did not full-resync: " + l.mirror->err());
+    if (contains(*line, "full resync: a gap in the stream") || !seen.empty()) seen += *line + "\n";
+    if (contains(*line, "full resync done: ")) return seen;
+  }
+}
+
+// Redis restarted empty between two full resyncs of one mirror: the key's snapshot generations
+// start again from 1, and the mirror takes the new generation 1 as the fresh snapshot it is,
+// not as the generation it already downloaded before the restart (which would make it wait for
+// the source's answer until its snapshot timeout, then ask again).
+TEST(remote_failover, SnapshotGenerationsRestartedWithRedisAreNotTakenForOldOnes) {
+  redis_server redis;
+  source a;
+  a.start_producer("64K");
+  scoped_log b(unique_log_name("rfB"));
+  scratch_dir bdir;
+  scratch_dir dumps;
+  link l(redis, a, b, bdir);
+  l.start_ship();
+  l.start_mirror("created local log");
+  a.write(20);
+  ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
+  const std::string first = gap_and_full_resync(a, l, redis);
+  EXPECT_TRUE(contains(first, "downloaded snapshot generation 1 ")) << first;
+
+  redis.restart_empty();
+  a.write(20);
+  ASSERT_TRUE(l.ship->wait_for_err("initialised key '" + a.log.name() + "'")) << l.ship->err();
+  ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
+  const std::string second = gap_and_full_resync(a, l, redis);
+  EXPECT_TRUE(contains(second, "downloaded snapshot generation 1 ")) << second;
+  EXPECT_FALSE(contains(second, "did not answer")) << second;
+
+  const std::uint64_t last = a.write(30);
+  ASSERT_TRUE(eventually([&] { return caught_up(b, a.log); })) << l.mirror->err();
+  expect_same_records(b, a.log);
+  EXPECT_EQ(replica_dump(b, bdir, dumps.file("b.dump")), a.model.dump(last));
+  for (cli_process* p : {&*l.mirror, &*l.ship}) {
+    const run_result r = p->stop();
+    EXPECT_EQ(r.status, 0) << describe(r);
+  }
+}
+
 }  // namespace
