@@ -138,6 +138,17 @@ class mirror {
   std::uint64_t forwarded_local_ = 0;
   std::optional<std::uint64_t> ticket_;
   std::uint64_t last_generation_ = 0;  // downloaded, or refused
+  std::string last_crc_;               // and its checksum
+  // Not the snapshot downloaded or refused last. Generations only grow within one Redis life,
+  // but start again from 1 after Redis restarted empty: a generation below the last one, or the
+  // same one with another checksum, is a new snapshot too.
+  bool fresh(const remote_snapshot& s) const {
+    return s.generation != last_generation_ || s.crc != last_crc_;
+  }
+  void seen(const remote_snapshot& s) {
+    last_generation_ = s.generation;
+    last_crc_ = s.crc;
+  }
 };
 
 void mirror::need_snapshot_dir(const std::string& why) const {
@@ -320,7 +331,7 @@ void mirror::check_meta(bool drained) {
   }
   if (!ticket_) return;
   const std::optional<remote_snapshot> s = meta_snapshot(meta, key_);
-  if (!s || s->served < *ticket_ || s->generation <= last_generation_) return;
+  if (!s || s->served < *ticket_ || !fresh(*s)) return;
   if (s->replid != w_->history().replid) {
     ticket_.reset();  // of another history: the next local request asks again
     return;
@@ -382,8 +393,8 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
     if (!keyed) return std::nullopt;
     std::optional<remote_snapshot> s = meta_snapshot(meta, key_);
     const auto oldest = engine_->oldest(key_, keyed->replid.view());
-    const bool usable = s && s->replid == keyed->replid && s->offset >= at_least &&
-                        s->generation > last_generation_ && (!oldest || *oldest <= s->offset);
+    const bool usable = s && s->replid == keyed->replid && s->offset >= at_least && fresh(*s) &&
+                        (!oldest || *oldest <= s->offset);
     if (!usable) {
       if (asked) {
         s = wait_for_snapshot(*ticket_);
@@ -402,7 +413,7 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
       return std::pair(*s, std::move(file));
     } catch (const error& e) {
       if (e.code() != errc::bad_snapshot) throw;
-      last_generation_ = s->generation;  // not this one again
+      seen(*s);  // not this one again
       tracker_.error(e.what());
       log(std::string("refused snapshot: ") + e.what());
     }
@@ -414,7 +425,7 @@ std::optional<remote_snapshot> mirror::wait_for_snapshot(std::uint64_t ticket) {
   const auto deadline = std::chrono::steady_clock::now() + o_.snapshot_timeout;
   while (!stopping() && std::chrono::steady_clock::now() < deadline) {
     const std::optional<remote_snapshot> s = meta_snapshot(engine_->meta(key_), key_);
-    if (s && s->served >= ticket && s->generation > last_generation_) return s;
+    if (s && s->served >= ticket && fresh(*s)) return s;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (!stopping())
@@ -463,7 +474,7 @@ snapshot_meta mirror::download(const remote_snapshot& s) {
       throw refuse("the file is of offset " + std::to_string(v.offset) + " and " +
                    std::to_string(v.file_bytes()) + " bytes, not " + std::to_string(s.offset) +
                    " and " + std::to_string(s.bytes));
-    last_generation_ = s.generation;
+    seen(s);
     log("downloaded snapshot generation " + std::to_string(s.generation) + " to " + path.string() +
         " (offset " + std::to_string(s.offset) + ", " + std::to_string(s.bytes) + " bytes)");
     return v;
