@@ -166,11 +166,16 @@ std::vector<link_row> query_links(const log_info& i) {
       pids.push_back(r.pid);
   std::vector<link_row> rows;
   for (std::uint32_t pid : pids) {
+    link_row row;
+    row.pid = pid;
     try {
-      if (auto s = query_link(static_cast<pid_t>(pid), i.name)) rows.push_back({pid, *s, {}});
+      const std::optional<link_status> s = query_link(static_cast<pid_t>(pid), i.name);
+      if (!s) continue;
+      row.status = *s;
     } catch (const error& e) {
-      rows.push_back({pid, {}, e.what()});
+      row.problem = e.what();
     }
+    rows.push_back(std::move(row));
   }
   return rows;
 }
