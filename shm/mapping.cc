@@ -390,8 +390,9 @@ backlog_window read_window(const mapping& m) {
           master = h.master_offset.load(std::memory_order_acquire);
           // Wrapped: the ring no longer holds everything since the log's start, and the oldest
           // record is the first one at or after the boundary a ring below the intent.
-          wrapped = geo.lowest_held(intent) > geo.start_offset;
-          boundary = wrapped ? intent - geo.capacity : geo.start_offset;
+          const std::optional<std::uint64_t> oldest = geo.oldest_boundary(intent);
+          wrapped = oldest.has_value();
+          boundary = oldest.value_or(geo.start_offset);
           first = wrapped ? h.checkpoints[(boundary / geo.intent_chunk) % checkpoint_count].load(
                                 std::memory_order_acquire)
                           : geo.start_offset;

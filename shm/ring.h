@@ -47,11 +47,21 @@ struct geometry {
   std::uint64_t total_size = 0;
   std::uint64_t start_offset = 0;  // nothing before it was ever held (a mirror's log)
 
-  // The lowest offset the ring can still hold with this write intent: a chunk boundary, or
-  // where the log started.
+  // The chunk boundary a ring below this write intent, whose checkpoint names the oldest record
+  // held, or nullopt while the ring still holds everything since the log's start (the oldest
+  // record is then start_offset). From the boundary of the start's own chunk on, the checkpoint
+  // decides: it is the start at creation, and a mirror's reset_to(Y) within that chunk sets it
+  // to Y, which start_offset alone could not say (docs/design.md, "What a mirror needs").
+  std::optional<std::uint64_t> oldest_boundary(std::uint64_t intent) const noexcept {
+    if (intent < capacity) return std::nullopt;
+    const std::uint64_t boundary = intent - capacity;
+    if (boundary < (start_offset & ~(intent_chunk - 1))) return std::nullopt;
+    return boundary;
+  }
+  // The lowest offset the ring can still hold with this write intent: that boundary, or where
+  // the log started.
   std::uint64_t lowest_held(std::uint64_t intent) const noexcept {
-    const std::uint64_t oldest = intent > capacity ? intent - capacity : 0;
-    return oldest > start_offset ? oldest : start_offset;
+    return oldest_boundary(intent).value_or(start_offset);
   }
 };
 

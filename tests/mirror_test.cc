@@ -186,5 +186,29 @@ TEST_F(mirror_log, AResetToTheSnapshotsOffsetStartsTheWindowThere) {
   EXPECT_EQ(again.master_offset(), snapshot_at + 16);
 }
 
+// A reset to an offset in the log's own first chunk (a young mirror's first full resync): the
+// window must start there too, although the ring never wrapped. It used to start at the log's
+// start, and readers walked into the records from before the reset and the unwritten bytes after.
+TEST_F(mirror_log, AResetWithinTheLogsFirstChunkHoldsNothingBeforeIt) {
+  writer mirror = writer::create(mirror_name.name(), {.capacity = 64 << 10});  // chunks of 4K
+  mirror.append("a");
+  mirror.append("b");  // master 32
+  const history_state source{history_id::random()};
+  constexpr std::uint64_t snapshot_at = 1568;
+  mirror.reset_to(source, snapshot_at);
+  const log_info info = inspect(mirror_name.name());
+  EXPECT_EQ(info.window.first_byte_offset, snapshot_at);
+  EXPECT_EQ(info.window.master_offset, snapshot_at);
+  EXPECT_EQ(mirror.append("c"), snapshot_at);
+  reader r = reader::attach(mirror_name.name(), {.start = start_position::oldest()});
+  EXPECT_EQ(read_all(r), (std::vector<std::pair<std::uint64_t, std::string>>{{snapshot_at, "c"}}));
+  EXPECT_THROW(r.seek(32), error);
+  { writer closing = std::move(mirror); }
+  const writer again = writer::open(mirror_name.name());
+  EXPECT_EQ(again.master_offset(), snapshot_at + 16);
+  reader late = reader::attach(mirror_name.name(), {.start = start_position::oldest()});
+  EXPECT_EQ(late.offset(), snapshot_at);
+}
+
 }  // namespace
 }  // namespace shmlog

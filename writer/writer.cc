@@ -513,7 +513,7 @@ class writer_core {
     const std::uint64_t boundary = std::max(target & ~(chunk_ - 1), oldest);
     // check_offsets() vouched for every checkpoint from oldest to master.
     const std::uint64_t from =
-        boundary <= g.start_offset
+        !g.oldest_boundary(intent) && boundary <= g.start_offset
             ? g.start_offset
             : checkpoints_[(boundary / chunk_) % checkpoint_count].load(std::memory_order_relaxed);
     const record_walk w = walk_records(ring_, g, std::min(from, target), target, master);
@@ -653,9 +653,9 @@ class writer_core {
     };
     // The first record at or after the chunk boundary below target; below the held window,
     // the oldest record held (the log's start, or the checkpoint of the oldest boundary).
-    const std::uint64_t from = boundary > lowest          ? checkpoint(boundary)
-                               : lowest == g.start_offset ? lowest
-                                                          : checkpoint(lowest);
+    const std::uint64_t from = boundary > lowest                  ? checkpoint(boundary)
+                               : g.oldest_boundary(intent_local_) ? checkpoint(lowest)
+                                                                  : lowest;
     const record_walk w = from > target ? record_walk{from, from, "before the oldest record held"}
                                         : walk_records(ring_, g, from, target, written_end_);
     if (w.problem || w.position != target)
