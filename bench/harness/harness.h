@@ -16,8 +16,8 @@ namespace shmlog::bench {
 
 // What one case measures. Field names match the command-line options and the JSON keys.
 struct case_config {
-  std::string transport = "shmlog";  // shmlog shmlog-view floor-pingpong floor-stream
-                                     // floor-stream-view memcpy boost-mq pipe unix-socket
+  std::string transport = "shmlog";  // shmlog shmlog-view floor-pingpong spsc-ring
+                                     // spsc-ring-view memcpy boost-mq pipe unix-socket
   std::string mode = "throughput";   // throughput | latency
   std::uint64_t record_bytes = 64;
   unsigned readers = 1;
@@ -44,13 +44,15 @@ inline constexpr std::uint64_t min_warmup_ns = 50'000'000;
 
 std::uint64_t warmup_ns(const case_config& c);
 std::string default_wait(const std::string& transport);
+// "lossy" (readers can be lapped), "lossless" (back-pressure) or "" (not a stream): see table.h.
+std::string delivery(const std::string& transport);
 bool is_shmlog(const std::string& transport);
-bool is_floor_stream(const std::string& transport);
+bool is_spsc_ring(const std::string& transport);
 // The catch-up grace a shmlog reader of this case runs with: the option, or the library's
 // default when the case does not set it.
 std::uint64_t effective_grace_ns(const case_config& c);
-// floor-stream: the ring holds capacity / record_bytes slots, the same bytes as shmlog's ring.
-std::uint64_t floor_stream_slots(const case_config& c);
+// spsc-ring: the ring holds capacity / record_bytes slots, the same bytes as shmlog's ring.
+std::uint64_t spsc_ring_slots(const case_config& c);
 // Throws std::invalid_argument naming what is wrong.
 void validate(case_config& c);
 
@@ -73,6 +75,10 @@ struct suite_options {
   // during it, keeping the run with the least such time. The choice is made on the machine's
   // load, never on the case's result.
   unsigned retry_noisy = 0;
+  // Run the whole matrix this many times (passes, one after the other, so that the runs of a
+  // case are minutes apart and see the host's different vCPU placements); each case reports
+  // its median run, with every run's figures beside it ("runs") for the spread.
+  unsigned repeat = 1;
   std::string out;
   // Tab-separated files for gnuplot (latency_<label>.tsv, throughput.tsv, readers.tsv); empty:
   // none.

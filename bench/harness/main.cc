@@ -3,7 +3,7 @@
 //   shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]
 //                    [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]
 //                    [--catch-up-grace NS] [--no-floor-probe]
-//   shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--plot-dir DIR]
+//   shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N] [--plot-dir DIR]
 //                      [--attach KEY=FILE]... --out FILE
 //   shmlog_bench selftest
 #include <signal.h>
@@ -33,16 +33,18 @@ constexpr const char* usage =
     "  shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]\n"
     "                   [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]\n"
     "                   [--catch-up-grace NS] [--no-floor-probe]\n"
-    "      T: shmlog shmlog-view floor-pingpong floor-stream floor-stream-view memcpy\n"
+    "      T: shmlog shmlog-view floor-pingpong spsc-ring spsc-ring-view memcpy\n"
     "         boost-mq pipe unix-socket\n"
     "      M: throughput latency     W (shmlog): spin yield sleep adaptive\n"
     "      --catch-up-grace (shmlog): the readers' wait_policy::catch_up_grace in ns\n"
     "      (0: off); without it, the library's default\n"
     "      prints one JSON object (the case) on stdout\n"
-    "  shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--plot-dir DIR]\n"
-    "                     [--attach KEY=FILE]... --out FILE\n"
+    "  shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N]\n"
+    "                     [--plot-dir DIR] [--attach KEY=FILE]... --out FILE\n"
     "      runs the standard matrix, prints a table, writes every case to FILE as JSON;\n"
     "      --retry-noisy N reruns a case up to N times while other processes loaded the CPUs;\n"
+    "      --repeat N runs the whole matrix N times (1-20): each case reports its median run\n"
+    "      and every run's figures (the spread);\n"
     "      --plot-dir DIR also writes tab-separated data for gnuplot into DIR;\n"
     "      --attach KEY=FILE embeds FILE (JSON) under KEY in FILE's document (repeatable)\n"
     "  shmlog_bench selftest\n"
@@ -156,6 +158,10 @@ int cmd_suite(const std::vector<std::string>& a) {
       o.pin = false;
     } else if (a[i] == "--retry-noisy" && i + 1 < a.size()) {
       o.retry_noisy = static_cast<unsigned>(parse_u64("--retry-noisy", a[++i]));
+    } else if (a[i] == "--repeat" && i + 1 < a.size()) {
+      o.repeat = static_cast<unsigned>(parse_u64("--repeat", a[++i]));
+      if (o.repeat < 1 || o.repeat > 20)
+        throw usage_error("--repeat must be between 1 and 20, not " + a[i]);
     } else if (a[i] == "--out" && i + 1 < a.size()) {
       o.out = a[++i];
     } else if (a[i] == "--plot-dir" && i + 1 < a.size()) {

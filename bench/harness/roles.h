@@ -105,7 +105,7 @@ void writer_loop(Sender& tx, const case_config& c, parent_link& link, std::uint6
   link.send_line("end_ns", end_at);
   link.send_line("behind_max_ns", behind_max);
   link.send_line("errors", errors);
-  // Transport-specific counters (floor-stream's full waits).
+  // Transport-specific counters (spsc-ring's full waits).
   if constexpr (requires { tx.report(link); }) tx.report(link);
 }
 

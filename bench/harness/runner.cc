@@ -44,8 +44,8 @@ bool is_shmlog(const std::string& transport) {
   return transport == "shmlog" || transport == "shmlog-view";
 }
 
-bool is_floor_stream(const std::string& transport) {
-  return transport == "floor-stream" || transport == "floor-stream-view";
+bool is_spsc_ring(const std::string& transport) {
+  return transport == "spsc-ring" || transport == "spsc-ring-view";
 }
 
 std::uint64_t effective_grace_ns(const case_config& c) {
@@ -53,8 +53,13 @@ std::uint64_t effective_grace_ns(const case_config& c) {
       static_cast<std::uint64_t>(wait_policy{}.catch_up_grace.count()));
 }
 
-std::uint64_t floor_stream_slots(const case_config& c) {
+std::uint64_t spsc_ring_slots(const case_config& c) {
   return c.record_bytes ? c.capacity / c.record_bytes : 0;
+}
+
+std::string delivery(const std::string& transport) {
+  const struct transport* row = find_transport(transport);
+  return row ? std::string(row->delivery) : "";
 }
 
 std::string default_wait(const std::string& transport) {
@@ -65,6 +70,11 @@ std::string default_wait(const std::string& transport) {
 void validate(case_config& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
   const std::string& t = c.transport;
+  // Renamed in issue 11: it is a simple SPSC ring, not a floor (shmlog beats it).
+  if (t == "floor-stream" || t == "floor-stream-view")
+    bad("--transport '" + t + "' is now called '" +
+        (t == "floor-stream" ? "spsc-ring" : "spsc-ring-view") +
+        "' (a simple SPSC ring with back-pressure, not a floor)");
   if (find_transport(t) == nullptr) {
     // "a, b, ... or z", in the table's order.
     std::string names;
@@ -92,11 +102,11 @@ void validate(case_config& c) {
     c.record_bytes = 8;  // one counter on one cache line
     c.rate = 0;          // not paced: back to back
   }
-  if (is_floor_stream(t)) {
+  if (is_spsc_ring(t)) {
     if (c.mode != "throughput") bad(t + " measures throughput only");
     if (c.readers != 1) bad(t + " is single-consumer: --readers must be 1");
     if (c.capacity > (std::uint64_t{1} << 32)) bad("--capacity for " + t + " is limited to 4 GiB");
-    if (c.record_bytes > 0 && floor_stream_slots(c) < 2)
+    if (c.record_bytes > 0 && spsc_ring_slots(c) < 2)
       bad("--capacity " + std::to_string(c.capacity) + " holds fewer than two " +
           std::to_string(c.record_bytes) + "-byte blocks; raise --capacity");
   }
@@ -178,6 +188,18 @@ json_object machine_info() {
   }
   m.set_string("cpu_model", model);
   m.set_u64("cores", static_cast<std::uint64_t>(online_cpus()));
+  // The CPU's "hypervisor" flag: on a VM the cost of every cross-core figure depends on where
+  // the host places the vCPUs, which the plots' captions say (bench/plot.sh).
+  bool virtualized = false;
+  cpuinfo.clear();
+  cpuinfo.seekg(0);
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) == 0) {
+      virtualized = (line + " ").find(" hypervisor ") != std::string::npos;
+      break;
+    }
+  }
+  m.set_bool("virtualized", virtualized);
   utsname u{};
   ::uname(&u);
   m.set_string("kernel", u.release);
@@ -286,6 +308,7 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
   }
   const bool latency = c.mode == "latency";
   j.set_string("transport", c.transport);
+  if (const std::string d = delivery(c.transport); !d.empty()) j.set_string("delivery", d);
   j.set_string("mode", c.mode);
   j.set_u64("record_bytes", c.record_bytes);
   j.set_u64("readers", c.readers);

@@ -26,7 +26,8 @@ namespace {
 struct entry {
   std::string section;  // floor, throughput, latency, readers, idle
   case_config config;
-  json_object result;
+  json_object result;             // the median run (or the first that failed)
+  std::vector<json_object> runs;  // one per pass (--repeat), in the order they ran
   // One of a pair run with the library's catch-up grace and with none: the label says which.
   bool show_grace = false;
 };
@@ -95,7 +96,8 @@ std::string grace_text(std::uint64_t ns) {
 std::string label(const entry& e) {
   const case_config& c = e.config;
   std::string s = c.transport;
-  if (is_shmlog(c.transport) || c.transport.rfind("floor-", 0) == 0) s += " " + c.wait;
+  if (is_shmlog(c.transport) || is_spsc_ring(c.transport) || c.transport == "floor-pingpong")
+    s += " " + c.wait;
   if (e.show_grace) s += " " + grace_text(effective_grace_ns(c));
   return s;
 }
@@ -138,8 +140,8 @@ std::vector<double> numbers_in(const std::string& json) {
 
 // The keys of the output document's own fields, which --attach may not take.
 bool reserved_key(const std::string& k) {
-  return k == "schema" || k == "suite" || k == "machine" || k == "clock_overhead_ns" ||
-         k == "wall_seconds" || k == "results";
+  return k == "schema" || k == "suite" || k == "repeat" || k == "renamed_transports" ||
+         k == "machine" || k == "clock_overhead_ns" || k == "wall_seconds" || k == "results";
 }
 
 // --attach KEY=FILE: FILE's text, checked just enough to catch a wrong or empty file (it must
@@ -166,6 +168,121 @@ std::vector<std::pair<std::string, std::string>> load_attachments(
     out.emplace_back(key, std::move(text));
   }
   return out;
+}
+
+// "9.81%": a share of 1 as a percentage.
+std::string percent_text(double share) {
+  if (!std::isfinite(share)) return "?";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, share > 0 && share < 0.0001 ? "%.4f%%" : "%.2f%%", 100 * share);
+  return buf;
+}
+
+// The figure a case's runs are ranked by to pick the median: p50 for latency, the writer's rate
+// where the writer is what is measured (readers, idle), else the rate delivered to a reader.
+const char* rank_key(const entry& e) {
+  if (e.config.mode == "latency") return "p50_ns";
+  if (e.section == "readers" || e.section == "idle") return "writer_msgs_per_s";
+  return "msgs_per_s";
+}
+
+// The smallest and largest value of `key` over a case's runs (NaN, NaN if no run has it).
+std::pair<double, double> spread(const entry& e, const char* key) {
+  double lo = std::nan("");
+  double hi = std::nan("");
+  for (const json_object& r : e.runs) {
+    const double v = num(r, key);
+    if (!std::isfinite(v)) continue;
+    lo = std::isfinite(lo) ? std::min(lo, v) : v;
+    hi = std::isfinite(hi) ? std::max(hi, v) : v;
+  }
+  return {lo, hi};
+}
+
+// Each run's figures, kept in the median's JSON as "runs" so that the spread is in the file.
+constexpr const char* run_keys[] = {"msgs_per_s",
+                                    "bytes_per_s",
+                                    "writer_msgs_per_s",
+                                    "lost_fraction",
+                                    "lost_msgs",
+                                    "laps",
+                                    "p50_ns",
+                                    "p99_ns",
+                                    "p999_ns",
+                                    "max_ns",
+                                    "floor_before_p50_ns",
+                                    "floor_after_p50_ns",
+                                    "foreign_cpu_seconds"};
+
+// The latency spectrum of every run, point by point: [[p, lowest ns], ...] and [[p, highest
+// ns], ...]; empty strings if the runs' spectra do not share their percentiles.
+std::pair<std::string, std::string> spectrum_spread(const entry& e) {
+  std::vector<double> lo;
+  std::vector<double> hi;
+  for (const json_object& r : e.runs) {
+    const std::vector<double> v = numbers_in(r.raw("percentiles"));
+    if (lo.empty()) {
+      lo = hi = v;
+      continue;
+    }
+    if (v.size() != lo.size()) return {};
+    for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
+      if (v[i] != lo[i]) return {};
+      lo[i + 1] = std::min(lo[i + 1], v[i + 1]);
+      hi[i + 1] = std::max(hi[i + 1], v[i + 1]);
+    }
+  }
+  auto text = [](const std::vector<double>& v) {
+    std::string s = "[";
+    char buf[64];
+    for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
+      std::snprintf(buf, sizeof buf, "%s[%.17g, %.0f]", i ? ", " : "", v[i], v[i + 1]);
+      s += buf;
+    }
+    return s + "]";
+  };
+  return {text(lo), text(hi)};
+}
+
+// Sets e.result from e.runs: the first failed run if one failed (a failure is never hidden by
+// better runs), else the median by rank_key (the lower of the two middle ones for an even
+// count), with "repetitions", every run's figures ("runs") and, for latency, the spectrum's
+// spread ("percentiles_min", "percentiles_max").
+void keep_median(entry& e) {
+  if (e.runs.empty()) return;  // interrupted before it ran
+  for (const json_object& r : e.runs) {
+    if (failed(r)) {
+      e.result = r;
+      return;
+    }
+  }
+  std::vector<std::size_t> order(e.runs.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  const char* key = rank_key(e);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return num(e.runs[a], key) < num(e.runs[b], key);
+  });
+  const std::size_t median = order[(order.size() - 1) / 2];
+  e.result = e.runs[median];
+  e.result.set_u64("repetitions", e.runs.size());
+  if (e.runs.size() < 2) return;
+  e.result.set_u64("median_run", median);
+  std::string runs = "[";
+  for (const json_object& r : e.runs) {
+    json_object f;
+    for (const char* k : run_keys)
+      if (r.number(k)) f.set_f64(k, num(r, k));
+    runs += (runs.size() > 1 ? ", " : "") + f.dump();
+  }
+  e.result.set_raw("runs", runs + "]");
+  if (e.result.has("percentiles")) {
+    const auto [lo, hi] = spectrum_spread(e);
+    if (!lo.empty()) {
+      e.result.set_raw("percentiles_min", lo);
+      e.result.set_raw("percentiles_max", hi);
+    }
+  }
 }
 
 class suite_runner {
@@ -204,7 +321,7 @@ class suite_runner {
     // are compared with (see noise()).
     add("floor", {.transport = "floor-pingpong", .mode = "latency", .record_bytes = 8});
     // Throughput: 1 writer -> 1 reader; shmlog readers spin (1 reader, 2 cores: one each).
-    // floor-stream is the same move of B-byte blocks between the two cores without shmlog;
+    // spsc-ring is the same move of B-byte blocks between the two cores without shmlog;
     // each floor runs next to the shmlog case it is compared with, for the same reason.
     for (const std::uint64_t b : sizes) {
       const case_config copying{.transport = "shmlog", .record_bytes = b, .wait = "spin"};
@@ -213,8 +330,8 @@ class suite_runner {
       } else {
         add("throughput", copying);
       }
-      add("throughput", {.transport = "floor-stream", .record_bytes = b});
-      add("throughput", {.transport = "floor-stream-view", .record_bytes = b});
+      add("throughput", {.transport = "spsc-ring", .record_bytes = b});
+      add("throughput", {.transport = "spsc-ring-view", .record_bytes = b});
       add("throughput", {.transport = "shmlog-view", .record_bytes = b, .wait = "spin"});
       add("throughput", {.transport = "memcpy", .record_bytes = b, .readers = 0});
       add("throughput", {.transport = "boost-mq", .record_bytes = b});
@@ -246,32 +363,42 @@ class suite_runner {
 
   void run() {
     clock_overhead_ = measure_clock_overhead_ns();
-    std::fprintf(stderr, "shmlog_bench suite (%s, %s): %zu cases; clock_gettime costs %.1f ns\n",
-                 o_.quick ? "quick" : "full", o_.pin ? "pinned" : "not pinned", entries_.size(),
-                 clock_overhead_);
+    std::fprintf(
+        stderr,
+        "shmlog_bench suite (%s, %s): %zu cases, %u pass(es); clock_gettime costs %.1f ns\n",
+        o_.quick ? "quick" : "full", o_.pin ? "pinned" : "not pinned", entries_.size(), o_.repeat,
+        clock_overhead_);
     const std::uint64_t start = now_ns();
-    for (std::size_t i = 0; i < entries_.size(); ++i) {
-      entry& e = entries_[i];
-      const std::uint64_t t = now_ns();
-      e.result = run_case(e.config, clock_overhead_);
-      if (e.section == "floor" && !e.result.has("error"))
-        reference_floor_ = num(e.result, "p50_ns");
-      unsigned attempts = 1;
-      while (attempts <= o_.retry_noisy && is_noisy(e.result) && !interrupted.load()) {
-        json_object again = run_case(e.config, clock_overhead_);
-        ++attempts;
-        if (!again.has("error") && disturbance(again) < disturbance(e.result))
-          e.result = std::move(again);
+    for (unsigned pass = 0; pass < o_.repeat && !interrupted.load(); ++pass) {
+      for (std::size_t i = 0; i < entries_.size(); ++i) {
+        entry& e = entries_[i];
+        // A failed case is not run again: its failure is its result.
+        if (!e.runs.empty() && failed(e.runs.back())) continue;
+        const std::uint64_t t = now_ns();
+        json_object r = run_case(e.config, clock_overhead_);
+        // The first pass's floor is the reference placement for every run of every case.
+        if (e.section == "floor" && !r.has("error") && reference_floor_ == 0)
+          reference_floor_ = num(r, "p50_ns");
+        unsigned attempts = 1;
+        while (attempts <= o_.retry_noisy && is_noisy(r) && !interrupted.load()) {
+          json_object again = run_case(e.config, clock_overhead_);
+          ++attempts;
+          if (!again.has("error") && disturbance(again) < disturbance(r)) r = std::move(again);
+        }
+        if (attempts > 1) r.set_u64("attempts", attempts);
+        const entry shown{e.section, e.config, r, {}, e.show_grace};
+        std::fprintf(
+            stderr, "[%u/%u %2zu/%zu] %-10s %-8s %-27s %s (%.1f s)\n", pass + 1, o_.repeat, i + 1,
+            entries_.size(), e.section.c_str(), size_text(e.config.record_bytes).c_str(),
+            (label(e) + " " + std::to_string(e.config.readers) + "r").c_str(),
+            r.has("error") ? ("FAILED: " + r.text("error")).c_str() : main_figure(shown).c_str(),
+            double(now_ns() - t) / 1e9);
+        e.runs.push_back(std::move(r));
+        if (interrupted.load()) break;
       }
-      if (attempts > 1) e.result.set_u64("attempts", attempts);
-      std::fprintf(stderr, "[%2zu/%zu] %-10s %-8s %-27s %s (%.1f s)\n", i + 1, entries_.size(),
-                   e.section.c_str(), size_text(e.config.record_bytes).c_str(),
-                   (label(e) + " " + std::to_string(e.config.readers) + "r").c_str(),
-                   e.result.has("error") ? ("FAILED: " + e.result.text("error")).c_str()
-                                         : main_figure(e).c_str(),
-                   double(now_ns() - t) / 1e9);
-      if (interrupted.load()) break;
     }
+    for (entry& e : entries_)
+      keep_median(e);
     wall_seconds_ = double(now_ns() - start) / 1e9;
   }
 
@@ -303,7 +430,14 @@ class suite_runner {
                   const std::vector<std::pair<std::string, std::string>>& attachments) const {
     std::ofstream f(o_.out);
     if (!f) return false;
-    f << "{\"schema\": 1,\n \"suite\": " << json_quote(o_.quick ? "quick" : "full")
+    // Schema 2 (issue 11): "delivery" and the loss figures in every stream case, "repetitions"
+    // and "runs" (each run's figures) per case, and the spsc-ring transports, which schema 1
+    // called floor-stream and floor-stream-view: "renamed_transports" maps the old names to the
+    // new, so that a reader of both schemas can line their results up.
+    f << "{\"schema\": 2,\n \"suite\": " << json_quote(o_.quick ? "quick" : "full")
+      << ",\n \"repeat\": " << o_.repeat
+      << ",\n \"renamed_transports\": {\"floor-stream\": \"spsc-ring\", "
+         "\"floor-stream-view\": \"spsc-ring-view\"}"
       << ",\n \"machine\": " << machine.dump()
       << ",\n \"clock_overhead_ns\": " << json_number(clock_overhead_)
       << ",\n \"wall_seconds\": " << json_number(wall_seconds_) << ",\n \"results\": [\n";
@@ -334,13 +468,21 @@ class suite_runner {
     for (const entry& e : entries_) {
       if ((e.section != "latency" && e.section != "floor") || failed(e.result)) continue;
       const std::vector<double> v = numbers_in(e.result.raw("percentiles"));
+      // The spread over the runs, point by point; the median run's own value where there is
+      // one run (or the runs' spectra do not line up).
+      std::vector<double> lo = numbers_in(e.result.raw("percentiles_min"));
+      std::vector<double> hi = numbers_in(e.result.raw("percentiles_max"));
+      if (lo.size() != v.size() || hi.size() != v.size()) lo = hi = v;
       auto f = open("latency_" + plot_label(e.config) + ".tsv");
       std::string what = label(e) + ", " + size_text(e.config.record_bytes);
       if (e.config.transport != "floor-pingpong") what += ", " + si(double(e.config.rate), "/s");
-      *f.first << "# " << what << ": one-way latency by percentile\n"
-               << "# p = 100 (the maximum) has no finite 1/(1-p): it is written at twice the x of "
-                  "the row before it\n"
-               << "# percentile\tone_over_one_minus_p\tns\n";
+      *f.first
+          << "# " << what << ": one-way latency by percentile\n"
+          << "# p = 100 (the maximum) has no finite 1/(1-p): it is written at twice the x of "
+             "the row before it\n"
+          << "# ns: the median run (by p50) of " << e.runs.size()
+          << "; ns_min, ns_max: the lowest and highest value at that percentile over the runs\n"
+          << "# percentile\tone_over_one_minus_p\tns\tns_min\tns_max\n";
       double last_x = 1;
       for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
         const double p = v[i];
@@ -348,7 +490,8 @@ class suite_runner {
         // x values come out as exact powers of two.
         const double x = p < 100 ? 100 / (100 - p) : 2 * last_x;
         last_x = x;
-        std::snprintf(buf, sizeof buf, "%.12g\t%.12g\t%.0f\n", p, x, v[i + 1]);
+        std::snprintf(buf, sizeof buf, "%.12g\t%.12g\t%.0f\t%.0f\t%.0f\n", p, x, v[i + 1],
+                      lo[i + 1], hi[i + 1]);
         *f.first << buf;
       }
       close(f);
@@ -357,17 +500,30 @@ class suite_runner {
       auto f = open("throughput.tsv");
       *f.first << "# one row per throughput case with one reader (memcpy: none); grace_ns is the "
                   "shmlog reader's catch-up grace, - for the others\n"
-               << "# record_bytes\ttransport\twait\tgrace_ns\tmsgs_per_s\tbytes_per_s\n";
+               << "# msgs_per_s, bytes_per_s: the median run; *_min, *_max: over the runs; "
+                  "delivery: lossy (readers can be lapped), lossless (back-pressure), - (memcpy);\n"
+               << "# lost_fraction, laps: the median run's (- where the transport cannot lose)\n"
+               << "# record_bytes\ttransport\twait\tgrace_ns\tmsgs_per_s\tbytes_per_s\tdelivery\t"
+                  "lost_fraction\tlaps\tbytes_per_s_min\tbytes_per_s_max\truns\n";
       for (const entry& e : entries_) {
         const case_config& c = e.config;
         if (e.section != "throughput" || failed(e.result)) continue;
         if (c.readers != 1 && c.transport != "memcpy") continue;
         const std::string grace =
             is_shmlog(c.transport) ? std::to_string(effective_grace_ns(c)) : "-";
-        std::snprintf(buf, sizeof buf, "%llu\t%s\t%s\t%s\t%.6g\t%.6g\n",
-                      static_cast<unsigned long long>(c.record_bytes), c.transport.c_str(),
-                      c.wait.c_str(), grace.c_str(), num(e.result, "msgs_per_s"),
-                      num(e.result, "bytes_per_s"));
+        const std::string d = delivery(c.transport);
+        char lost[32] = "-";
+        char laps[32] = "-";
+        if (e.result.has("laps")) {
+          std::snprintf(lost, sizeof lost, "%.6g", num(e.result, "lost_fraction"));
+          std::snprintf(laps, sizeof laps, "%.0f", num(e.result, "laps"));
+        }
+        const auto [lo, hi] = spread(e, "bytes_per_s");
+        std::snprintf(
+            buf, sizeof buf, "%llu\t%s\t%s\t%s\t%.6g\t%.6g\t%s\t%s\t%s\t%.6g\t%.6g\t%zu\n",
+            static_cast<unsigned long long>(c.record_bytes), c.transport.c_str(), c.wait.c_str(),
+            grace.c_str(), num(e.result, "msgs_per_s"), num(e.result, "bytes_per_s"),
+            d.empty() ? "-" : d.c_str(), lost, laps, lo, hi, e.runs.size());
         *f.first << buf;
       }
       close(f);
@@ -376,7 +532,9 @@ class suite_runner {
       auto f = open("readers.tsv");
       *f.first << "# shmlog, 32 B, flat out: yield = readers consuming (wait yield), idle = "
                   "readers attached, never polling; per_reader is - where none reads\n"
-               << "# readers\tkind\twriter_msgs_per_s\tper_reader_msgs_per_s\n";
+               << "# writer_msgs_per_s: the median run; writer_min, writer_max: over the runs\n"
+               << "# readers\tkind\twriter_msgs_per_s\tper_reader_msgs_per_s\twriter_min\t"
+                  "writer_max\n";
       for (const entry& e : entries_) {
         if ((e.section != "readers" && e.section != "idle") || failed(e.result)) continue;
         const bool idle = e.section == "idle";
@@ -384,8 +542,9 @@ class suite_runner {
         char per_reader[32] = "-";
         if (!idle && n > 0)
           std::snprintf(per_reader, sizeof per_reader, "%.6g", num(e.result, "msgs_per_s"));
-        std::snprintf(buf, sizeof buf, "%u\t%s\t%.6g\t%s\n", n, idle ? "idle" : "yield",
-                      num(e.result, "writer_msgs_per_s"), per_reader);
+        const auto [lo, hi] = spread(e, "writer_msgs_per_s");
+        std::snprintf(buf, sizeof buf, "%u\t%s\t%.6g\t%s\t%.6g\t%.6g\n", n, idle ? "idle" : "yield",
+                      num(e.result, "writer_msgs_per_s"), per_reader, lo, hi);
         *f.first << buf;
       }
       close(f);
@@ -400,10 +559,13 @@ class suite_runner {
  private:
   static const char* heading(const std::string& s) {
     if (s == "throughput")
-      return "THROUGHPUT  1 writer -> 1 reader, flat out; msgs/s delivered to the reader "
-             "(shmlog: lapped readers resync with seek_oldest;\n"
-             "  floor-stream: the same blocks through a bare SPSC ring of the same bytes, with "
-             "back-pressure, copied out (-view: read in place))";
+      return "THROUGHPUT  1 writer -> 1 reader, flat out; msgs/s delivered to the reader, and "
+             "what it lost.\n"
+             "  lossy: the writer never waits, a reader that falls a ring behind is lapped "
+             "(shmlog: it resyncs with seek_oldest)\n"
+             "  and loses records; lossless: the writer waits for the reader (back-pressure).\n"
+             "  spsc-ring: the same blocks through a simple SPSC ring of the same bytes "
+             "(lossless), copied out (-view: read in place)";
     if (s == "floor")
       return "FLOOR  one counter bounced between the writer's and the reader's CPUs; RTT / 2 "
              "(the reference placement for every later case)";
@@ -411,8 +573,8 @@ class suite_runner {
       return "LATENCY  64 B paced at the rate shown (due time in the record); one-way, "
              "receive - due; floor = one-way ping-pong p50 measured just before the case";
     if (s == "readers")
-      return "MANY READERS  shmlog, 32 B, flat out, readers wait with yield; msgs/s is the mean "
-             "per reader";
+      return "MANY READERS  shmlog (lossy), 32 B, flat out, readers wait with yield; msgs/s is "
+             "the mean per reader, lost and laps summed over readers";
     return "IDLE READERS  shmlog, 32 B, no reader polling; K processes attached, blocked on a pipe";
   }
 
@@ -465,34 +627,67 @@ class suite_runner {
 
   static std::string row_label(const entry& e) {
     const case_config& c = e.config;
-    char buf[128];
+    // "lossy" / "lossless" beside every stream's name, so that no rate is read without it.
+    const std::string name =
+        label(e) +
+        (delivery(c.transport).empty() ? std::string() : " (" + delivery(c.transport) + ")");
+    char buf[160];
     if (e.section == "latency" || e.section == "floor") {
       std::snprintf(
-          buf, sizeof buf, "%-7s %-24s %-9s", size_text(c.record_bytes).c_str(), label(e).c_str(),
+          buf, sizeof buf, "%-7s %-35s %-9s", size_text(c.record_bytes).c_str(), name.c_str(),
           c.transport == "floor-pingpong" ? "unpaced" : (si(double(c.rate), "/s")).c_str());
     } else if (e.section == "readers") {
-      std::snprintf(buf, sizeof buf, "%-7s %-24s %3u readers", size_text(c.record_bytes).c_str(),
-                    label(e).c_str(), c.readers);
+      std::snprintf(buf, sizeof buf, "%-7s %-35s %3u readers", size_text(c.record_bytes).c_str(),
+                    name.c_str(), c.readers);
     } else if (e.section == "idle") {
-      std::snprintf(buf, sizeof buf, "%-7s %-24s %3u idle   ", size_text(c.record_bytes).c_str(),
-                    label(e).c_str(), c.idle_readers);
+      std::snprintf(buf, sizeof buf, "%-7s %-35s %3u idle   ", size_text(c.record_bytes).c_str(),
+                    name.c_str(), c.idle_readers);
     } else {
-      std::snprintf(buf, sizeof buf, "%-7s %-24s", size_text(c.record_bytes).c_str(),
-                    label(e).c_str());
+      std::snprintf(buf, sizeof buf, "%-7s %-35s", size_text(c.record_bytes).c_str(), name.c_str());
     }
     return buf;
+  }
+
+  // What the readers lost, next to what they were delivered: "lost 9.81% (1.23 M msg) in 340
+  // laps" for a transport that laps its readers, "lossless" for one that holds its writer back.
+  static std::string loss_text(const json_object& j) {
+    if (j.has("laps"))
+      return "lost " + percent_text(num(j, "lost_fraction")) + " (" +
+             si(num(j, "lost_msgs"), "msg") + ") in " +
+             std::to_string(static_cast<std::uint64_t>(num(j, "laps"))) + " laps";
+    if (j.text("delivery") == "lossless") return "lossless";
+    return "";
+  }
+
+  // "[3 runs: 14.9 M .. 15.6 M msg/s]": the spread of the figure the median was picked by.
+  static std::string spread_text(const entry& e) {
+    if (e.runs.size() < 2 || e.result.has("error")) return "";
+    const char* key = rank_key(e);
+    const auto [lo, hi] = spread(e, key);
+    const bool ns = e.config.mode == "latency";
+    return "[" + std::to_string(e.runs.size()) + " runs: " +
+           (ns ? "p50 " + ns_text(lo) + " .. " + ns_text(hi)
+               : count_text(lo) + " .. " + count_text(hi) + " msg/s") +
+           "]";
   }
 
   static std::string main_figure(const entry& e) {
     const json_object& j = e.result;
     if (j.has("error")) return "";
-    if (e.config.mode == "latency")
-      return "p50 " + ns_text(num(j, "p50_ns")) + ", p99 " + ns_text(num(j, "p99_ns")) +
-             ", p99.9 " + ns_text(num(j, "p999_ns")) + ", max " + ns_text(num(j, "max_ns"));
-    if (e.section == "readers" || e.section == "idle")
-      return "writer " + si(num(j, "writer_msgs_per_s"), "msg/s") + ", per reader " +
-             (e.config.readers ? si(num(j, "msgs_per_s"), "msg/s") : std::string("-"));
-    return si(num(j, "msgs_per_s"), "msg/s") + " " + si(num(j, "bytes_per_s"), "B/s");
+    std::string s;
+    if (e.config.mode == "latency") {
+      s = "p50 " + ns_text(num(j, "p50_ns")) + ", p99 " + ns_text(num(j, "p99_ns")) + ", p99.9 " +
+          ns_text(num(j, "p999_ns")) + ", max " + ns_text(num(j, "max_ns"));
+    } else if (e.section == "readers" || e.section == "idle") {
+      s = "writer " + si(num(j, "writer_msgs_per_s"), "msg/s") + ", per reader " +
+          (e.config.readers ? si(num(j, "msgs_per_s"), "msg/s") + " delivered" : std::string("-"));
+      if (e.config.readers) s += ", " + loss_text(j);
+    } else {
+      s = si(num(j, "msgs_per_s"), "msg/s") + " " + si(num(j, "bytes_per_s"), "B/s");
+      if (e.config.readers) s += " delivered, " + loss_text(j);
+    }
+    const std::string sp = spread_text(e);
+    return sp.empty() ? s : s + " " + sp;
   }
 
   const json_object* find(const std::function<bool(const entry&)>& pred) const {
@@ -533,7 +728,7 @@ class suite_runner {
     });
   }
 
-  // "61.2% of floor-stream B/s": this case's bytes/s against another throughput case of the
+  // "61.2% of spsc-ring B/s": this case's bytes/s against another throughput case of the
   // same record size.
   std::string share_of(const json_object& j, std::uint64_t record_bytes,
                        const std::string& transport) const {
@@ -543,8 +738,10 @@ class suite_runner {
     });
     if (!b) return "";
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.1f%% of %s B/s",
-                  100 * num(j, "bytes_per_s") / num(*b, "bytes_per_s"), transport.c_str());
+    const std::string d = delivery(transport);
+    std::snprintf(buf, sizeof buf, "%.1f%% of %s%s B/s",
+                  100 * num(j, "bytes_per_s") / num(*b, "bytes_per_s"), transport.c_str(),
+                  d.empty() ? "" : (" (" + d + ")").c_str());
     return buf + unless_alike(j, *b);
   }
 
@@ -569,7 +766,7 @@ class suite_runner {
         // Like for like: the copying reader against the copying floor, the view against the
         // floor that reads in place.
         add(share_of(j, c.record_bytes,
-                     c.transport == "shmlog-view" ? "floor-stream-view" : "floor-stream"));
+                     c.transport == "shmlog-view" ? "spsc-ring-view" : "spsc-ring"));
         add(share_of(j, c.record_bytes, "memcpy"));
         if (!repeat) {
           for (const char* base : {"boost-mq", "pipe", "unix-socket"}) {
@@ -581,9 +778,7 @@ class suite_runner {
           }
         }
         add("writer " + si(num(j, "writer_msgs_per_s"), "msg/s"));
-        add("laps " + std::to_string(static_cast<std::uint64_t>(num(j, "laps"))) + ", lost " +
-            si(num(j, "lost_msgs"), "msg"));
-      } else if (is_floor_stream(c.transport)) {
+      } else if (is_spsc_ring(c.transport)) {
         add(share_of(j, c.record_bytes, "memcpy"));
         // How the two sides met: the writer found the ring full (back-pressure) or the reader
         // found it empty (it had caught up and looked at the writer's count).
@@ -641,9 +836,6 @@ class suite_runner {
     if (c.readers > 1)
       add("slowest " + si(num(j, "slowest_reader_msgs_per_s"), "msg/s") + ", all readers " +
           si(num(j, "aggregate_msgs_per_s"), "msg/s"));
-    if (c.readers)
-      add("laps " + std::to_string(static_cast<std::uint64_t>(num(j, "laps"))) + ", lost " +
-          si(num(j, "lost_msgs"), "msg"));
     return out;
   }
 

@@ -171,14 +171,14 @@ channel set_up_socket(const case_config& c, const std::string&, case_resources& 
   return set_up_streams(c, res, j, false);
 }
 
-channel set_up_floor_stream(const case_config& c, const std::string&, case_resources& res,
-                            json_object& j) {
-  const std::uint64_t slots = floor_stream_slots(c);
+channel set_up_spsc_ring(const case_config& c, const std::string&, case_resources& res,
+                         json_object& j) {
+  const std::uint64_t slots = spsc_ring_slots(c);
   const int fd = ::memfd_create("shmlog-bench-stream", MFD_CLOEXEC);
   if (fd < 0) throw std::runtime_error("memfd failed");
   res.fds.push_back(fd);
-  if (::ftruncate(fd, static_cast<off_t>(floor_stream_bytes(slots, c.record_bytes))) != 0)
-    throw std::runtime_error("floor-stream: cannot size the memfd");
+  if (::ftruncate(fd, static_cast<off_t>(spsc_ring_bytes(slots, c.record_bytes))) != 0)
+    throw std::runtime_error("spsc-ring: cannot size the memfd");
   j.set_u64("capacity", c.capacity);
   j.set_u64("slots", slots);
   j.set_u64("ring_bytes", slots * c.record_bytes);
@@ -245,6 +245,7 @@ void report_floor_pingpong(const case_config&, const std::vector<result_map>& re
 
 // What the readers of a stream (one writer, N readers, every record checked) add up to.
 struct reader_totals {
+  std::uint64_t delivered = 0;
   std::uint64_t laps = 0;
   std::uint64_t lost = 0;
   std::uint64_t max_lag = 0;
@@ -258,8 +259,13 @@ using stream_figures = void (*)(const case_config&, const std::vector<result_map
 
 void shmlog_figures(const case_config&, const std::vector<result_map>&, const reader_totals& t,
                     json_object& j) {
+  // Summed over readers, over the whole case (warm-up included): what each reader was sent is
+  // either delivered or lost (report_stream checks it), so lost / (delivered + lost) is the
+  // share of the records the readers never saw.
   j.set_u64("laps", t.laps);
   j.set_u64("lost_msgs", t.lost);
+  const double seen = double(t.delivered + t.lost);
+  j.set_f64("lost_fraction", seen > 0 ? double(t.lost) / seen : 0);
   j.set_u64("max_lag_bytes", t.max_lag);
   if (t.corrupt) j.set_u64("corrupt", t.corrupt);
 }
@@ -270,8 +276,8 @@ void shmlog_view_figures(const case_config& c, const std::vector<result_map>& re
   j.set_u64("torn_views", t.torn);
 }
 
-void floor_stream_figures(const case_config&, const std::vector<result_map>& results,
-                          const reader_totals&, json_object& j) {
+void spsc_ring_figures(const case_config&, const std::vector<result_map>& results,
+                       const reader_totals&, json_object& j) {
   j.set_u64("writer_full_waits", u64(results[0], "full_waits"));
   j.set_u64("reader_catch_ups", u64(results[1], "catch_ups"));
 }
@@ -323,6 +329,7 @@ void report_stream(const case_config& c, const std::vector<result_map>& results,
     }
     sum += rate;
     slowest = i == 0 ? rate : std::min(slowest, rate);
+    t.delivered += u64(m, "total");
     t.laps += u64(m, "laps");
     t.lost += u64(m, "lost");
     t.max_lag = std::max(t.max_lag, u64(m, "max_lag_bytes"));
@@ -339,6 +346,7 @@ void report_stream(const case_config& c, const std::vector<result_map>& results,
     j.set_f64("slowest_reader_msgs_per_s", slowest);
     j.set_f64("aggregate_msgs_per_s", sum);
   }
+  j.set_u64("delivered_msgs", t.delivered);
   if constexpr (figures != nullptr) figures(c, results, t, j);
   j.set_u64("sent", sent);
   if (latency) set_latency_fields(j, merged);
@@ -365,15 +373,14 @@ int shmlog_writer(const child_context& x) {
   return run_writer(tx, x);
 }
 
-int floor_stream_writer(const child_context& x) {
-  floor_stream_sender tx(x.arg_int("fd"), floor_stream_slots(x.config), x.config.record_bytes);
+int spsc_ring_writer(const child_context& x) {
+  spsc_ring_sender tx(x.arg_int("fd"), spsc_ring_slots(x.config), x.config.record_bytes);
   return run_writer(tx, x);
 }
 
 template <bool view>
-int floor_stream_reader(const child_context& x) {
-  floor_stream_receiver rx(x.arg_int("fd"), floor_stream_slots(x.config), x.config.record_bytes,
-                           view);
+int spsc_ring_reader(const child_context& x) {
+  spsc_ring_receiver rx(x.arg_int("fd"), spsc_ring_slots(x.config), x.config.record_bytes, view);
   return run_reader(rx, x);
 }
 
@@ -383,6 +390,7 @@ int floor_stream_reader(const child_context& x) {
 const transport rows[] = {
     {.name = "shmlog",
      .default_wait = "adaptive",
+     .delivery = "lossy",
      .set_up = set_up_shmlog,
      .report = report_stream<shmlog_figures>,
      .writer = shmlog_writer,
@@ -390,6 +398,7 @@ const transport rows[] = {
      .idle = run_idle_reader},
     {.name = "shmlog-view",
      .default_wait = "adaptive",
+     .delivery = "lossy",
      .set_up = set_up_shmlog,
      .report = report_stream<shmlog_view_figures>,
      .writer = shmlog_writer,
@@ -401,18 +410,20 @@ const transport rows[] = {
      .report = report_floor_pingpong,
      .writer = run_pinger,
      .reader = run_ponger},
-    {.name = "floor-stream",
+    {.name = "spsc-ring",
      .default_wait = "spin",
-     .set_up = set_up_floor_stream,
-     .report = report_stream<floor_stream_figures>,
-     .writer = floor_stream_writer,
-     .reader = floor_stream_reader<false>},
-    {.name = "floor-stream-view",
+     .delivery = "lossless",
+     .set_up = set_up_spsc_ring,
+     .report = report_stream<spsc_ring_figures>,
+     .writer = spsc_ring_writer,
+     .reader = spsc_ring_reader<false>},
+    {.name = "spsc-ring-view",
      .default_wait = "spin",
-     .set_up = set_up_floor_stream,
-     .report = report_stream<floor_stream_figures>,
-     .writer = floor_stream_writer,
-     .reader = floor_stream_reader<true>},
+     .delivery = "lossless",
+     .set_up = set_up_spsc_ring,
+     .report = report_stream<spsc_ring_figures>,
+     .writer = spsc_ring_writer,
+     .reader = spsc_ring_reader<true>},
     {.name = "memcpy",
      .default_wait = "none",
      .set_up = set_up_memcpy,
@@ -421,6 +432,7 @@ const transport rows[] = {
      .reader = nullptr},
     {.name = "boost-mq",
      .default_wait = "block",
+     .delivery = "lossless",
      .set_up = set_up_boost_mq,
      .report = report_stream<>,
      .writer =
@@ -435,6 +447,7 @@ const transport rows[] = {
          }},
     {.name = "pipe",
      .default_wait = "block",
+     .delivery = "lossless",
      .set_up = set_up_pipe,
      .report = report_stream<>,
      .writer =
@@ -449,6 +462,7 @@ const transport rows[] = {
          }},
     {.name = "unix-socket",
      .default_wait = "block",
+     .delivery = "lossless",
      .set_up = set_up_socket,
      .report = report_stream<>,
      .writer =

@@ -72,6 +72,11 @@ struct child_context {
 struct transport {
   std::string_view name;
   std::string_view default_wait;
+  // "lossy": a reader can be lapped and loses records (the writer never waits for it);
+  // "lossless": the writer waits for its readers (back-pressure), nothing is lost; "": not a
+  // stream (the floors, memcpy). Reported with every case and in every row's label, so a rate
+  // is never compared without saying whether records were dropped to reach it.
+  std::string_view delivery;
   // The parent, before any child starts: creates the channel (a segment, queues, pipes, a
   // memfd), registers in `res` what undoes it, records its parameters in the case's JSON and
   // says what each child is started with. `base` is a name unique to the case.

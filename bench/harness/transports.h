@@ -291,61 +291,61 @@ class socket_receiver : public lossless_receiver {
   std::vector<std::byte> buffer_;
 };
 
-// --- floor-stream: the cross-core streaming floor -------------------------------------------
+// --- spsc-ring: a simple single-producer single-consumer ring ------------------------------
 //
-// The least that moving B-byte blocks from one core to another through shared memory can cost:
-// a single-producer single-consumer ring of fixed B-byte slots in a shared memfd, with nothing
-// shmlog adds (no record header, no offsets, no tags, no intent, no validation). The writer
-// owns a 64-bit count of blocks published, the reader a count of blocks consumed, each on its
-// own cache line. Unlike shmlog, the writer waits while the ring is full: this is a floor for
-// moving data, so it may hold the writer back (back-pressure) where shmlog would lap a reader.
+// Moving B-byte blocks from one core to another through shared memory with nothing shmlog adds
+// (no record header, no offsets, no tags, no intent, no validation): a single-producer
+// single-consumer ring of fixed B-byte slots in a shared memfd. The writer owns a 64-bit count
+// of blocks published, the reader a count of blocks consumed, each on its own cache line.
+// Unlike shmlog, the writer waits while the ring is full (back-pressure): it is lossless, where
+// shmlog laps a reader and counts what it lost.
+//
+// Until issue 11 this transport was called floor-stream and presented as the cross-core
+// streaming floor. It is not a floor: shmlog beats it at small records (see below), so it is
+// named for what it is, a simple SPSC ring, the lossless baseline shmlog is compared with.
 //
 // Each side keeps the last value of the other side's count it loaded and looks again only when
 // that value says it must (full / empty), the usual SPSC ring: without it both lines would
-// cross between the cores on every block, a cost shmlog's own cached master offset avoids, and
-// a floor must not lose to shmlog for a reason shmlog does not pay. Both wait with plain loads,
-// no pause, like floor-pingpong (the hardware's floor, not a polite spinner's). The counts are
-// published with release after the block is written (writer) or read (reader) and loaded with
-// acquire, so a slot's bytes are never read while written: no race at all, unlike shmlog's
-// seqlock-style reads.
+// cross between the cores on every block, a cost shmlog's own cached master offset avoids. Both
+// wait with plain loads, no pause, like floor-pingpong. The counts are published with release
+// after the block is written (writer) or read (reader) and loaded with acquire, so a slot's
+// bytes are never read while written: no race at all, unlike shmlog's seqlock-style reads.
 //
 // Deliberately nothing more: no catch-up grace, no batched publishing. So a reader that keeps
 // up looks at the published count after nearly every block and takes its line away from the
 // writer each time, the cost shmlog's catch-up grace exists to avoid (docs/design.md); at small
-// records shmlog with its grace can beat this floor, and the README says so.
+// records shmlog with its grace beats this ring, and the README says so.
 
 // Shared layout: the writer's count at 0, the reader's at 128 (two lines apart, so that a
 // prefetcher that pulls a line's neighbour along cannot couple them), the ring from 4 KiB on,
 // page-aligned as shmlog's ring is.
-inline constexpr std::size_t floor_stream_published_at = 0;
-inline constexpr std::size_t floor_stream_consumed_at = 128;
-inline constexpr std::size_t floor_stream_ring_at = 4096;
+inline constexpr std::size_t spsc_ring_published_at = 0;
+inline constexpr std::size_t spsc_ring_consumed_at = 128;
+inline constexpr std::size_t spsc_ring_ring_at = 4096;
 
-inline std::size_t floor_stream_bytes(std::uint64_t slots, std::size_t slot_bytes) {
-  return floor_stream_ring_at + slots * slot_bytes;
+inline std::size_t spsc_ring_bytes(std::uint64_t slots, std::size_t slot_bytes) {
+  return spsc_ring_ring_at + slots * slot_bytes;
 }
 
 // One process's mapping of the memfd (closed once mapped).
-class floor_stream_mapping {
+class spsc_ring_mapping {
  public:
-  floor_stream_mapping(int fd, std::uint64_t slots, std::size_t slot_bytes)
-      : bytes_(floor_stream_bytes(slots, slot_bytes)) {
+  spsc_ring_mapping(int fd, std::uint64_t slots, std::size_t slot_bytes)
+      : bytes_(spsc_ring_bytes(slots, slot_bytes)) {
     void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ::close(fd);
-    if (p == MAP_FAILED) throw std::runtime_error("floor-stream: mmap failed");
+    if (p == MAP_FAILED) throw std::runtime_error("spsc-ring: mmap failed");
     base_ = static_cast<std::byte*>(p);
   }
-  ~floor_stream_mapping() { ::munmap(base_, bytes_); }
-  floor_stream_mapping(const floor_stream_mapping&) = delete;
-  floor_stream_mapping& operator=(const floor_stream_mapping&) = delete;
+  ~spsc_ring_mapping() { ::munmap(base_, bytes_); }
+  spsc_ring_mapping(const spsc_ring_mapping&) = delete;
+  spsc_ring_mapping& operator=(const spsc_ring_mapping&) = delete;
 
   std::atomic_ref<std::uint64_t> published() const noexcept {
-    return count(floor_stream_published_at);
+    return count(spsc_ring_published_at);
   }
-  std::atomic_ref<std::uint64_t> consumed() const noexcept {
-    return count(floor_stream_consumed_at);
-  }
-  std::byte* ring() const noexcept { return base_ + floor_stream_ring_at; }
+  std::atomic_ref<std::uint64_t> consumed() const noexcept { return count(spsc_ring_consumed_at); }
+  std::byte* ring() const noexcept { return base_ + spsc_ring_ring_at; }
   std::byte* ring_end() const noexcept { return base_ + bytes_; }
 
  private:
@@ -356,9 +356,9 @@ class floor_stream_mapping {
   std::byte* base_ = nullptr;
 };
 
-class floor_stream_sender {
+class spsc_ring_sender {
  public:
-  floor_stream_sender(int fd, std::uint64_t slots, std::size_t slot_bytes)
+  spsc_ring_sender(int fd, std::uint64_t slots, std::size_t slot_bytes)
       : map_(fd, slots, slot_bytes), slots_(slots), slot_bytes_(slot_bytes), next_(map_.ring()) {}
 
   bool send(const std::byte* data, std::size_t n) {
@@ -384,7 +384,7 @@ class floor_stream_sender {
     } while (published_ - consumed_seen_ == slots_);
   }
 
-  floor_stream_mapping map_;
+  spsc_ring_mapping map_;
   std::uint64_t slots_;
   std::size_t slot_bytes_;
   std::byte* next_;
@@ -396,9 +396,9 @@ class floor_stream_sender {
 // Copies each block into its own buffer, as shmlog's poll_copy does; with `view`, reads it in
 // place instead (sequence number, due time, and every byte folded, as shmlog-view does) and
 // releases the slot only after.
-class floor_stream_receiver : public lossless_receiver {
+class spsc_ring_receiver : public lossless_receiver {
  public:
-  floor_stream_receiver(int fd, std::uint64_t slots, std::size_t slot_bytes, bool view)
+  spsc_ring_receiver(int fd, std::uint64_t slots, std::size_t slot_bytes, bool view)
       : map_(fd, slots, slot_bytes),
         slot_bytes_(slot_bytes),
         next_(map_.ring()),
@@ -432,7 +432,7 @@ class floor_stream_receiver : public lossless_receiver {
   void report(parent_link& link) const { link.send_line("catch_ups", catch_ups_); }
 
  private:
-  floor_stream_mapping map_;
+  spsc_ring_mapping map_;
   std::size_t slot_bytes_;
   std::byte* next_;
   std::vector<std::byte> buffer_;
