@@ -27,13 +27,13 @@ virtualized=$(field virtualized)
 subtitle="${machine:-unknown CPU}, ${cores:-?} CPUs, ${stamp:-unknown date}; bench/run.sh"
 spread="points: the median of ${repeat:-1} run(s); bars: lowest to highest run"
 if [[ $virtualized == true ]]; then
-  caveat="Measured on a VM: every cross-core figure moves (by up to 3-4x) with where the host places the vCPUs, which changes between runs; compare figures of the same run only."
+  caveat="Measured on a VM: every cross-core figure moves (by up to 3-4x) with where the host places the vCPUs,\\nwhich changes between runs; compare figures of the same run only."
 else
-  caveat="Cross-core figures depend on which two cores ran the writer and the reader; compare figures of the same run only."
+  caveat="Cross-core figures depend on which two cores ran the writer and the reader;\\ncompare figures of the same run only."
 fi
 # The caption under each plot: what the bars are, and the caveat.
-caption="set bmargin 6
-set label 100 \"$spread.\\n$caveat\" at screen 0.01, screen 0.03 left font 'sans,9'"
+caption="set bmargin 7
+set label 100 \"$spread.\\n$caveat\" at screen 0.01, screen 0.055 left font 'sans,9'"
 
 # One latency series per file that exists, in a fixed order so colours stay put between runs.
 # Columns: percentile, 1/(1-p), ns (median run), ns_min, ns_max (over the runs).
@@ -52,7 +52,8 @@ set title "One-way latency, 64 B records paced (receive - due time)\n$subtitle"
 $caption
 set logscale x
 set logscale y
-set xrange [1:200000]
+# To 300000: the maximum is written at 262144 (shmlog_bench's plot data).
+set xrange [1:300000]
 # From 20 ns: below any cross-core transfer, so every series' minimum shows.
 set yrange [0.02:*]
 set format y '%g'
@@ -113,12 +114,14 @@ unset logscale y
 set size 1, 0.34
 set origin 0, 0
 set tmargin 0.5
-set bmargin 6
+set bmargin 7
 set format x '%g'
-set yrange [0:*]
+# 0-100% with room above for the key, so that it never hides a point.
+set yrange [0:135]
+set ytics 0, 20, 100
 set xlabel 'record payload (bytes)'
 set ylabel 'records lost (%)'
-set key top left
+set key top center horizontal
 plot $(loss shmlog spin 250 'shmlog poll_copy, spin'), \
      $(loss shmlog spin 0 'shmlog poll_copy, spin, no catch-up grace'), \
      $(loss shmlog-view spin - 'shmlog view, spin')

@@ -245,8 +245,8 @@ std::pair<std::string, std::string> spectrum_spread(const entry& e) {
 }
 
 // Sets e.result from e.runs: the first failed run if one failed (a failure is never hidden by
-// better runs), else the median by rank_key (the lower of the two middle ones for an even
-// count), with "repetitions", every run's figures ("runs") and, for latency, the spectrum's
+// better runs), else the median by rank_key (for an even count, the less flattering of the two
+// middle ones), with "repetitions", every run's figures ("runs") and, for latency, the spectrum's
 // spread ("percentiles_min", "percentiles_max").
 void keep_median(entry& e) {
   if (e.runs.empty()) return;  // interrupted before it ran
@@ -263,7 +263,10 @@ void keep_median(entry& e) {
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     return num(e.runs[a], key) < num(e.runs[b], key);
   });
-  const std::size_t median = order[(order.size() - 1) / 2];
+  // With an even count the less flattering of the two middle runs: the lower rate, the higher
+  // latency.
+  const bool latency = e.config.mode == "latency";
+  const std::size_t median = order[latency ? order.size() / 2 : (order.size() - 1) / 2];
   e.result = e.runs[median];
   e.result.set_u64("repetitions", e.runs.size());
   if (e.runs.size() < 2) return;
