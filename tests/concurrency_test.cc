@@ -65,6 +65,7 @@ reader_tally read_until_end(reader r) {
         r.skip_corruption();
         break;
       case poll_status::history_changed:  // one writer, never restarted: cannot happen
+      case poll_status::too_small:        // poll_copy(span) only: cannot happen
         ++t.bad;
         r.seek_oldest();
         have_previous = false;

@@ -598,6 +598,9 @@ int run_reader(const std::string& name, int argc, char** argv) {
         }
         break;
       }
+      case shmlog::poll_status::too_small:  // poll_copy(span) only
+        result(" failed=too_small");
+        return exit_verify_failed;
     }
   }
 }
