@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <type_traits>
 
 #include "copy.h"
 #include "fault.h"
@@ -59,6 +61,14 @@ constexpr unsigned records_per_heartbeat = 256;
 constexpr std::uint64_t forever_ns = std::uint64_t{1} << 62;
 
 }  // namespace
+
+// What a poll copies into: nothing (poll(): a view), a vector grown as needed, or a caller's
+// span that is never grown (a record that does not fit is not consumed).
+struct no_buffer {};
+template <class buffer_type>
+constexpr bool copies = !std::is_same_v<buffer_type, no_buffer>;
+template <class buffer_type>
+constexpr bool grows = std::is_same_v<buffer_type, std::vector<std::byte>>;
 
 class reader_core {
  public:
@@ -114,8 +124,9 @@ class reader_core {
   // come round. Anything else goes to poll_general(), which reads the record again from the
   // start and handles every case; nothing below has changed any state by then except
   // known_master_ (always safe to refresh) and the slot's offset (stored again there).
-  template <bool copy>
-  poll_result poll(std::vector<std::byte>* buffer) {
+  template <class buffer_type>
+  poll_result poll(buffer_type* buffer) {
+    constexpr bool copy = copies<buffer_type>;
     const std::uint64_t offset = offset_;
     std::uint64_t master = known_master_;
     slot_->offset.store(offset, std::memory_order_relaxed);
@@ -126,7 +137,7 @@ class reader_core {
         // Empty. poll_general() only if the idle heartbeat is due (it loads the master
         // offset again; a spinning reader should not touch that line twice per poll).
         if (records_ != records_at_beat_) [[unlikely]]
-          return poll_general<copy>(buffer);
+          return poll_general(buffer);
         return {};
       }
     }
@@ -142,7 +153,7 @@ class reader_core {
                  records % records_per_heartbeat != 0 && !has_validation_hook_;
     if constexpr (copy) plain = plain && length <= 64 && length <= buffer->size();
     if (!plain) [[unlikely]]
-      return poll_general<copy>(buffer);
+      return poll_general(buffer);
     std::span<const std::byte> payload(at + record_header_size, length);
     if constexpr (copy) {
       racy_copy(buffer->data(), at + record_header_size, length);
@@ -153,7 +164,7 @@ class reader_core {
     const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
     if (intent > offset + capacity_ || master > intent ||
         epoch_word_->load(std::memory_order_relaxed) != epoch_) [[unlikely]]
-      return poll_general<copy>(buffer);  // lapped, a new history or a corrupt master offset
+      return poll_general(buffer);  // lapped, a new history or a corrupt master offset
     offset_ = offset + frame;
     records_ = records;
     poll_result r;
@@ -164,8 +175,9 @@ class reader_core {
 
   // The hot state lives in locals for the length of a poll: the compiler cannot tell that the
   // stores to our slot (shared memory) do not alias this object, and would reload it all.
-  template <bool copy>
-  [[gnu::noinline]] poll_result poll_general(std::vector<std::byte>* buffer) {
+  template <class buffer_type>
+  [[gnu::noinline]] poll_result poll_general(buffer_type* buffer) {
+    constexpr bool copy = copies<buffer_type>;
     std::uint64_t offset = offset_;
     std::uint64_t master = known_master_;
     // Everything before `offset` has been handed out and the caller is back for more.
@@ -193,11 +205,21 @@ class reader_core {
       // comes ring byte 0, where padding fails the check: this loop runs at most twice.
       const char* problem = check_record_header(word, offset, master, capacity_, max_payload_);
       std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
+      // A span too small for the record: copy nothing, but validate all the same, so that a
+      // length the writer overwrote mid-read is reported as the lap it is, never as too_small.
+      bool too_small = false;
       if constexpr (copy) {
         if (problem == nullptr && type != padding_record_type) {
-          if (buffer->size() < length) buffer->resize(length);
-          racy_copy(buffer->data(), at + record_header_size, length);
-          payload = std::span<const std::byte>(buffer->data(), length);
+          if (buffer->size() < length) {
+            if constexpr (grows<buffer_type>)
+              buffer->resize(length);
+            else
+              too_small = true;
+          }
+          if (!too_small) {
+            racy_copy(buffer->data(), at + record_header_size, length);
+            payload = std::span<const std::byte>(buffer->data(), length);
+          }
         }
       }
       if (validation_hook_) [[unlikely]]
@@ -218,6 +240,13 @@ class reader_core {
         offset_ = offset;
         if (epoch != epoch_) return history_changed();
         return intent > offset + capacity_ ? lapped() : corrupt(problem);
+      }
+      if (too_small) {
+        offset_ = offset;  // after any padding: the record that does not fit is next
+        poll_result r;
+        r.status = poll_status::too_small;
+        r.needed_size = length;
+        return r;
       }
       // Deliver.
       const std::uint64_t start = offset;
@@ -671,7 +700,9 @@ struct reader::impl final : detail::reader_core {
   using reader_core::reader_core;
 };
 
-reader reader::attach(std::string_view name, const reader_options& options) {
+namespace {
+
+std::unique_ptr<reader::impl> attach_now(std::string_view name, const reader_options& options) {
   // Two descriptions, as for the writer: the slot lock on one that is never mapped, so that the
   // lock goes with this reader's process, not with the last process holding the mapping.
   auto lock_file = detail::segment_file::open(name, true);
@@ -681,7 +712,40 @@ reader reader::attach(std::string_view name, const reader_options& options) {
                                      "' was destroyed and created again while being "
                                      "attached to; attach again");
   auto map = detail::mapping::map(mapped_file, detail::map_access::reader);
-  return reader(std::make_unique<impl>(std::move(lock_file), std::move(map), options));
+  return std::make_unique<reader::impl>(std::move(lock_file), std::move(map), options);
+}
+
+}  // namespace
+
+reader reader::attach(std::string_view name, const reader_options& options) {
+  using std::chrono::milliseconds;
+  if (options.wait_for_creation <= milliseconds::zero()) return reader(attach_now(name, options));
+  // Poll for the name: there is nothing to sleep on until the log exists (no futex, and an
+  // inotify watch on /dev/shm would tie the library to its mount point). The back-off keeps an
+  // idle wait cheap and the delay after creation at most 50 ms.
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + options.wait_for_creation;
+  milliseconds pause(1);
+  for (;;) {
+    try {
+      return reader(attach_now(name, options));
+    } catch (const error& e) {
+      // Not there yet, or there but its creator has not stored the magic yet (mapping::map
+      // waits briefly for a creator it sees at work, and says not_initialized after that).
+      if (e.code() != errc::not_found && e.code() != errc::not_initialized) throw;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline)
+        throw error(
+            e.code(),
+            std::string(e.what()) + "; waited " +
+                std::to_string(std::chrono::duration_cast<milliseconds>(now - start).count()) +
+                " ms for it to be created (wait_for_creation " +
+                std::to_string(options.wait_for_creation.count()) + " ms)");
+      std::this_thread::sleep_for(
+          std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+      pause = std::min(pause * 2, milliseconds(50));
+    }
+  }
 }
 
 reader reader::attach(const mapped_log& log, const reader_options& options) {
@@ -696,10 +760,13 @@ reader& reader::operator=(reader&&) noexcept = default;
 reader::~reader() = default;
 
 poll_result reader::poll() {
-  return impl_->poll<false>(nullptr);
+  return impl_->poll(static_cast<detail::no_buffer*>(nullptr));
 }
 poll_result reader::poll_copy(std::vector<std::byte>& buffer) {
-  return impl_->poll<true>(&buffer);
+  return impl_->poll(&buffer);
+}
+poll_result reader::poll_copy(std::span<std::byte> buffer) {
+  return impl_->poll(&buffer);
 }
 bool reader::still_valid(const record_view& view) const noexcept {
   return impl_->still_valid(view);

@@ -34,9 +34,10 @@ std::string_view to_string(replica_event::kind k) noexcept {
 replica::replica(std::string_view log, state_machine& state, replica_options options)
     : state_(state),
       options_(std::move(options)),
-      reader_(reader::attach(
-          log,
-          {.start = start_position::latest(), .wait = options_.wait, .label = options_.label})) {
+      reader_(reader::attach(log, {.start = start_position::latest(),
+                                   .wait = options_.wait,
+                                   .label = options_.label,
+                                   .wait_for_creation = options_.wait_for_log})) {
   if (options_.snapshot_dir.empty())
     throw error(errc::invalid_argument,
                 "log '" + reader_.name() + "': no snapshot directory given");
@@ -111,6 +112,8 @@ std::size_t replica::catch_up(std::size_t max_records) {
         }
         break;
       }
+      case poll_status::too_small:  // poll_copy(vector) grows buffer_: never says it
+        return applied;
       case poll_status::corrupt:
         event(replica_event::kind::full_resync_started,
               "corrupt record at offset " + std::to_string(p.corruption.offset) + ": " +

@@ -5,10 +5,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "daemon_support.h"
@@ -92,6 +95,7 @@ class daemon {
   }
   std::optional<snapshot_meta> load_state_file();
   bool catch_up_for_stop(replica& r, const signal_scope& signals, replica_daemon_result& result);
+  bool attach(std::optional<replica>& r, replica_options ro, const signal_scope& signals);
 
   std::string name_;
   locked_state state_;
@@ -137,6 +141,42 @@ bool daemon::catch_up_for_stop(replica& r, const signal_scope& signals,
   }
 }
 
+// Attaches, waiting up to wait_for_log for the log to be created: in slices of the reader's
+// own wait, so that a stop signal ends the wait within one slice (then false: no replica).
+bool daemon::attach(std::optional<replica>& r, replica_options ro, const signal_scope& signals) {
+  using std::chrono::milliseconds;
+  constexpr milliseconds slice(100);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + o_.wait_for_log;
+  bool waiting = false;
+  for (;;) {
+    const auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+    ro.wait_for_log = std::clamp(left, milliseconds::zero(), slice);
+    try {
+      r.emplace(name_, state_, ro);
+      if (waiting) log("log '" + name_ + "' is there");
+      return true;
+    } catch (const error& e) {
+      if (e.code() != errc::not_found && e.code() != errc::not_initialized) throw;
+      if (ro.wait_for_log == milliseconds::zero()) {
+        if (o_.wait_for_log <= milliseconds::zero()) throw;
+        throw error(e.code(), std::string(e.what()) + "; waited " +
+                                  std::to_string(std::chrono::duration_cast<milliseconds>(
+                                                     std::chrono::steady_clock::now() - start)
+                                                     .count()) +
+                                  " ms for it to be created (wait_for_log " +
+                                  std::to_string(o_.wait_for_log.count()) + " ms)");
+      }
+      if (!waiting) {
+        waiting = true;
+        log("waiting up to " + std::to_string(o_.wait_for_log.count()) + " ms for log '" + name_ +
+            "' to be created");
+      }
+      if (signals.stops() != 0) return false;
+    }
+  }
+}
+
 replica_daemon_result daemon::run() {
   replica_daemon_result result;
   signal_scope signals;
@@ -161,7 +201,12 @@ replica_daemon_result daemon::run() {
     log(std::string(to_string(e.what)) + " at offset " + std::to_string(e.offset) + ": " +
         e.message);
   };
-  replica r(name_, state_, ro);
+  std::optional<replica> attached;
+  if (!attach(attached, ro, signals)) {
+    log("stopped before log '" + name_ + "' was created");
+    return result;
+  }
+  replica& r = *attached;
   // Without on_stop or a state file, the first stop signal interrupts a full resync at once.
   // With either, the first one asks for the state to catch up, which needs the resync to
   // finish; a second one gives up.

@@ -589,6 +589,27 @@ TEST(cli, TailFollowWithCountExitsAfterNRecords) {
   EXPECT_EQ(r.out, "x\ny\n");
 }
 
+// --wait-for-log: a tail started before the log exists prints what is written once it is created.
+TEST(cli, TailWaitingForTheLogPrintsItsRecordsOnceItIsCreated) {
+  scoped_log log(unique_log_name("cli"));
+  cli_process tail(
+      {"tail", log, "--follow", "--from", "oldest", "--count", "1", "--wait-for-log", "30"});
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "first\n");
+  const run_result r = tail.finish();
+  EXPECT_EQ(r.status, 0) << describe(r);
+  EXPECT_EQ(r.out, "first\n");
+}
+
+TEST(cli, TailWaitingForALogNobodyCreatesFailsNamingItAndTheWait) {
+  const std::string name = unique_log_name("cli");
+  const run_result r = run({"tail", name, "--wait-for-log", "0.2"});
+  EXPECT_EQ(r.status, 1) << describe(r);
+  EXPECT_NE(r.err.find("'" + name + "' does not exist"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ms for it to be created (wait_for_creation 200 ms)"), std::string::npos)
+      << r.err;
+}
+
 TEST(cli, InfoTextHasEveryRequiredField) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "4K"});
@@ -848,6 +869,9 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"create", fresh, "--capacity", "99999999999999999999"},
       {"create", fresh, "--capacity", "5000"},
       {"create", fresh, "--capacity", "2K"},
+      {"tail", n, "--wait-for-log", "soon"},
+      {"tail", n, "--wait-for-log", "0"},
+      {"replica", n, "--snapshot-dir", "/tmp", "--wait-for-log", "-1"},
       {"create", fresh, "--capacity", "2048G"},
       {"create", fresh, "--capacity", "4K", "--mode", "999"},
       {"create", fresh, "--capacity", "4K", "--mode", "abc"},
@@ -1230,6 +1254,26 @@ TEST(cli, ReplicaWaitingForASnapshotStopsOnSignal) {
             std::string::npos)
       << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("d")));
+}
+
+// --wait-for-log: the daemon says it waits, a stop signal ends the wait (status 0, nothing
+// applied), and a daemon left waiting attaches once the log is created.
+TEST(cli, ReplicaWaitingForTheLogStopsOnSignalOrAttachesWhenItIsCreated) {
+  scoped_log log(unique_log_name("cli"));
+  scoped_dir dir;
+  {
+    cli_process replica({"replica", log, "--snapshot-dir", dir, "--wait-for-log", "60"});
+    ASSERT_TRUE(replica.wait_for_err("to be created"));
+    const run_result r = stop(replica);
+    EXPECT_EQ(r.status, 0) << describe(r);
+    EXPECT_NE(r.err.find("stopped before log '" + log.name() + "' was created"), std::string::npos)
+        << r.err;
+  }
+  cli_process replica({"replica", log, "--snapshot-dir", dir, "--wait-for-log", "60"});
+  ASSERT_TRUE(replica.wait_for_err("to be created"));
+  ok({"create", log, "--capacity", "4K"});
+  ASSERT_TRUE(replica.wait_for_err("snapshot_requested"));  // attached, asking for a state
+  EXPECT_EQ(stop(replica).status, 0);
 }
 
 // kill -9 after SNAPSHOT and two more records: the snapshot plus the backlog reach the master

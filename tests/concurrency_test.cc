@@ -3,6 +3,7 @@
 // check every record they accept and that sequence numbers are consecutive between laps.
 #include <gtest/gtest.h>
 
+#include <span>
 #include <thread>
 
 #include "shmlog/reader.h"
@@ -28,13 +29,16 @@ struct reader_tally {
   bool saw_end = false;
 };
 
-reader_tally read_until_end(reader r) {
+// into_span: poll_copy into a fixed buffer of max_payload_bytes (every record fits), the
+// caller's-span overload, which must give the same torn-read guarantee as the vector's.
+reader_tally read_until_end(reader r, bool into_span) {
   reader_tally t;
-  std::vector<std::byte> buffer;
+  std::vector<std::byte> buffer(into_span ? max_payload_bytes : 0);
   bool have_previous = false;
   std::uint64_t previous = 0;
   while (!t.saw_end) {
-    const poll_result p = r.poll_copy(buffer);
+    const poll_result p =
+        into_span ? r.poll_copy(std::span<std::byte>(buffer)) : r.poll_copy(buffer);
     switch (p.status) {
       case poll_status::record: {
         if (p.record.type == end_marker) {
@@ -65,6 +69,7 @@ reader_tally read_until_end(reader r) {
         r.skip_corruption();
         break;
       case poll_status::history_changed:  // one writer, never restarted: cannot happen
+      case poll_status::too_small:        // poll_copy(span) only: cannot happen
         ++t.bad;
         r.seek_oldest();
         have_previous = false;
@@ -106,7 +111,7 @@ void write_all(writer& w, append_style style) {
   w.append(std::string_view("end"), end_marker);
 }
 
-void run(append_style style, wait_mode mode) {
+void run(append_style style, wait_mode mode, bool into_span = false) {
   scoped_log log{unique_log_name("conc")};
   writer w = writer::create(log, {.capacity = 16384});
   std::vector<reader_tally> tallies(3);
@@ -115,8 +120,9 @@ void run(append_style style, wait_mode mode) {
     reader r =
         reader::attach(w.mapped(), {.start = start_position::oldest(),
                                     .wait = {.mode = mode, .spin_for = 20us, .yield_for = 200us}});
-    threads.emplace_back(
-        [&tallies, i, rr = std::move(r)]() mutable { tallies[i] = read_until_end(std::move(rr)); });
+    threads.emplace_back([&tallies, i, into_span, rr = std::move(r)]() mutable {
+      tallies[i] = read_until_end(std::move(rr), into_span);
+    });
   }
   write_all(w, style);
   for (auto& t : threads)
@@ -140,6 +146,9 @@ TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromBatches) {
 }
 TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromClaims) {
   run(append_style::claim, wait_mode::sleep);
+}
+TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsThroughACallersSpan) {
+  run(append_style::single, wait_mode::yield, true);
 }
 
 }  // namespace

@@ -291,6 +291,8 @@ std::string status_name(poll_status s) {
       return "corrupt";
     case poll_status::history_changed:
       return "history_changed";
+    case poll_status::too_small:
+      return "too_small";
   }
   return "status " + std::to_string(static_cast<int>(s));
 }
@@ -576,6 +578,9 @@ class header_fuzz : public ::testing::Test {
         case poll_status::history_changed:
           if (!r.resync(r.replid(), r.offset()).is_partial()) return;
           break;
+        case poll_status::too_small:  // poll_copy(span) only
+          ADD_FAILURE() << "too_small from poll() or poll_copy(vector)";
+          return;
       }
     }
     fail(op, "no end of the log after " + std::to_string(max_polls) + " polls (offset " +

@@ -77,6 +77,38 @@ class processes : public ::testing::Test {
   std::vector<std::unique_ptr<peer>> peers_;
 };
 
+// reader_options::wait_for_creation across processes: a reader process started before the log
+// exists attaches once this process creates it, and reads what another process writes.
+TEST_F(processes, ReaderWaitingForTheLogAttachesWhenAnotherProcessCreatesIt) {
+  peer& r = start("reader", {"--from", "oldest", "--first-seq", "0", "--wait-for-log-ms", "30000",
+                             "--deadline-ms", "30000"});
+  r.await_line("waiting");
+  ASSERT_FALSE(shmlog::exists(log_.name()));
+  create_log(64 * 1024);
+  r.await_line("ready");
+  peer& w = start("writer", {"--records", "500", "--end-marker", "--max-lag", "32768"});
+  const fields written(w.await_line("result"));
+  w.expect_success();
+  const fields got(r.await_line("result"));
+  r.expect_success();
+  EXPECT_EQ(got["first_seq"], 0u);
+  EXPECT_EQ(got["records"], written["records"]);
+  EXPECT_EQ(got["last_seq"], written["last_seq"]);
+  EXPECT_EQ(got["bad"], 0u);
+  EXPECT_EQ(got["gaps"], 0u);
+}
+
+TEST_F(processes, ReaderWaitingForALogNobodyCreatesFailsAtItsDeadline) {
+  peer& r = start("reader", {"--wait-for-log-ms", "200"});
+  r.await_line("waiting");
+  const std::string line = r.await_line("error");
+  EXPECT_NE(line.find("code=not_found"), std::string::npos) << line;
+  EXPECT_NE(line.find(log_.name()), std::string::npos) << line;
+  EXPECT_NE(line.find("wait_for_creation 200 ms"), std::string::npos) << line;
+  const int status = r.wait_exit();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << peer::describe(status);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 TEST_F(processes, OneWriterThreeReadersWithLaps) {

@@ -2,10 +2,15 @@
 // and corrupt records. The writer is in this process so each test can place it exactly.
 #include "shmlog/reader.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <csignal>
+#include <span>
 
 #include "raw_segment.h"
 #include "shmlog/testing.h"
@@ -341,6 +346,178 @@ TEST_F(reader_fixture, InProcessReaderSharesTheWritersMapping) {
   reader r = reader::attach(w.mapped(), {.start = start_position::oldest()});
   w.append("shared");
   EXPECT_EQ(r.poll_copy(buffer).record.text(), "shared");
+}
+
+// --- poll_copy into a caller's span ------------------------------------------------------------
+
+std::span<std::byte> span_of(std::vector<std::byte>& v, std::size_t n) {
+  return std::span<std::byte>(v).first(n);
+}
+
+TEST_F(reader_fixture, SpanExactlyTheRecordsSizeGetsIt) {
+  reader r = attach();
+  w.append(text('e', 100));
+  std::vector<std::byte> storage(100);
+  const poll_result p = r.poll_copy(std::span<std::byte>(storage));
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.text(), text('e', 100));
+  EXPECT_EQ(p.record.payload.data(), storage.data());  // the view points into the span
+  EXPECT_EQ(r.offset(), p.record.next_offset);
+}
+
+TEST_F(reader_fixture, SpanOneByteShortSaysTooSmallWithTheSizeAndDoesNotConsume) {
+  reader r = attach();
+  w.append(text('s', 100));
+  w.append("next");
+  std::vector<std::byte> storage(200, std::byte{'#'});
+  const poll_result p = r.poll_copy(span_of(storage, 99));
+  ASSERT_EQ(p.status, poll_status::too_small);
+  EXPECT_EQ(p.needed_size, 100u);
+  EXPECT_EQ(r.offset(), 0u);
+  EXPECT_EQ(storage[0], std::byte{'#'});  // nothing copied
+  // A large enough span then gets that record, and the next.
+  EXPECT_EQ(r.poll_copy(span_of(storage, p.needed_size)).record.text(), text('s', 100));
+  EXPECT_EQ(r.poll_copy(span_of(storage, 4)).record.text(), "next");
+}
+
+// The fast path copies records of at most 64 bytes inline; its size check must hold there too.
+TEST_F(reader_fixture, SpanTooSmallForAShortRecordSaysTooSmall) {
+  reader r = attach();
+  w.append(text('t', 10));
+  std::vector<std::byte> storage(10);
+  const poll_result p = r.poll_copy(span_of(storage, 9));
+  ASSERT_EQ(p.status, poll_status::too_small);
+  EXPECT_EQ(p.needed_size, 10u);
+  EXPECT_EQ(r.poll_copy(span_of(storage, 10)).record.text(), text('t', 10));
+}
+
+TEST_F(reader_fixture, EmptySpanGetsAnEmptyRecord) {
+  reader r = attach();
+  w.append("");
+  const poll_result p = r.poll_copy(std::span<std::byte>());
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_TRUE(p.record.payload.empty());
+}
+
+// Across the ring's end: the padding before the record is consumed, the record is not.
+TEST_F(reader_fixture, SpanTooSmallAfterPaddingStandsAtTheRecordNotThePadding) {
+  reader r = attach();
+  std::vector<std::byte> storage(capacity);
+  for (int i = 0; i < 15; ++i)
+    w.append(text('f', 248));  // 15 frames of 256: 3840, 256 bytes left before the ring's end
+  for (int i = 0; i < 15; ++i)
+    ASSERT_EQ(r.poll_copy(std::span<std::byte>(storage)).status, poll_status::record);
+  w.append(text('g', 400));  // does not fit in 256: padding to 4096, then the record
+  const poll_result p = r.poll_copy(span_of(storage, 399));
+  ASSERT_EQ(p.status, poll_status::too_small);
+  EXPECT_EQ(p.needed_size, 400u);
+  EXPECT_EQ(r.offset(), capacity);
+  const poll_result q = r.poll_copy(span_of(storage, 400));
+  ASSERT_EQ(q.status, poll_status::record);
+  EXPECT_EQ(q.record.offset, capacity);
+}
+
+// A record the writer overwrites while it is read: its length may be anything, so it is never
+// reported as too_small, only as the lap it is.
+TEST_F(reader_fixture, SpanTooSmallForARecordLappedWhileReadingSaysLapped) {
+  reader r = attach();
+  w.append(text('o', 500));
+  std::vector<std::byte> storage(16);
+  shmlog::testing::set_validation_hook(r, [&] { lap_past(0); });
+  const poll_result p = r.poll_copy(std::span<std::byte>(storage));
+  EXPECT_EQ(p.status, poll_status::lapped);
+  EXPECT_EQ(p.lap.wanted_offset, 0u);
+}
+
+TEST_F(reader_fixture, SpanLappedWhileCopyingIsNeverDeliveredAsValid) {
+  reader r = attach();
+  w.append(text('o', 500));
+  std::vector<std::byte> storage(1000);
+  bool lapped_in_hook = false;
+  shmlog::testing::set_validation_hook(r, [&] {
+    if (lapped_in_hook) return;
+    lapped_in_hook = true;
+    lap_past(0);
+  });
+  const poll_result p = r.poll_copy(std::span<std::byte>(storage));
+  EXPECT_TRUE(lapped_in_hook);
+  EXPECT_EQ(p.status, poll_status::lapped);
+}
+
+TEST_F(reader_fixture, VectorNeverSaysTooSmall) {
+  reader r = attach();
+  w.append(text('v', 1000));
+  std::vector<std::byte> small(1);
+  const poll_result p = r.poll_copy(small);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(small.size(), 1000u);  // grown
+}
+
+// --- attach: waiting for the log to be created ------------------------------------------------
+
+error attach_error(const std::string& name, std::chrono::milliseconds wait) {
+  try {
+    reader::attach(name, {.wait_for_creation = wait});
+  } catch (const error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "attach did not throw";
+  return error(errc::system_error, "");
+}
+
+TEST(attach_waiting, MissingLogWithoutWaitFailsAtOnce) {
+  const std::string name = unique_log_name("nowait");
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(attach_error(name, std::chrono::milliseconds(0)).code(), errc::not_found);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+}
+
+TEST(attach_waiting, MissingLogIsNotFoundAtTheDeadlineNamingTheLogAndTheWait) {
+  const std::string name = unique_log_name("never");
+  const auto start = std::chrono::steady_clock::now();
+  const error e = attach_error(name, std::chrono::milliseconds(300));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(e.code(), errc::not_found);
+  EXPECT_GE(waited, std::chrono::milliseconds(300));
+  EXPECT_LT(waited, std::chrono::milliseconds(3000));  // bounded: not a hang
+  const std::string m = e.what();
+  EXPECT_NE(m.find(name), std::string::npos) << m;
+  EXPECT_NE(m.find("for it to be created (wait_for_creation 300 ms)"), std::string::npos) << m;
+}
+
+// An object whose creator never stored the magic: without waiting that is not_initialized at
+// once; with a wait, attach keeps looking (the creator may finish, or someone may destroy and
+// create it again) until the deadline.
+TEST(attach_waiting, UnfinishedCreationIsWaitedForUntilTheDeadline) {
+  scoped_log log{unique_log_name("unfinished")};
+  const int fd = ::shm_open(("/" + log.name()).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  const auto start = std::chrono::steady_clock::now();
+  const error e = attach_error(log.name(), std::chrono::milliseconds(300));
+  EXPECT_EQ(e.code(), errc::not_initialized);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  EXPECT_NE(std::string(e.what()).find("waited"), std::string::npos) << e.what();
+}
+
+TEST(attach_waiting, OtherErrorsAreNotWaitedFor) {
+  scoped_log log{unique_log_name("foreignwait")};
+  const int fd = ::shm_open(("/" + log.name()).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  const char junk[] = "not a shmlog segment, and waiting will not make it one";
+  ASSERT_EQ(::write(fd, junk, sizeof junk), static_cast<ssize_t>(sizeof junk));
+  ASSERT_EQ(::ftruncate(fd, 8192), 0);
+  ::close(fd);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(attach_error(log.name(), std::chrono::seconds(30)).code(), errc::bad_magic);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(reader_fixture, ExistingLogIsAttachedAtOnceWithAWait) {
+  w.append("there");
+  reader r = reader::attach(
+      log.name(), {.start = start_position::oldest(), .wait_for_creation = std::chrono::hours(1)});
+  EXPECT_EQ(r.poll_copy(buffer).record.text(), "there");
 }
 
 }  // namespace

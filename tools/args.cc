@@ -170,6 +170,13 @@ double parse_seconds(std::string_view option, std::string_view text, double max)
   return s;
 }
 
+std::chrono::milliseconds wait_for_log_option(const parsed_args& args) {
+  const auto text = args.value("wait-for-log");
+  if (!text) return std::chrono::milliseconds::zero();
+  const double s = parse_seconds("wait-for-log", *text, 86'400);
+  return std::chrono::milliseconds(std::max<long long>(1, std::llround(s * 1000)));
+}
+
 std::string human_bytes(double bytes) {
   static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   std::size_t u = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -74,6 +75,9 @@ unsigned parse_mode(std::string_view option, std::string_view text);
 std::uint64_t parse_unsigned(std::string_view option, std::string_view text, std::uint64_t min,
                              std::uint64_t max);
 double parse_seconds(std::string_view option, std::string_view text, double max);
+// --wait-for-log SECONDS (replica, tail): how long to wait for the log to be created; zero
+// without the option.
+std::chrono::milliseconds wait_for_log_option(const parsed_args& args);
 
 // --snapshot-dir DIR, required: an existing directory, writable if `for_writing`, returned as
 // an absolute path. Missing, not a directory or not accessible: usage_error naming it.

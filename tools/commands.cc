@@ -316,20 +316,24 @@ bool full_resync(reader& r, const std::filesystem::path& dir, const std::string&
 int run_tail(std::span<const std::string> argv) {
   static constexpr const char* usage =
       "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets] "
-      "[--on-lap fail|skip|resync] [--snapshot-dir DIR]";
+      "[--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]";
   const parsed_args args = parse_args(argv, {{"from", true},
                                              {"count", true},
                                              {"follow", false},
                                              {"print-offsets", false},
                                              {"on-lap", true},
-                                             {"snapshot-dir", true}});
+                                             {"snapshot-dir", true},
+                                             {"wait-for-log", true}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
   }
   const std::string& name = single_name(args, usage);
   const tail_options t = tail_options_from(args);
-  if (t.follow) catch_stop_signals();
+  const std::chrono::milliseconds wait_for_log = wait_for_log_option(args);
+  // While tail waits for the log to be created, a stop signal ends it the default way (there
+  // is nothing to flush yet): the library's wait does not look at tail's stop flag.
+  if (t.follow && wait_for_log == std::chrono::milliseconds::zero()) catch_stop_signals();
 
   // A person is watching: a short spin and yield, then sleep, so an idle tail costs no CPU.
   const wait_policy idle_cheaply{.mode = wait_mode::adaptive,
@@ -338,7 +342,9 @@ int run_tail(std::span<const std::string> argv) {
   const bool from_offset = t.from.where == start_position::kind::offset;
   reader r = reader::attach(name, {.start = from_offset ? start_position::oldest() : t.from,
                                    .wait = idle_cheaply,
-                                   .label = "shmlog-tail"});
+                                   .label = "shmlog-tail",
+                                   .wait_for_creation = wait_for_log});
+  if (t.follow && wait_for_log != std::chrono::milliseconds::zero()) catch_stop_signals();
   if (from_offset) {
     if (const std::optional<lap_report> lap = seek_from(r, t.from.offset)) {
       if (t.lap == on_lap::fail) return report_lap(*lap);
@@ -403,6 +409,8 @@ int run_tail(std::span<const std::string> argv) {
         }
         break;
       }
+      case poll_status::too_small:  // poll_copy(vector) grows the buffer: never says it
+        break;
     }
   }
   flush_stdout();

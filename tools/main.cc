@@ -23,7 +23,7 @@ Commands:
   info NAME [--json]      show the log's replication fields and its readers
   write NAME              append each line of stdin as one record (as the log's writer)
   tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]
-            [--on-lap fail|skip|resync] [--snapshot-dir DIR]
+            [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]
                           print records, one per line; without --follow from the oldest record
                           held up to the master offset at start, with --follow from the latest;
                           when lapped: exit 3 (fail), go on from the oldest record held (skip),
@@ -32,7 +32,7 @@ Commands:
           [--keep N] [--check-every N]
                           a key-value producer: SET key value, DEL key, INCR key, WAIT n ms and
                           SNAPSHOT lines from stdin; serves snapshots; recovers its state on restart
-  replica NAME --snapshot-dir DIR [--dump FILE] [--label L]
+  replica NAME --snapshot-dir DIR [--dump FILE] [--label L] [--wait-for-log SECONDS]
                           a key-value replica daemon until SIGTERM; serves shmlog get; --dump
                           writes its state to FILE on SIGTERM
   get NAME KEY [--pid PID]

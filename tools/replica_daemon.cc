@@ -132,12 +132,13 @@ std::string snapshot_dir_option(const parsed_args& args, bool for_writing,
 int run_replica(std::span<const std::string> argv) {
   static constexpr const char* usage =
       "shmlog replica NAME --snapshot-dir DIR [--state-file FILE [--save-every SECONDS]] "
-      "[--dump FILE] [--label L]";
+      "[--dump FILE] [--label L] [--wait-for-log SECONDS]";
   const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
                                              {"state-file", true},
                                              {"save-every", true},
                                              {"dump", true},
-                                             {"label", true}});
+                                             {"label", true},
+                                             {"wait-for-log", true}});
   if (args.has("help")) {
     std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
     return exit_ok;
@@ -166,6 +167,8 @@ int run_replica(std::span<const std::string> argv) {
       throw usage_error("bad --label '" + one_line(*l) + "': expected 1-15 bytes");
     o.label = *l;
   }
+
+  o.wait_for_log = wait_for_log_option(args);
 
   kv_replica_state state;
   // The GET protocol on the library's query socket: "GET <key>" -> "VALUE\n<value>" or

@@ -348,6 +348,7 @@ void bm_concurrent(benchmark::State& state) {
             r.skip_corruption();
             break;
           case shmlog::poll_status::history_changed:  // one writer, never restarted
+          case shmlog::poll_status::too_small:        // poll_copy(span) only
             ++local.corrupt;
             r.seek_latest();
             break;

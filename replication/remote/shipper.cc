@@ -453,6 +453,7 @@ void shipper::step() {
         if (!positioned_ || stopping()) return;
         on_history_change();
         return;
+      case poll_status::too_small:  // poll_copy(span) only; the shipper's buffer grows
       case poll_status::corrupt:
         flush();
         throw error(errc::corrupt_record, "log '" + log_ + "' is corrupt at offset " +

@@ -22,7 +22,8 @@
 //
 //   reader NAME [--from oldest|latest] [--wait spin|yield|sleep|adaptive] [--on-lap resume|fail]
 //               [--first-seq S] [--view] [--slow K] [--report-at SEQ] [--deadline-ms D]
-//               [--wait-timeout-ms T]
+//               [--wait-timeout-ms T] [--wait-for-log-ms W]
+//       waiting                       (with --wait-for-log-ms: before it attaches)
 //       ready slot=I pid=P
 //       progress seq=X                (once, when it accepted a record with seq >= SEQ)
 //       result records=R laps=L lapped_count=C gaps=G skipped=K overruns=O bad=B first_seq=F
@@ -32,7 +33,8 @@
 //     the writer came round to while it was being read, --view only) the next one may skip ahead
 //     and the skipped sequence numbers are counted. --first-seq: the first record expected.
 //     --slow K verifies each record K more times, to fall behind by honest work. When caught up
-//     it waits T ms at a time (default 100) per its wait mode.
+//     it waits T ms at a time (default 100) per its wait mode. --wait-for-log-ms: attach waits
+//     up to W ms for the log to be created (reader_options::wait_for_creation).
 //
 //   hold-reader NAME [--fork-child]
 //       ready slot=I pid=P [child=C]
@@ -492,7 +494,7 @@ std::optional<shmlog::reader> attach_or_say(const std::string& name,
 int run_reader(const std::string& name, int argc, char** argv) {
   const arguments a(argc, argv, {"--view"},
                     {"--from", "--wait", "--on-lap", "--first-seq", "--slow", "--report-at",
-                     "--deadline-ms", "--wait-timeout-ms"});
+                     "--deadline-ms", "--wait-timeout-ms", "--wait-for-log-ms"});
   const std::string from = a.text("--from", "oldest");
   const std::string on_lap = a.text("--on-lap", "resume");
   if (from != "oldest" && from != "latest") throw usage_error("--from wants oldest or latest");
@@ -512,6 +514,9 @@ int run_reader(const std::string& name, int argc, char** argv) {
   // test's deadline turns into a failure, not as a delay that timing would have to judge.
   options.wait.heartbeat_interval = std::chrono::nanoseconds::max();
   options.label = "peer-reader";
+  options.wait_for_creation = std::chrono::milliseconds(a.number("--wait-for-log-ms", 0));
+  // Said before attach(): the test creates the log once it has read this line.
+  if (options.wait_for_creation.count() != 0) say("waiting");
   std::optional<shmlog::reader> attached = attach_or_say(name, options);
   if (!attached) return exit_open_failed;
   shmlog::reader& r = *attached;
@@ -598,6 +603,9 @@ int run_reader(const std::string& name, int argc, char** argv) {
         }
         break;
       }
+      case shmlog::poll_status::too_small:  // poll_copy(span) only
+        result(" failed=too_small");
+        return exit_verify_failed;
     }
   }
 }

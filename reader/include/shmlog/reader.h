@@ -60,11 +60,14 @@ struct wait_policy {
   wait_mode mode = wait_mode::adaptive;
   std::chrono::nanoseconds spin_for = std::chrono::microseconds(50);
   std::chrono::nanoseconds yield_for = std::chrono::milliseconds(2);
-  // In a dense stream (more than one record read since the last wait), a reader that has read
-  // everything waits this long before it looks at the master offset again, so that the writer
+  // Used by wait() only. In a dense stream (more than one record read since the last wait),
+  // wait() holds off this long before it looks at the master offset again, so that the writer
   // can publish several records without losing that cache line to the reader each time
   // (docs/design.md, "Catch-up grace"). Records that come one per wait are never delayed.
-  // Zero turns it off.
+  // poll() and poll_copy() never apply it: they always look at once. A loop that busy-polls
+  // and never calls wait() gets no grace; to have it, call wait() when a poll says empty (with
+  // wait_mode::spin it is a spin loop that keeps off the line for the grace first). Zero turns
+  // it off.
   std::chrono::nanoseconds catch_up_grace = std::chrono::nanoseconds(250);
   // A sleeping reader wakes on its own at least this often to refresh its heartbeat (shown by
   // shmlog info). nanoseconds::max(): never; only the writer or the timeout wakes it.
@@ -75,6 +78,11 @@ struct reader_options {
   start_position start = start_position::latest();
   wait_policy wait;
   std::string label;  // shown by `shmlog info`; at most 15 bytes are kept
+  // attach(name) only: if the log does not exist yet, or exists but its creator has not
+  // finished creating it, wait up to this long for it (polling, with a back-off from 1 ms up to
+  // 50 ms), then throw not_found (or not_initialized) naming the log and the time waited. Zero:
+  // do not wait (fail at once).
+  std::chrono::milliseconds wait_for_creation{0};
 };
 
 // The writer overwrote bytes this reader had not read yet.
@@ -104,10 +112,17 @@ enum class poll_status {
   // resync(replid(), offset()): partial if the new history shares the reader's position, else
   // a full resync is due.
   history_changed,
+  // poll_copy(span) only (poll() and poll_copy(vector) never say it): the next record's
+  // payload is larger than the buffer. It was not consumed (the reader did not move);
+  // result.needed_size is its payload size. Poll again with a buffer at least that large.
+  too_small,
 };
 
 struct poll_result {
   poll_status status = poll_status::empty;
+  // With too_small: the next record's payload size in bytes (at most max_payload()). 32 bits,
+  // next to the status, so that the result is no larger than without it.
+  std::uint32_t needed_size = 0;
   record_view record;
   lap_report lap;
   corruption_report corruption;
@@ -117,10 +132,13 @@ class reader {
  public:
   // Attaches to the log in another process's shared memory and takes a reader slot. Throws
   // shmlog::error (not_found, permission_denied, bad_magic, no_free_reader_slot, ...), or
-  // offset_out_of_range / not_a_record_boundary for a bad start_position::at().
+  // offset_out_of_range / not_a_record_boundary for a bad start_position::at(). With
+  // options.wait_for_creation, a log that does not exist or is still being created is waited
+  // for, up to that long.
   static reader attach(std::string_view name, const reader_options& options = {});
   // Attaches in the writer's own process, sharing its mapping (writer::mapped(); for in-process
-  // consumers and thread-sanitizer tests). Still takes a reader slot.
+  // consumers and thread-sanitizer tests). Still takes a reader slot. The log exists by then:
+  // options.wait_for_creation is ignored.
   static reader attach(const mapped_log& log, const reader_options& options = {});
 
   reader(reader&&) noexcept;
@@ -135,6 +153,10 @@ class reader {
   // then validates: a record returned is exactly what was appended. The view's payload points
   // into `buffer`.
   poll_result poll_copy(std::vector<std::byte>& buffer);
+  // Reader thread only. The same into a caller's buffer that is never grown: a record that
+  // does not fit is not consumed, and the result says too_small with the size it needs.
+  // Validated as above; the view's payload points into `buffer`.
+  poll_result poll_copy(std::span<std::byte> buffer);
   // Reader thread only. True if the writer had not yet come round to the view's bytes.
   bool still_valid(const record_view& view) const noexcept;
 

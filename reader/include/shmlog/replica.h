@@ -90,6 +90,9 @@ struct replica_options {
   std::filesystem::path snapshot_dir;
   wait_policy wait;
   std::string label = "replica";
+  // If the log does not exist yet (or is still being created), wait up to this long for it
+  // (reader_options::wait_for_creation). Zero: fail at once.
+  std::chrono::milliseconds wait_for_log{0};
   // How long to wait for the producer to answer a snapshot request before asking again.
   std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
   // Retries after a refused or failed full resync back off from 10 ms up to this.

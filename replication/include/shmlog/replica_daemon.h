@@ -44,6 +44,10 @@ struct replica_daemon_options {
   // Where the producer writes its snapshots (replica_options::snapshot_dir).
   std::filesystem::path snapshot_dir;
   std::string label = "replica";  // the reader slot's label
+  // If the log does not exist yet (or is still being created), wait up to this long for it
+  // (reader_options::wait_for_creation; a stop signal ends the wait, and the daemon returns
+  // with nothing applied). Zero: fail at once.
+  std::chrono::milliseconds wait_for_log{0};
   // A daemon is started and watched by a person or a supervisor: a short spin and yield, then
   // sleep, so an idle daemon costs no CPU.
   wait_policy wait{.mode = wait_mode::adaptive,
