@@ -57,6 +57,10 @@ std::size_t label_length(const std::string& label, std::size_t limit) noexcept {
 }
 
 constexpr unsigned records_per_heartbeat = 256;
+// lap_policy::oldest_safe resumes this many intent chunks (of 16 per ring) ahead of the oldest
+// record's chunk: a quarter of a ring lost for a quarter of headroom (docs/design.md, "Laps
+// and policy").
+constexpr std::uint64_t lap_headroom_chunks = intent_chunks_per_ring / 4;
 // Sleeps longer than this (a century) are treated as "until woken".
 constexpr std::uint64_t forever_ns = std::uint64_t{1} << 62;
 
@@ -371,6 +375,58 @@ class reader_core {
     const std::uint64_t oldest = window().first_byte_offset;
     move_to(oldest, sync, oldest);
   }
+  // Not on the poll path: a lap costs a window read and a checkpoint load, and is rare unless
+  // the reader is slower than the writer, when the policy decides how much it gets to read.
+  lap_report recover_from_lap(lap_policy policy) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      const sync_point sync = begin_sync();
+      const backlog_window w = window();  // checked: throws corrupt_header
+      lap_report r{offset_, w.first_byte_offset, w.master_offset, offset_};
+      // Not lapped (records start at the oldest record or after it, never between the
+      // boundary a ring below the intent and that record): nothing to recover from.
+      if (offset_ >= w.first_byte_offset && offset_ <= w.master_offset) return r;
+      std::uint64_t target = w.first_byte_offset;
+      if (policy == lap_policy::latest) {
+        target = w.master_offset;
+      } else if (policy == lap_policy::oldest_safe) {
+        // The first record at or after the chunk boundary lap_headroom_chunks ahead of the
+        // oldest record's chunk: its checkpoint says where it is, no walk needed.
+        const std::uint64_t boundary =
+            (w.first_byte_offset & ~(chunk_ - 1)) + lap_headroom_chunks * chunk_;
+        target = w.master_offset;
+        if (boundary < w.master_offset) {
+          const std::optional<std::uint64_t> at =
+              checked_checkpoint(checkpoints_, boundary, map_->geo());
+          if (!at) {
+            if (intent_->load(std::memory_order_acquire) > boundary + capacity_) continue;
+            throw error(
+                errc::corrupt_header,
+                "log '" + name() + "': corrupt header: the checkpoint of chunk boundary " +
+                    std::to_string(boundary) + " is " +
+                    std::to_string(checkpoints_[(boundary / chunk_) % checkpoint_count].load(
+                        std::memory_order_relaxed)) +
+                    ", not an 8-aligned offset within a record of it");
+          }
+          // Beyond the master offset only if the record crossing the boundary is not
+          // published yet: the master offset is then the next record start.
+          target = std::min(*at, w.master_offset);
+        }
+      }
+      // The checkpoint and the window describe the ring as it was; if the writer has come
+      // round to the target since (or changed the history), look again. Pairs as in poll().
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (intent_->load(std::memory_order_relaxed) > target + capacity_ ||
+          epoch_word_->load(std::memory_order_relaxed) != sync.epoch)
+        continue;
+      move_to(target, sync, target);
+      r.resume_offset = target;
+      return r;
+    }
+    throw error(errc::offset_out_of_range,
+                "log '" + name() + "': the writer came round again on every attempt to recover " +
+                    "from a lap at offset " + std::to_string(offset_));
+  }
+
   void seek_latest() {
     const sync_point sync = begin_sync();
     window();  // throws corrupt_header if the header's offsets are inconsistent
@@ -528,7 +584,7 @@ class reader_core {
       // nothing can be resumed from it; skip_corruption() or a resync reports the details.
       return corrupt("lapped, and the header's offsets or checkpoints are corrupt");
     }
-    r.lap = lap_report{offset_, w.first_byte_offset, w.master_offset};
+    r.lap = lap_report{offset_, w.first_byte_offset, w.master_offset, w.first_byte_offset};
     if (lapped_at_ != offset_) {  // count each lap once, however often it is polled
       lapped_at_ = offset_;
       ++lapped_;
@@ -785,6 +841,9 @@ void reader::seek_oldest() {
 }
 void reader::seek_latest() {
   impl_->seek_latest();
+}
+lap_report reader::recover_from_lap(lap_policy policy) {
+  return impl_->recover_from_lap(policy);
 }
 std::uint64_t reader::skip_corruption() {
   return impl_->skip_corruption();

@@ -3,6 +3,7 @@
 // check every record they accept and that sequence numbers are consecutive between laps.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <span>
 #include <thread>
 
@@ -31,7 +32,7 @@ struct reader_tally {
 
 // into_span: poll_copy into a fixed buffer of max_payload_bytes (every record fits), the
 // caller's-span overload, which must give the same torn-read guarantee as the vector's.
-reader_tally read_until_end(reader r, bool into_span) {
+reader_tally read_until_end(reader r, lap_policy on_lap, bool into_span) {
   reader_tally t;
   std::vector<std::byte> buffer(into_span ? max_payload_bytes : 0);
   bool have_previous = false;
@@ -61,7 +62,7 @@ reader_tally read_until_end(reader r, bool into_span) {
         break;
       case poll_status::lapped:
         ++t.laps;
-        r.seek_oldest();
+        r.recover_from_lap(on_lap);
         have_previous = false;  // a gap is expected here, and only here
         break;
       case poll_status::corrupt:
@@ -111,17 +112,22 @@ void write_all(writer& w, append_style style) {
   w.append(std::string_view("end"), end_marker);
 }
 
-void run(append_style style, wait_mode mode, bool into_span = false) {
+// Three readers, each recovering from laps with its policy. Not lap_policy::latest: from the
+// master offset a reader could skip the end marker and wait for ever.
+void run(append_style style, wait_mode mode,
+         std::array<lap_policy, 3> on_lap = {lap_policy::oldest, lap_policy::oldest,
+                                             lap_policy::oldest},
+         bool into_span = false) {
   scoped_log log{unique_log_name("conc")};
   writer w = writer::create(log, {.capacity = 16384});
-  std::vector<reader_tally> tallies(3);
+  std::vector<reader_tally> tallies(on_lap.size());
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < tallies.size(); ++i) {
     reader r =
         reader::attach(w.mapped(), {.start = start_position::oldest(),
                                     .wait = {.mode = mode, .spin_for = 20us, .yield_for = 200us}});
-    threads.emplace_back([&tallies, i, into_span, rr = std::move(r)]() mutable {
-      tallies[i] = read_until_end(std::move(rr), into_span);
+    threads.emplace_back([&tallies, &on_lap, i, into_span, rr = std::move(r)]() mutable {
+      tallies[i] = read_until_end(std::move(rr), on_lap[i], into_span);
     });
   }
   write_all(w, style);
@@ -141,6 +147,12 @@ void run(append_style style, wait_mode mode, bool into_span = false) {
 TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromSingleAppends) {
   run(append_style::single, wait_mode::adaptive);
 }
+// The recovery reads the window and a checkpoint while the writer runs, and a reader resumes
+// from it: still only whole records, in order between laps.
+TEST(concurrency, ReadersRecoveringFromLapsOldestSafeSeeOnlyWholeRecords) {
+  run(append_style::single, wait_mode::spin,
+      {lap_policy::oldest_safe, lap_policy::oldest_safe, lap_policy::oldest});
+}
 TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromBatches) {
   run(append_style::batch, wait_mode::yield);
 }
@@ -148,7 +160,8 @@ TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromClaims) {
   run(append_style::claim, wait_mode::sleep);
 }
 TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsThroughACallersSpan) {
-  run(append_style::single, wait_mode::yield, true);
+  run(append_style::single, wait_mode::yield,
+      {lap_policy::oldest_safe, lap_policy::oldest_safe, lap_policy::oldest}, true);
 }
 
 }  // namespace

@@ -83,6 +83,107 @@ TEST_F(reader_fixture, LappedReaderResumesFromOldest) {
   EXPECT_EQ(p.record.payload.size(), 120u);
 }
 
+// --- recover_from_lap: where each lap_policy resumes --------------------------------------
+
+constexpr std::uint64_t chunk = capacity / 16;
+
+struct lap_recovery_fixture : reader_fixture {
+  // 100-byte payloads: 112-byte frames, so records cross chunk boundaries and a checkpoint
+  // names a record start after its boundary, not the boundary itself.
+  void lap_past_with_odd_frames(std::uint64_t offset) {
+    while (r_window_first() <= offset)
+      w.append(text('x', 100));
+  }
+  std::uint64_t intent() { return inspect(log.name()).write_intent; }
+  // Appends until the writer has reserved `chunks` more chunks.
+  void advance_intent(std::uint64_t chunks) {
+    const std::uint64_t start = intent();
+    while (intent() < start + chunks * chunk)
+      w.append(text('n', 100));
+  }
+  // The first record at or after `offset`, found by reading every record from the oldest
+  // (not from the checkpoints, which recover_from_lap uses).
+  std::uint64_t first_record_at_or_after(std::uint64_t offset) {
+    reader walker = attach();
+    for (;;) {
+      const poll_result p = walker.poll();
+      if (p.status != poll_status::record) return walker.offset();
+      if (p.record.offset >= offset) return p.record.offset;
+    }
+  }
+};
+
+TEST_F(lap_recovery_fixture, OldestSafeResumesAtTheFirstRecordAQuarterRingAheadOfTheOldest) {
+  reader r = attach();
+  lap_past_with_odd_frames(0);
+  ASSERT_EQ(r.poll_copy(buffer).status, poll_status::lapped);
+  const backlog_window before = r.window();
+  const std::uint64_t boundary = (before.first_byte_offset & ~(chunk - 1)) + capacity / 4;
+  const lap_report lap = r.recover_from_lap(lap_policy::oldest_safe);
+  EXPECT_EQ(lap.wanted_offset, 0u);
+  EXPECT_EQ(lap.oldest_offset, before.first_byte_offset);
+  EXPECT_EQ(lap.master_offset, before.master_offset);
+  EXPECT_EQ(lap.resume_offset, r.offset());
+  EXPECT_EQ(lap.resume_offset, first_record_at_or_after(boundary));
+  EXPECT_NE(lap.resume_offset, boundary);  // the checkpoint, inside a chunk: not rounded
+  EXPECT_EQ(lap.bytes_lost(), lap.resume_offset);
+  // The writer stays still: the next poll delivers the record there, not another lap.
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.offset, lap.resume_offset);
+  EXPECT_EQ(p.record.payload.size(), 100u);
+  EXPECT_EQ(r.lapped_count(), 1u);
+}
+
+// The pathology oldest_safe fixes: from the oldest record, the writer's next chunk laps the
+// reader again before it reads anything; a quarter ring ahead, three more chunks do not.
+TEST_F(lap_recovery_fixture, ThreeChunksLaterOldestIsLappedAgainAndOldestSafeIsNot) {
+  reader from_oldest = attach();
+  reader from_safe = attach();
+  lap_past_with_odd_frames(0);
+  ASSERT_EQ(from_oldest.poll().status, poll_status::lapped);
+  ASSERT_EQ(from_safe.poll().status, poll_status::lapped);
+  const lap_report oldest = from_oldest.recover_from_lap(lap_policy::oldest);
+  const lap_report safe = from_safe.recover_from_lap(lap_policy::oldest_safe);
+  EXPECT_EQ(oldest.resume_offset, oldest.oldest_offset);
+  EXPECT_EQ(from_oldest.offset(), r_window_first());
+  EXPECT_GT(safe.resume_offset, oldest.resume_offset + capacity / 4 - chunk);
+  advance_intent(capacity / 4 / chunk - 1);
+  EXPECT_EQ(from_oldest.poll().status, poll_status::lapped);
+  const poll_result p = from_safe.poll();
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.offset, safe.resume_offset);
+}
+
+TEST_F(lap_recovery_fixture, LatestResumesAtTheMasterOffset) {
+  reader r = attach();
+  lap_past_with_odd_frames(0);
+  ASSERT_EQ(r.poll().status, poll_status::lapped);
+  const lap_report lap = r.recover_from_lap(lap_policy::latest);
+  EXPECT_EQ(lap.resume_offset, r.master_offset());
+  EXPECT_EQ(r.offset(), lap.resume_offset);
+  EXPECT_EQ(lap.bytes_lost(), lap.resume_offset);
+  EXPECT_EQ(r.poll().status, poll_status::empty);
+}
+
+TEST_F(lap_recovery_fixture, ANotLappedReaderStaysWhereItIs) {
+  reader r = attach();
+  w.append("one");
+  w.append("two");
+  for (const lap_policy policy :
+       {lap_policy::oldest, lap_policy::oldest_safe, lap_policy::latest}) {
+    const lap_report lap = r.recover_from_lap(policy);
+    EXPECT_EQ(lap.wanted_offset, 0u);
+    EXPECT_EQ(lap.resume_offset, 0u);
+    EXPECT_EQ(lap.bytes_lost(), 0u);
+    EXPECT_EQ(r.offset(), 0u);
+  }
+  const poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, poll_status::record);
+  EXPECT_EQ(p.record.offset, 0u);
+  EXPECT_EQ(r.lapped_count(), 0u);
+}
+
 // The writer overwrites the record between the reader's copy and its validation: the copy
 // may hold any mix of old and new bytes, and must not be delivered.
 TEST_F(reader_fixture, LappedWhileCopyingIsNeverDeliveredAsValid) {

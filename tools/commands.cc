@@ -247,7 +247,7 @@ std::optional<lap_report> seek_from(reader& r, std::uint64_t offset) {
     // Below the window as it is now: the bytes asked for are gone. Above it: not there yet.
     const backlog_window w = r.window();
     if (offset >= w.first_byte_offset) throw;
-    return lap_report{offset, w.first_byte_offset, w.master_offset};
+    return lap_report{offset, w.first_byte_offset, w.master_offset, w.first_byte_offset};
   }
 }
 
@@ -267,15 +267,28 @@ int report_corruption(const std::string& name, const corruption_report& c) {
   return exit_corrupt;
 }
 
-// --on-lap=skip: go on from the oldest record still held, saying what was lost.
-void skip_lap(reader& r, const lap_report& lap) {
+void report_skip(const lap_report& lap) {
+  std::fprintf(stderr, "shmlog tail: lapped: skipped %llu bytes from offset %llu to %llu\n",
+               static_cast<unsigned long long>(lap.bytes_lost()),
+               static_cast<unsigned long long>(lap.wanted_offset),
+               static_cast<unsigned long long>(lap.resume_offset));
+}
+
+// --on-lap=skip after a lap while reading: go on a quarter ring ahead of the oldest record
+// (lap_policy::oldest_safe), saying what was lost. A tail printing to a terminal is slower
+// than most writers; from the oldest record it would be lapped again before printing anything.
+void skip_lap(reader& r) {
+  flush_stdout();
+  report_skip(r.recover_from_lap(lap_policy::oldest_safe));
+}
+
+// --on-lap=skip for a --from offset already overwritten: tail has read nothing yet and stands
+// at the oldest record; it prints what the ring holds from there.
+void skip_to_oldest(reader& r, lap_report lap) {
   flush_stdout();
   r.seek_oldest();
-  const std::uint64_t to = r.offset();
-  std::fprintf(stderr, "shmlog tail: lapped: skipped %llu bytes from offset %llu to %llu\n",
-               static_cast<unsigned long long>(to > lap.wanted_offset ? to - lap.wanted_offset : 0),
-               static_cast<unsigned long long>(lap.wanted_offset),
-               static_cast<unsigned long long>(to));
+  lap.resume_offset = r.offset();
+  report_skip(lap);
 }
 
 // --on-lap=resync: the full resync a replica does (shmlog::full_resync), on tail's own reader
@@ -349,7 +362,7 @@ int run_tail(std::span<const std::string> argv) {
     if (const std::optional<lap_report> lap = seek_from(r, t.from.offset)) {
       if (t.lap == on_lap::fail) return report_lap(*lap);
       if (t.lap == on_lap::skip) {
-        skip_lap(r, *lap);
+        skip_to_oldest(r, *lap);
       } else if (!full_resync(r, t.snapshot_dir, lap_reason(*lap))) {
         return flush_stdout(), exit_ok;
       }
@@ -377,7 +390,7 @@ int run_tail(std::span<const std::string> argv) {
       case poll_status::lapped:
         if (t.lap == on_lap::fail) return report_lap(p.lap);
         if (t.lap == on_lap::skip) {
-          skip_lap(r, p.lap);
+          skip_lap(r);
         } else if (!full_resync(r, t.snapshot_dir, lap_reason(p.lap))) {
           return flush_stdout(), exit_ok;  // stopped by a signal while waiting for a snapshot
         }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "json.h"
+#include "shmlog/reader.h"
 
 namespace shmlog::bench {
 
@@ -33,6 +34,9 @@ struct case_config {
   bool floor_probe = true;
   // shmlog readers' wait_policy::catch_up_grace; unset: the library's default.
   std::optional<std::uint64_t> catch_up_grace_ns;
+  // shmlog readers after a lap: oldest, oldest-safe or latest (reader::recover_from_lap);
+  // "" = the harness's default, oldest-safe.
+  std::string on_lap;
 };
 
 // Set by SIGINT / SIGTERM in the parent: the running case stops and cleans up.
@@ -53,6 +57,12 @@ bool is_spsc_ring(const std::string& transport);
 std::uint64_t effective_grace_ns(const case_config& c);
 // spsc-ring: the ring holds capacity / record_bytes slots, the same bytes as shmlog's ring.
 std::uint64_t spsc_ring_slots(const case_config& c);
+// --on-lap's names (oldest, oldest-safe, latest) as the library's policies; nullopt for another.
+std::optional<lap_policy> to_lap_policy(const std::string& name);
+// The lap policy a shmlog reader of this case runs with: --on-lap, or the harness's default
+// (oldest-safe: docs/design.md, "Laps and policy").
+lap_policy effective_lap_policy(const case_config& c);
+const char* lap_policy_name(lap_policy p);
 // Throws std::invalid_argument naming what is wrong.
 void validate(case_config& c);
 

@@ -2,7 +2,7 @@
 //
 //   shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]
 //                    [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]
-//                    [--catch-up-grace NS] [--no-floor-probe]
+//                    [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]
 //   shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N] [--plot-dir DIR]
 //                      [--attach KEY=FILE]... --out FILE
 //   shmlog_bench selftest
@@ -32,12 +32,14 @@ constexpr const char* usage =
     "usage:\n"
     "  shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]\n"
     "                   [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]\n"
-    "                   [--catch-up-grace NS] [--no-floor-probe]\n"
+    "                   [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]\n"
     "      T: shmlog shmlog-view floor-pingpong spsc-ring spsc-ring-view memcpy\n"
     "         boost-mq pipe unix-socket\n"
     "      M: throughput latency     W (shmlog): spin yield sleep adaptive\n"
     "      --catch-up-grace (shmlog): the readers' wait_policy::catch_up_grace in ns\n"
     "      (0: off); without it, the library's default\n"
+    "      --on-lap P (shmlog): where a lapped reader resumes: oldest, oldest-safe (default)\n"
+    "      or latest (reader::recover_from_lap)\n"
     "      prints one JSON object (the case) on stdout\n"
     "  shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N]\n"
     "                     [--plot-dir DIR] [--attach KEY=FILE]... --out FILE\n"
@@ -126,6 +128,8 @@ int cmd_run(const std::vector<std::string>& a) {
       c.floor_probe = false;
     } else if (o == "--idle-readers") {
       c.idle_readers = static_cast<unsigned>(parse_u64(o, value()));
+    } else if (o == "--on-lap") {
+      c.on_lap = value();
     } else if (o == "--catch-up-grace") {
       c.catch_up_grace_ns = parse_u64(o, value());
     } else {

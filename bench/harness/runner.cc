@@ -48,6 +48,29 @@ bool is_spsc_ring(const std::string& transport) {
   return transport == "spsc-ring" || transport == "spsc-ring-view";
 }
 
+std::optional<lap_policy> to_lap_policy(const std::string& name) {
+  if (name == "oldest") return lap_policy::oldest;
+  if (name == "oldest-safe") return lap_policy::oldest_safe;
+  if (name == "latest") return lap_policy::latest;
+  return std::nullopt;
+}
+
+lap_policy effective_lap_policy(const case_config& c) {
+  return to_lap_policy(c.on_lap).value_or(lap_policy::oldest_safe);
+}
+
+const char* lap_policy_name(lap_policy p) {
+  switch (p) {
+    case lap_policy::oldest:
+      return "oldest";
+    case lap_policy::oldest_safe:
+      return "oldest-safe";
+    case lap_policy::latest:
+      return "latest";
+  }
+  return "?";
+}
+
 std::uint64_t effective_grace_ns(const case_config& c) {
   return c.catch_up_grace_ns.value_or(
       static_cast<std::uint64_t>(wait_policy{}.catch_up_grace.count()));
@@ -111,6 +134,9 @@ void validate(case_config& c) {
           std::to_string(c.record_bytes) + "-byte blocks; raise --capacity");
   }
   if (c.catch_up_grace_ns && !is_shmlog(t)) bad("--catch-up-grace applies to shmlog only");
+  if (!c.on_lap.empty() && !is_shmlog(t)) bad("--on-lap applies to shmlog only");
+  if (!c.on_lap.empty() && !to_lap_policy(c.on_lap))
+    bad("--on-lap must be oldest, oldest-safe or latest, not '" + c.on_lap + "'");
   if (c.catch_up_grace_ns && *c.catch_up_grace_ns > 1'000'000'000)
     bad("--catch-up-grace is limited to 1 s (1e9 ns)");
   if (c.record_bytes < 8) bad("--record-bytes must be at least 8 (the sequence number)");
@@ -150,7 +176,8 @@ std::map<std::string, std::string> to_args(const case_config& c) {
           {"pin", c.pin ? "1" : "0"},
           {"idle_readers", std::to_string(c.idle_readers)},
           {"catch_up_grace",
-           c.catch_up_grace_ns ? std::to_string(*c.catch_up_grace_ns) : std::string("default")}};
+           c.catch_up_grace_ns ? std::to_string(*c.catch_up_grace_ns) : std::string("default")},
+          {"on_lap", c.on_lap.empty() ? std::string("default") : c.on_lap}};
 }
 
 case_config from_args(const std::map<std::string, std::string>& args) {
@@ -172,6 +199,7 @@ case_config from_args(const std::map<std::string, std::string>& args) {
   c.idle_readers = static_cast<unsigned>(std::stoul(get("idle_readers")));
   if (const std::string g = get("catch_up_grace"); g != "default")
     c.catch_up_grace_ns = std::stoull(g);
+  if (const std::string l = get("on_lap"); l != "default") c.on_lap = l;
   return c;
 }
 
@@ -317,7 +345,10 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
   j.set_f64("seconds", c.seconds);
   j.set_f64("warmup_seconds", double(warmup_ns(c)) / 1e9);
   if (c.idle_readers) j.set_u64("idle_readers", c.idle_readers);
-  if (is_shmlog(c.transport)) j.set_u64("catch_up_grace_ns", effective_grace_ns(c));
+  if (is_shmlog(c.transport)) {
+    j.set_u64("catch_up_grace_ns", effective_grace_ns(c));
+    j.set_string("on_lap", lap_policy_name(effective_lap_policy(c)));
+  }
 
   try {
     const std::uint64_t busy_before = machine_busy_ns();

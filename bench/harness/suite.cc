@@ -24,7 +24,7 @@ namespace shmlog::bench {
 namespace {
 
 struct entry {
-  std::string section;  // floor, throughput, latency, readers, idle
+  std::string section;  // floor, throughput, laps, latency, readers, idle
   case_config config;
   json_object result;             // the median run (or the first that failed)
   std::vector<json_object> runs;  // one per pass (--repeat), in the order they ran
@@ -99,6 +99,7 @@ std::string label(const entry& e) {
   if (is_shmlog(c.transport) || is_spsc_ring(c.transport) || c.transport == "floor-pingpong")
     s += " " + c.wait;
   if (e.show_grace) s += " " + grace_text(effective_grace_ns(c));
+  if (!c.on_lap.empty()) s += " on-lap " + c.on_lap;
   return s;
 }
 
@@ -341,6 +342,12 @@ class suite_runner {
       add("throughput", {.transport = "pipe", .record_bytes = b});
       add("throughput", {.transport = "unix-socket", .record_bytes = b});
     }
+    // Lap recovery with the default 1 MiB ring: the reader as it resumed before (oldest) and
+    // with the harness's default policy, back to back at each size (docs/design.md, "Laps and
+    // policy"). The throughput rows above run with the default.
+    for (const std::uint64_t b : {32u, 64u, 1024u, 65536u})
+      for (const char* p : {"oldest", "oldest-safe"})
+        add("laps", {.transport = "shmlog", .record_bytes = b, .wait = "spin", .on_lap = p});
     // Latency at 64 B, paced; the spinning reader with and without the catch-up grace at
     // 100 k/s and (where the grace could matter more: records closer together) 1 M/s.
     const case_config spin_latency{
@@ -565,10 +572,13 @@ class suite_runner {
       return "THROUGHPUT  1 writer -> 1 reader, flat out; msgs/s delivered to the reader, and "
              "what it lost.\n"
              "  lossy: the writer never waits, a reader that falls a ring behind is lapped "
-             "(shmlog: it resyncs with seek_oldest)\n"
+             "(shmlog: it resumes with recover_from_lap(oldest_safe))\n"
              "  and loses records; lossless: the writer waits for the reader (back-pressure).\n"
              "  spsc-ring: the same blocks through a simple SPSC ring of the same bytes "
              "(lossless), copied out (-view: read in place)";
+    if (s == "laps")
+      return "LAPS  shmlog, 1 MiB ring, flat out, the reader spins; where a lapped reader "
+             "resumes: oldest record held (before) or oldest-safe (a quarter ring ahead)";
     if (s == "floor")
       return "FLOOR  one counter bounced between the writer's and the reader's CPUs; RTT / 2 "
              "(the reference placement for every later case)";
@@ -827,6 +837,16 @@ class suite_runner {
       }
       if (num(j, "writer_max_behind_ns") > 10'000)
         add("writer fell behind by up to " + ns_text(num(j, "writer_max_behind_ns")));
+      return out;
+    }
+    if (e.section == "laps") {
+      const double sent = num(j, "sent");
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "lost %.1f%% of %s sent, laps %llu",
+                    sent > 0 ? 100 * num(j, "lost_msgs") / sent : 0.0, count_text(sent).c_str(),
+                    static_cast<unsigned long long>(num(j, "laps")));
+      add(buf);
+      add("writer " + si(num(j, "writer_msgs_per_s"), "msg/s"));
       return out;
     }
     // readers / idle: the writer's rate against the same case with nobody attached.

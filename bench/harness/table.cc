@@ -83,7 +83,8 @@ channel set_up_shmlog(const case_config& c, const std::string& base, case_resour
   create(base, {.capacity = c.capacity, .reader_slots = std::max(1u, c.readers + c.idle_readers)});
   res.undo.push_back([base] { destroy(base); });
   j.set_u64("capacity", c.capacity);
-  j.set_string("resync", "seek_oldest");
+  j.set_string("resync",
+               std::string("recover_from_lap ") + lap_policy_name(effective_lap_policy(c)));
   channel ch{.writer = {.role = "writer", .args = {{"name", base}}},
              .readers = readers_with(c, "name", std::vector<std::string>(c.readers, base))};
   for (unsigned i = 0; i < c.idle_readers; ++i)
@@ -364,7 +365,8 @@ std::vector<int> fd_list(const child_context& x) {
 
 template <bool view>
 int shmlog_reader(const child_context& x) {
-  shmlog_receiver rx(x.arg("name"), to_wait_mode(x.config.wait), x.config.catch_up_grace_ns, view);
+  shmlog_receiver rx(x.arg("name"), to_wait_mode(x.config.wait), x.config.catch_up_grace_ns,
+                     effective_lap_policy(x.config), view);
   return run_reader(rx, x);
 }
 

@@ -76,17 +76,18 @@ class shmlog_sender {
 };
 
 // Reads with poll_copy (validated copy) or, with `view`, with poll() and still_valid() after
-// the sequence number and due time have been read out of the view. A lapped reader resumes at
-// the oldest record still held (seek_oldest): it loses as little as possible, and it can never
-// jump past the writer's end marker, which seek_latest could.
+// the sequence number and due time have been read out of the view. A lapped reader resumes
+// where `on_lap` says (reader::recover_from_lap); every policy resumes at or before the master
+// offset, so it never jumps past the writer's end marker.
 // `grace` unset leaves wait_policy::catch_up_grace at the library's default.
 class shmlog_receiver {
  public:
   shmlog_receiver(const std::string& name, wait_mode mode, std::optional<std::uint64_t> grace,
-                  bool view)
+                  lap_policy on_lap, bool view)
       : reader_(reader::attach(
             name,
             {.start = start_position::oldest(), .wait = policy(mode, grace), .label = "bench"})),
+        on_lap_(on_lap),
         view_(view) {}
 
   bool next(received& out) {
@@ -111,7 +112,7 @@ class shmlog_receiver {
           gap_ = true;
           if (p.lap.master_offset - p.lap.wanted_offset > max_lag_)
             max_lag_ = p.lap.master_offset - p.lap.wanted_offset;
-          reader_.seek_oldest();
+          reader_.recover_from_lap(on_lap_);
           continue;
         case poll_status::corrupt:
           ++corrupt_;
@@ -119,6 +120,7 @@ class shmlog_receiver {
           reader_.skip_corruption();
           continue;
         case poll_status::history_changed:  // the harness's one writer never restarts
+        case poll_status::too_small:        // poll_copy(span) only: never here
           ++corrupt_;
           gap_ = true;
           reader_.seek_oldest();
@@ -151,6 +153,7 @@ class shmlog_receiver {
 
   reader reader_;
   std::vector<std::byte> buffer_;
+  lap_policy on_lap_;
   bool view_;
   bool gap_ = false;
   std::uint64_t corrupt_ = 0;

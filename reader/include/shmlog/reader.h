@@ -6,7 +6,8 @@
 //     shmlog::poll_result p = r.poll_copy(buf);
 //     if (p.status == shmlog::poll_status::record) use(p.record.payload);
 //     else if (p.status == shmlog::poll_status::empty) r.wait();
-//     else if (p.status == shmlog::poll_status::lapped) resync(p.lap);  // writer came round
+//     else if (p.status == shmlog::poll_status::lapped)  // the writer came round
+//       r.recover_from_lap(shmlog::lap_policy::oldest_safe);
 //   }
 //
 // A reader never writes the log's data: it maps the header and ring read-only and writes only
@@ -87,12 +88,31 @@ struct reader_options {
 
 // The writer overwrote bytes this reader had not read yet.
 struct lap_report {
-  std::uint64_t wanted_offset = 0;  // where the reader stands
+  std::uint64_t wanted_offset = 0;  // where the reader stood
   std::uint64_t oldest_offset = 0;  // oldest record still held
   std::uint64_t master_offset = 0;
+  // Where the reader goes on: from recover_from_lap(), where it now stands; in a poll's
+  // report (the reader has not moved yet), the oldest record, the least a recovery can lose.
+  std::uint64_t resume_offset = 0;
+  // The bytes skipped: from the wanted offset to the resume offset.
   std::uint64_t bytes_lost() const noexcept {
-    return oldest_offset > wanted_offset ? oldest_offset - wanted_offset : 0;
+    return resume_offset > wanted_offset ? resume_offset - wanted_offset : 0;
   }
+};
+
+// Where a lapped reader goes on (reader::recover_from_lap; docs/design.md, "Laps and policy").
+enum class lap_policy {
+  // The oldest record still held: loses the least now, but it is the record the writer
+  // overwrites next, so a reader not much faster than the writer is lapped again at once.
+  oldest,
+  // The first record at or after the chunk boundary a quarter of the ring ahead of the oldest:
+  // loses up to a quarter ring more than `oldest`, and the writer writes at least a quarter of
+  // a ring more before it comes round to the reader again. A reader slower than the writer then
+  // delivers records
+  // between laps and loses what it must (the rate difference), not everything.
+  oldest_safe,
+  // The master offset: skips everything held; the reader waits for the next record.
+  latest,
 };
 
 // A record header that is wrong although the writer has not come round to it: a bug or a
@@ -171,6 +191,12 @@ class reader {
   void seek(std::uint64_t offset);
   void seek_oldest();
   void seek_latest();
+  // Reader thread only. After poll() said lapped: moves to the record boundary `policy` picks
+  // (found from the writer's checkpoints, never by walking more than a chunk) and says where it
+  // stood, where it now stands and the bytes skipped. A reader that is not lapped stays put (the
+  // report then says nothing was lost). Like seek_oldest(), it takes the log's current history.
+  // Throws corrupt_header if the header's offsets or checkpoints are inconsistent.
+  lap_report recover_from_lap(lap_policy policy);
   // After poll() said corrupt: moves to the first record after the next chunk boundary (or
   // the oldest held record, if that is later) and returns the bytes skipped.
   std::uint64_t skip_corruption();
