@@ -406,6 +406,38 @@ bool is_plain_file(const std::filesystem::directory_entry& entry) {
   return entry.symlink_status(ec).type() == std::filesystem::file_type::regular;
 }
 
+// A file at `final_path` written by `fill(fd, temp_path)` into a temporary file next to it, with
+// `mode` exactly, then fsync, rename into place, fsync of the directory: a reader of the name
+// sees the old file or the whole new one, also after a crash. Nothing is left behind if
+// anything throws (or, if the process dies, a temporary file remove_stale_snapshot_files()
+// removes).
+void write_file_atomically(const std::filesystem::path& final_path, mode_t mode,
+                           const std::function<void(int, const std::filesystem::path&)>& fill) {
+  const std::filesystem::path dir =
+      final_path.parent_path().empty() ? std::filesystem::path(".") : final_path.parent_path();
+  const std::filesystem::path temp_path =
+      dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  const int fd =
+      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) system_failure(temp_path, "create", errno);
+  bool open = true;
+  try {
+    if (::fchmod(fd, mode & 0666) != 0) system_failure(temp_path, "fchmod", errno);
+    fill(fd, temp_path);
+    if (::fsync(fd) != 0) system_failure(temp_path, "fsync", errno);
+    open = false;
+    if (::close(fd) != 0) system_failure(temp_path, "close", errno);
+    // Now the file is whole on disk: give it its name, then make the name durable.
+    if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
+      system_failure(final_path, "rename", errno);
+    fsync_dir(dir);
+  } catch (...) {
+    if (open) ::close(fd);  // only ours: a closed number may already belong to another thread
+    ::unlink(temp_path.c_str());
+    throw;
+  }
+}
+
 }  // namespace
 
 void check_snapshot_dir(const std::filesystem::path& dir, bool for_writing) {
@@ -446,18 +478,9 @@ snapshot_meta write_snapshot_file(const std::filesystem::path& final_path, const
                                   std::uint64_t offset, const state_machine& state, mode_t mode) {
   const std::uint64_t started = detail::monotonic_ns();
   const std::uint64_t created = detail::realtime_ns();
-  const std::filesystem::path dir =
-      final_path.parent_path().empty() ? std::filesystem::path(".") : final_path.parent_path();
-  const std::filesystem::path temp_path =
-      dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const int fd =
-      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) system_failure(temp_path, "create", errno);
-  bool open = true;
-  try {
-    if (::fchmod(fd, mode & 0666) != 0) system_failure(temp_path, "fchmod", errno);
+  snapshot_header h{};
+  write_file_atomically(final_path, mode, [&](int fd, const std::filesystem::path& temp_path) {
     // The header goes in last, once the payload's length and checksum are known.
-    snapshot_header h{};
     if (::pwrite(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
       system_failure(temp_path, "write", errno);
     if (::lseek(fd, sizeof h, SEEK_SET) < 0) system_failure(temp_path, "lseek", errno);
@@ -478,26 +501,15 @@ snapshot_meta write_snapshot_file(const std::filesystem::path& final_path, const
     h.header_crc = header_crc_of(h);
     if (::pwrite(fd, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
       system_failure(temp_path, "write", errno);
-    if (::fsync(fd) != 0) system_failure(temp_path, "fsync", errno);
-    open = false;
-    if (::close(fd) != 0) system_failure(temp_path, "close", errno);
-    // Now the file is whole on disk: give it its name, then make the name durable.
-    if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
-      system_failure(final_path, "rename", errno);
-    fsync_dir(dir);
-    snapshot_meta info;
-    info.path = final_path;
-    info.replid = replid;
-    info.offset = offset;
-    info.payload_bytes = h.payload_length;
-    info.created_ns = created;
-    info.save_ns = h.save_ns;
-    return info;
-  } catch (...) {
-    if (open) ::close(fd);  // only ours: a closed number may already belong to another thread
-    ::unlink(temp_path.c_str());
-    throw;
-  }
+  });
+  snapshot_meta info;
+  info.path = final_path;
+  info.replid = replid;
+  info.offset = offset;
+  info.payload_bytes = h.payload_length;
+  info.created_ns = created;
+  info.save_ns = h.save_ns;
+  return info;
 }
 
 snapshot_meta read_snapshot_header(const std::filesystem::path& path) {
@@ -594,17 +606,8 @@ std::uint64_t read_snapshot_bytes(const std::filesystem::path& path, std::size_t
 
 std::uint64_t write_snapshot_bytes(const std::filesystem::path& final_path,
                                    const std::function<std::string_view()>& next, mode_t mode) {
-  const std::filesystem::path dir =
-      final_path.parent_path().empty() ? std::filesystem::path(".") : final_path.parent_path();
-  const std::filesystem::path temp_path =
-      dir / ("." + final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  const int fd =
-      ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) system_failure(temp_path, "create", errno);
-  bool open = true;
-  try {
-    if (::fchmod(fd, mode & 0666) != 0) system_failure(temp_path, "fchmod", errno);
-    std::uint64_t written = 0;
+  std::uint64_t written = 0;
+  write_file_atomically(final_path, mode, [&](int fd, const std::filesystem::path& temp_path) {
     for (std::string_view piece = next(); !piece.empty(); piece = next()) {
       while (!piece.empty()) {
         const ssize_t w = ::write(fd, piece.data(), piece.size());
@@ -616,18 +619,8 @@ std::uint64_t write_snapshot_bytes(const std::filesystem::path& final_path,
         written += static_cast<std::uint64_t>(w);
       }
     }
-    if (::fsync(fd) != 0) system_failure(temp_path, "fsync", errno);
-    open = false;
-    if (::close(fd) != 0) system_failure(temp_path, "close", errno);
-    if (::rename(temp_path.c_str(), final_path.c_str()) != 0)
-      system_failure(final_path, "rename", errno);
-    fsync_dir(dir);
-    return written;
-  } catch (...) {
-    if (open) ::close(fd);
-    ::unlink(temp_path.c_str());
-    throw;
-  }
+  });
+  return written;
 }
 
 }  // namespace detail

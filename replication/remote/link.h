@@ -3,6 +3,7 @@
 // socket. Private to the library.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -10,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "../daemon_support.h"
+#include "../query_socket.h"
 #include "engine.h"
 #include "shmlog/history.h"
 #include "shmlog/remote.h"
@@ -82,5 +85,34 @@ class link_tracker {
 std::optional<link_status> parse_link(std::string_view text);
 
 inline constexpr std::string_view link_request = "LINK";
+
+// What run_shipper() and run_mirror() share: `Daemon(log, options, stop).run()` with `stop`, or,
+// if that is null, with a flag the daemon's SIGINT or SIGTERM sets (taken on a thread of a
+// signal scope, as the replica daemon takes them), and, if options.serve_link, the LINK answer
+// on the process's query socket while it runs.
+template <class Daemon, class Options>
+auto run_link_daemon(std::string_view log, const Options& options, const std::atomic<bool>* stop) {
+  std::atomic<bool> signalled{false};
+  std::optional<detail::signal_scope> signals;
+  if (stop == nullptr) {
+    signals.emplace();
+    signals->on_stop([&signalled] { signalled.store(true, std::memory_order_relaxed); }, 1);
+    stop = &signalled;
+  }
+  struct forget_stop {  // before `signalled` goes: the watcher must not set a flag that is gone
+    std::optional<detail::signal_scope>& s;
+    ~forget_stop() {
+      if (s) s->forget_stop();
+    }
+  } forget{signals};
+  Daemon daemon(log, options, *stop);
+  std::optional<detail::query_server> server;
+  if (options.serve_link)
+    server.emplace(std::string(log), [&daemon](std::string_view request) {
+      if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
+      return query_answer{std::nullopt, daemon.tracker().describe()};
+    });
+  return daemon.run();
+}
 
 }  // namespace shmlog::remote

@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "../daemon_support.h"
-#include "../query_socket.h"
 #include "engine.h"
 #include "link.h"
 #include "record_batch.h"
@@ -530,27 +529,7 @@ mirror_result mirror::run() {
 
 mirror_result run_mirror(std::string_view log, const mirror_options& options,
                          const std::atomic<bool>* stop) {
-  std::atomic<bool> signalled{false};
-  std::optional<detail::signal_scope> signals;
-  if (stop == nullptr) {
-    signals.emplace();
-    signals->on_stop([&signalled] { signalled.store(true, std::memory_order_relaxed); }, 1);
-    stop = &signalled;
-  }
-  struct forget_stop {
-    std::optional<detail::signal_scope>& s;
-    ~forget_stop() {
-      if (s) s->forget_stop();
-    }
-  } forget{signals};
-  mirror m(log, options, *stop);
-  std::optional<detail::query_server> server;
-  if (options.serve_link)
-    server.emplace(std::string(log), [&m](std::string_view request) {
-      if (request != link_request) return query_answer{std::nullopt, "ERR unknown request"};
-      return query_answer{std::nullopt, m.tracker().describe()};
-    });
-  return m.run();
+  return remote::run_link_daemon<mirror>(log, options, stop);
 }
 
 }  // namespace shmlog
