@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <cctype>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -873,6 +873,17 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"tail", n, "--wait-for-log", "soon"},
       {"tail", n, "--wait-for-log", "0"},
       {"replica", n, "--snapshot-dir", "/tmp", "--wait-for-log", "-1"},
+      {"ship", n},
+      {"ship", n, "--redis", ""},
+      {"ship", n, "--redis", "rediss://127.0.0.1:1"},
+      {"ship", n, "--redis", "redis://127.0.0.1:1", "--key", "bad key"},
+      {"ship", n, "--redis", "redis://127.0.0.1:1", "--entry-bytes", "0"},
+      {"ship", n, "--redis", "redis://127.0.0.1:1", "--snapshot-dir", "/nonexistent-dir"},
+      {"mirror", n, "--redis", "redis://127.0.0.1:99999"},
+      {"mirror", n, "--redis", "redis://127.0.0.1:1", "--redis-master", ""},
+      {"mirror", n, "--redis", "redis://127.0.0.1:1", "--readers", "0"},
+      {"promote", n},
+      {"promote", n, "--redis", "redis://127.0.0.1:1", "--key", "a/b"},
       {"create", fresh, "--capacity", "2048G"},
       {"create", fresh, "--capacity", "4K", "--mode", "999"},
       {"create", fresh, "--capacity", "4K", "--mode", "abc"},

@@ -25,7 +25,11 @@ std::string redis_option(const parsed_args& args, const char* usage) {
 std::string key_option(const parsed_args& args, const std::string& name) {
   const auto key = args.value("key");
   if (!key) return name;
-  validate_name(*key);  // the same rule as log names
+  try {
+    validate_name(*key);  // the same rule as log names
+  } catch (const error& e) {
+    throw usage_error("bad --key: " + std::string(e.what()));
+  }
   return *key;
 }
 
