@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "raw_segment.h"
 #include "shmlog/reader.h"
 #include "shmlog/segment.h"
 #include "shmlog/writer.h"
@@ -159,6 +160,23 @@ TEST(gating, ABoundAboveSixtySecondsIsRefusedNamingIt) {
               std::string::npos)
         << e.what();
   }
+}
+
+// The bytes docs/layout.md names: the fields sit in what used to be reserved, at the offsets
+// it gives, so the layout version did not change.
+TEST(gating, TheGatingFieldsSitWhereLayoutMdSays) {
+  scoped_log log{unique_log_name("gate")};
+  writer w = writer::create(log, {.capacity = capacity, .max_gating_wait = 20ms});
+  reader r = reader::attach(w.mapped(), {.start = start_position::oldest(), .gating = true});
+  append_records(w, 0, three_rings);
+  const test::raw_segment raw(log.name());
+  const std::size_t area = header_size + capacity;
+  EXPECT_EQ(raw.peek<std::uint32_t>(8), 3u);  // layout_version
+  EXPECT_EQ(raw.peek<std::uint64_t>(80), 20'000'000u);
+  EXPECT_EQ(raw.peek<std::uint64_t>(288), 1u);                               // gating_waits
+  EXPECT_EQ(raw.peek<std::uint64_t>(296), 1u);                               // gating_laps
+  EXPECT_EQ(raw.peek<std::uint32_t>(area + 4), 1u);                          // gating_readers
+  EXPECT_EQ(raw.peek<std::uint32_t>(area + 128 + 128 * r.slot() + 68), 1u);  // slot's gating
 }
 
 }  // namespace

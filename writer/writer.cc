@@ -92,6 +92,22 @@ class writer_core {
 
   [[gnu::noinline]] std::uint64_t append_general(const std::byte* data, std::uint32_t length,
                                                  record_type type) {
+    const placement p = place(length);
+    if (p.end > intent_local_) [[unlikely]] {
+      // With gating readers, the intent advance goes out of line, as a tail call: it may call
+      // the wait, and a call on this path would make every append through it save registers
+      // (docs/design.md, "Gating readers").
+      if (gating_readers_->load(std::memory_order_acquire) != 0) [[unlikely]]
+        return append_advancing(data, length, type);
+      store_intent(p.end);
+    }
+    const std::uint64_t offset = write_placed(p, data, length, type);
+    publish();
+    return offset;
+  }
+
+  [[gnu::noinline]] std::uint64_t append_advancing(const std::byte* data, std::uint32_t length,
+                                                   record_type type) {
     const std::uint64_t offset = write_record(data, length, type);
     publish();
     return offset;
@@ -140,7 +156,18 @@ class writer_core {
 
   // Reserves a record of up to max_length bytes; returns where it starts (the payload follows
   // its header in the ring).
+  // Returns no_offset, reserving nothing, if the claim needs a new intent chunk: then
+  // claim_advancing() does it, out of line (the gating check there may call the wait, and a
+  // call here would make every claim save registers; docs/design.md, "Gating readers").
   std::uint64_t claim(std::size_t max_length) {
+    check_can_append(max_length);
+    const placement p = place(static_cast<std::uint32_t>(max_length));
+    if (p.end > intent_local_) [[unlikely]]
+      return no_offset;
+    set_claim_pending(true);
+    return p.start;
+  }
+  std::uint64_t claim_advancing(std::size_t max_length) {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
     if (p.end > intent_local_) advance_intent(p.end);
@@ -285,6 +312,12 @@ class writer_core {
     // 1. Signal intent: announce the bytes about to be overwritten before touching them.
     if (p.end > intent_local_) [[unlikely]]
       advance_intent(p.end);
+    return write_placed(p, data, length, type);
+  }
+
+  // Steps 2-5 for a record whose intent is already announced.
+  std::uint64_t write_placed(const placement& p, const std::byte* data, std::uint32_t length,
+                             record_type type) {
     // 2. Pad if wrapping.
     if (p.pad != 0) [[unlikely]]
       write_padding(written_end_, p.pad);
@@ -327,6 +360,12 @@ class writer_core {
     // store-load pair).
     if (gating_readers_->load(std::memory_order_acquire) != 0) [[unlikely]]
       wait_for_gating_readers(next);
+    store_intent(end);
+  }
+
+  // The rest of advance_intent(), for a caller that found no gating reader itself.
+  void store_intent(std::uint64_t end) noexcept {
+    const std::uint64_t next = (end + chunk_ - 1) & ~(chunk_ - 1);
     intent_local_ = next;
     // release: whoever reads this intent (acquire) also sees the checkpoints written before
     // it (read_window relies on that).
@@ -920,6 +959,13 @@ void writer::reset_to(const history_state& history, std::uint64_t offset) {
 
 claimed_record writer::claim(std::size_t max_payload, record_type type) {
   const std::uint64_t start = impl_->claim(max_payload);
+  if (start == no_offset) [[unlikely]]
+    return claim_advancing(max_payload, type);  // a tail call: no register saves here
+  return claimed_record(impl_.get(), {impl_->payload_at(start), max_payload}, start, type);
+}
+
+claimed_record writer::claim_advancing(std::size_t max_payload, record_type type) {
+  const std::uint64_t start = impl_->claim_advancing(max_payload);
   return claimed_record(impl_.get(), {impl_->payload_at(start), max_payload}, start, type);
 }
 

@@ -164,6 +164,10 @@ class writer {
  private:
   friend class claimed_record;
   explicit writer(std::unique_ptr<impl> state) noexcept;
+  // claim() when the record needs a new intent chunk: out of line (docs/design.md, "Gating
+  // readers").
+  [[gnu::noinline, gnu::cold]] claimed_record claim_advancing(std::size_t max_payload,
+                                                              record_type type);
   std::unique_ptr<impl> impl_;
 };
 
