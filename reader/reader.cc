@@ -720,14 +720,15 @@ class reader_core {
       slot_ = &s;
       slot_index_ = i;
       gating_ = gating;
-      if (gating && !was_gating) {
+      if (gating) {
         // seq_cst, then a seq_cst fence: our half of the store-load pair with the writer's
         // fence after each intent store (docs/design.md, "Gating readers"). Every intent
         // advance from the second after this one sees the count, and through it (acquire) our
-        // offset and flag, stored above.
-        area_->gating_readers.fetch_add(1, std::memory_order_seq_cst);
+        // offset and flag, stored above. In a dead gating reader's slot the count already
+        // includes us: add 0, for the same publication.
+        area_->gating_readers.fetch_add(was_gating ? 0 : 1, std::memory_order_seq_cst);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-      } else if (!gating && was_gating) {
+      } else if (was_gating) {
         area_->gating_readers.fetch_sub(1, std::memory_order_release);
       }
       return;

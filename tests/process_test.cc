@@ -357,6 +357,33 @@ TEST_F(processes, AKilledGatingReaderDoesNotBlockTheWriter) {
   EXPECT_EQ(shmlog::inspect(log_).gating_readers, 0u);
 }
 
+// A gating reader that takes a dead gating reader's slot is counted once, and gates: the writer
+// waits for it (and, with a short bound, laps it once).
+TEST_F(processes, AGatingReaderInADeadGatingReadersSlotIsCountedOnceAndGates) {
+  constexpr std::uint64_t capacity = 64 * 1024;
+  shmlog::create(
+      log_,
+      {.capacity = capacity, .reader_slots = 1, .max_gating_wait = std::chrono::milliseconds(10)});
+  peer& dead = start("hold-reader", {"--gating"});
+  dead.await_line("ready");
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+  peer& next = start("hold-reader", {"--gating"});
+  next.await_line("ready");
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 1u);
+
+  shmlog::writer w = shmlog::writer::open(log_);
+  const std::vector<std::byte> payload(100);
+  for (std::uint64_t i = 0; i < 2 * capacity / 112; ++i)
+    w.append(payload);
+  const shmlog::log_info info = shmlog::inspect(log_);
+  EXPECT_EQ(info.gating_waits, 1u);
+  EXPECT_EQ(info.gating_laps, 1u);
+  next.close_stdin();
+  next.expect_success();
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 0u);
+}
+
 // Issue 8, item 9: a role belongs to the process that took it. A plain fork() (no exec) copies
 // the role's descriptor into the child; the library drops the child's copy, so a holder killed
 // while its child lives gives the role back at once.
