@@ -108,13 +108,18 @@ class reader_core {
         seek(options.start.offset);
         break;
     }
-    take_slot(options.label);
+    take_slot(options.label, options.gating);
   }
 
   ~reader_core() {
     // A fork()ed child's copy of this object holds no slot (os.h, register_role_fd): only the
     // process that took the slot gives it back.
     if (::getpid() != owner_pid_) return;
+    if (gating_) {
+      // The flag first: a writer that still counts us finds the slot no longer gating.
+      slot_->gating.store(0, std::memory_order_relaxed);
+      area_->gating_readers.fetch_sub(1, std::memory_order_release);
+    }
     slot_->state.store(static_cast<std::uint32_t>(reader_state::free), std::memory_order_relaxed);
     slot_->pid.store(0, std::memory_order_release);
     // lock_'s destructor closes the descriptor, which releases the slot lock.
@@ -133,7 +138,9 @@ class reader_core {
     constexpr bool copy = copies<buffer_type>;
     const std::uint64_t offset = offset_;
     std::uint64_t master = known_master_;
-    slot_->offset.store(offset, std::memory_order_relaxed);
+    // release: a gating reader's published offset tells the writer it is done with the bytes
+    // before it (pairs with wait_for_gating_readers' acquire load); a plain store on x86.
+    slot_->offset.store(offset, std::memory_order_release);
     if (offset == master) {
       master = master_->load(std::memory_order_acquire);  // pairs with publish()'s release
       known_master_ = master;
@@ -184,8 +191,9 @@ class reader_core {
     constexpr bool copy = copies<buffer_type>;
     std::uint64_t offset = offset_;
     std::uint64_t master = known_master_;
-    // Everything before `offset` has been handed out and the caller is back for more.
-    slot_->offset.store(offset, std::memory_order_relaxed);
+    // Everything before `offset` has been handed out and the caller is back for more
+    // (release: as in poll()).
+    slot_->offset.store(offset, std::memory_order_release);
     for (;;) {
       if (offset == master) {
         // acquire: pairs with the writer's release store of master_offset in publish();
@@ -688,7 +696,7 @@ class reader_core {
     if (records_ != records_at_beat_) beat();
   }
 
-  void take_slot(const std::string& label) {
+  void take_slot(const std::string& label, bool gating) {
     const std::uint32_t count = map_->geo().slot_count;
     for (std::uint32_t i = 0; i < count; ++i) {
       if (!try_lock_byte(lock_.fd(), reader_lock_byte(i))) continue;
@@ -703,10 +711,26 @@ class reader_core {
       s.records.store(0, std::memory_order_relaxed);
       std::memset(s.label, 0, sizeof s.label);
       std::memcpy(s.label, label.data(), label_length(label, sizeof s.label - 1));
+      // A dead gating reader's flag is still counted in gating_readers: keep the count equal
+      // to the flags set.
+      const bool was_gating = s.gating.load(std::memory_order_relaxed) != 0;
+      s.gating.store(gating ? 1 : 0, std::memory_order_relaxed);
       // release: whoever sees our pid (acquire) sees the fields above.
       s.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_release);
       slot_ = &s;
       slot_index_ = i;
+      gating_ = gating;
+      if (gating) {
+        // seq_cst, then a seq_cst fence: our half of the store-load pair with the writer's
+        // fence after each intent store (docs/design.md, "Gating readers"). Every intent
+        // advance from the second after this one sees the count, and through it (acquire) our
+        // offset and flag, stored above. In a dead gating reader's slot the count already
+        // includes us: add 0, for the same publication.
+        area_->gating_readers.fetch_add(was_gating ? 0 : 1, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+      } else if (was_gating) {
+        area_->gating_readers.fetch_sub(1, std::memory_order_release);
+      }
       return;
     }
     throw error(errc::no_free_reader_slot,
@@ -737,6 +761,7 @@ class reader_core {
   reader_area_header* area_ = nullptr;
   reader_slot* slot_ = nullptr;
   std::uint32_t slot_index_ = 0;
+  bool gating_ = false;             // the writer waits for this reader (reader_options::gating)
   std::uint64_t offset_ = 0;        // next record start
   std::uint64_t known_master_ = 0;  // master offset as last loaded
   std::uint64_t lapped_at_ = no_offset;

@@ -274,6 +274,7 @@ void initialise_segment(std::byte* base, const create_options& options) {
   d.creation_time_ns = realtime_ns();
   d.writer_fence = static_cast<std::uint32_t>(options.writer_fence);
   d.start_offset = options.start_offset;
+  d.max_gating_wait_ns = static_cast<std::uint64_t>(options.max_gating_wait.count());
   d.descriptor_crc = descriptor_crc(d);
 
   // A log starts empty at start_offset (0, or a mirror's source offset), in a fresh history or

@@ -138,6 +138,9 @@ void validate_create_options(const create_options& o) {
     bad("start offset " + std::to_string(o.start_offset) +
         " is not a multiple of 8 at least a ring below 2^63");
 
+  if (o.max_gating_wait.count() < 0 || o.max_gating_wait > max_max_gating_wait)
+    bad("max gating wait " + std::to_string(o.max_gating_wait.count()) +
+        " ns is not between 0 and " + std::to_string(max_max_gating_wait.count()) + " ns (60 s)");
   if ((o.mode & 0600) != 0600)
     bad(std::string("mode ") + octal + " must give the owner read and write permission (0600)");
 }
@@ -338,6 +341,10 @@ log_info inspect(std::string_view name) {
   info.snapshot_requests = ra.snapshot_requests.load(std::memory_order_relaxed);
   info.backlog_too_small = ra.backlog_too_small.load(std::memory_order_relaxed);
   info.history_epoch = h.history_epoch.load(std::memory_order_acquire);
+  info.max_gating_wait_ns = h.descriptor.max_gating_wait_ns;
+  info.gating_readers = ra.gating_readers.load(std::memory_order_relaxed);
+  info.gating_waits = h.writer.gating_waits.load(std::memory_order_relaxed);
+  info.gating_laps = h.writer.gating_laps.load(std::memory_order_relaxed);
   note_interrupted(info.problems, [&] { info.snapshot = detail::read_snapshot_announcement(*m); });
 
   const std::uint64_t now = detail::monotonic_ns();
@@ -364,6 +371,7 @@ log_info inspect(std::string_view name) {
     char label[sizeof s.label + 1] = {};
     std::memcpy(label, s.label, sizeof s.label);
     r.label = label;
+    r.gating = s.gating.load(std::memory_order_relaxed) != 0;
     info.readers.push_back(std::move(r));
   }
   return info;

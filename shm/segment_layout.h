@@ -10,7 +10,7 @@
 //   | segment_header|  ring (capacity B)   | reader area: counters, reader slots     |
 //   +---------------+----------------------+-----------------------------------------+
 //   written by the writer only             written by readers (the writer only reads
-//   (readers map this part read-only)      sleep_epoch, on the append path)
+//   (readers map this part read-only)      sleep_epoch and gating_readers on the append path)
 #pragma once
 
 #include <atomic>
@@ -54,7 +54,10 @@ struct alignas(cache_line_size) segment_descriptor {
   // The offset the log's first byte has: 0, or where a mirror's log began (the source's offset
   // when the mirror was created). Nothing before it was ever held.
   std::uint64_t start_offset;
-  std::uint8_t reserved[44];     // zero
+  // How long a writer waits for a gating reader that has no room before it laps it
+  // (create_options::max_gating_wait; a writer_options value overrides it). 0: the default.
+  std::uint64_t max_gating_wait_ns;
+  std::uint8_t reserved[36];     // zero
   std::uint32_t descriptor_crc;  // CRC-32C of bytes 8 .. 123 (after the magic, before this)
 };
 
@@ -80,6 +83,11 @@ struct alignas(cache_line_size) writer_block {
   std::atomic<std::uint64_t> recovered_torn_bytes;  // unpublished bytes it found and dropped
   std::atomic<std::uint32_t> fence;                 // the fence_mode it uses (see writer_fence)
   std::atomic<std::uint32_t> open;  // 1 while a writer has it; 1 at takeover: it died
+  // Gating readers (docs/design.md, "Gating readers"): intent advances on which a writer had
+  // to wait for one, and gating readers it lapped after waiting the bound. Relaxed: counts for
+  // monitoring, written only on those slow paths.
+  std::atomic<std::uint64_t> gating_waits;
+  std::atomic<std::uint64_t> gating_laps;
 };
 
 // The newest snapshot file: written by the producer when it publishes one, under a seqlock
@@ -156,6 +164,7 @@ static_assert(offsetof(segment_descriptor, max_payload) == 48);
 static_assert(offsetof(segment_descriptor, creation_time_ns) == 56);
 static_assert(offsetof(segment_descriptor, writer_fence) == 64);
 static_assert(offsetof(segment_descriptor, start_offset) == 72);
+static_assert(offsetof(segment_descriptor, max_gating_wait_ns) == 80);
 static_assert(offsetof(segment_descriptor, descriptor_crc) == 124);
 static_assert(offsetof(history_block, replid) == 8);
 static_assert(offsetof(history_block, replid2) == 8 + history_id_size);
@@ -164,6 +173,8 @@ static_assert(offsetof(writer_block, start_time_ns) == 8);
 static_assert(offsetof(writer_block, recovered_torn_bytes) == 16);
 static_assert(offsetof(writer_block, fence) == 24);
 static_assert(offsetof(writer_block, open) == 28);
+static_assert(offsetof(writer_block, gating_waits) == 32);
+static_assert(offsetof(writer_block, gating_laps) == 40);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8);
@@ -176,7 +187,10 @@ struct alignas(cache_line_size) reader_area_header {
   // A reader about to sleep increments this; a writer that sees it change since its last
   // publish wakes the sleepers. Alone on its line: it changes only when someone goes to sleep.
   std::atomic<std::uint32_t> sleep_epoch;
-  std::uint32_t reserved0;
+  // Slots whose gating flag is set (live readers, and dead ones not yet reclaimed). The writer
+  // loads it once per intent advance; on sleep_epoch's line, which it loads at every publish,
+  // so that costs no cache line the append path did not already touch.
+  std::atomic<std::uint32_t> gating_readers;
   std::uint8_t reserved1[56];
 
   // Resync counters, named after their Redis INFO fields.
@@ -211,7 +225,9 @@ struct alignas(cache_line_size) reader_slot {
   std::uint64_t reserved0;
 
   alignas(cache_line_size) std::atomic<std::uint32_t> pid;
-  std::uint32_t reserved1;
+  // 1: the writer must not overrun this reader while it lives (reader_options::gating).
+  // Stored before pid (release) at attach; counted in gating_readers.
+  std::atomic<std::uint32_t> gating;
   std::atomic<std::uint64_t> attach_time_ns;  // CLOCK_REALTIME
   char label[16];                             // free text, NUL-padded
   std::uint8_t reserved2[32];
@@ -219,6 +235,7 @@ struct alignas(cache_line_size) reader_slot {
 
 static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
 static_assert(offsetof(reader_area_header, sync_full) == cache_line_size);
+static_assert(offsetof(reader_area_header, gating_readers) == 4);
 static_assert(sizeof(reader_slot) == 2 * cache_line_size);
 static_assert(offsetof(reader_slot, offset) == 0);
 static_assert(offsetof(reader_slot, state) == 8);
@@ -229,6 +246,7 @@ static_assert(offsetof(reader_slot, heartbeat_ns) == 32);
 static_assert(offsetof(reader_slot, records) == 40);
 static_assert(offsetof(reader_slot, lapped) == 48);
 static_assert(offsetof(reader_slot, pid) == cache_line_size);
+static_assert(offsetof(reader_slot, gating) == cache_line_size + 4);
 static_assert(offsetof(reader_slot, attach_time_ns) == cache_line_size + 8);
 static_assert(offsetof(reader_slot, label) == cache_line_size + 16);
 

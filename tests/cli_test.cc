@@ -662,6 +662,27 @@ TEST(cli, InfoTextHasEveryRequiredField) {
   EXPECT_EQ(r.at("label"), "x\\x2cy\\x3dz\\x5cw\\x0a");
 }
 
+// Gating readers (docs/design.md, "Gating readers"): info shows how many are marked, how often
+// the writer waited and how many it lapped after the bound, and which readers gate.
+TEST(cli, InfoShowsAGatingReaderAndTheLapTheBoundCost) {
+  scoped_log log(unique_log_name("cli"));
+  shmlog::create(log.name(), {.capacity = 4096, .max_gating_wait = std::chrono::milliseconds(5)});
+  auto reader = shmlog::reader::attach(
+      log.name(), {.start = shmlog::start_position::oldest(), .label = "gate", .gating = true});
+  {
+    auto w = shmlog::writer::open(log.name());
+    for (int i = 0; i < 200; ++i)
+      w.append(std::string_view("0123456789abcdef0123456789abcdef"));
+  }
+  const info_text info = info_of(log);
+  EXPECT_EQ(info.fields.at("gating_readers"), "1");
+  EXPECT_EQ(info.fields.at("gating_waits"), "1");
+  EXPECT_EQ(info.fields.at("gating_laps"), "1");
+  EXPECT_EQ(info.fields.at("max_gating_wait_ms"), "5");
+  ASSERT_EQ(info.readers.size(), 1u);
+  EXPECT_EQ(info.readers[0].at("gating"), "1");
+}
+
 TEST(cli, InfoJsonIsOneObjectWithEveryFieldMatchingTheText) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "8K", "--mode", "0640"});

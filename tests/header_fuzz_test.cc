@@ -167,6 +167,7 @@ std::vector<field_def> segment_fields() {
   add("descriptor.max_payload", d + offsetof(segment_descriptor, max_payload), 8);
   add("descriptor.creation_time_ns", d + offsetof(segment_descriptor, creation_time_ns), 8);
   add("descriptor.writer_fence", d + offsetof(segment_descriptor, writer_fence), 4);
+  add("descriptor.max_gating_wait_ns", d + offsetof(segment_descriptor, max_gating_wait_ns), 8);
   add("descriptor.descriptor_crc", d + offsetof(segment_descriptor, descriptor_crc), 4);
 
   constexpr std::size_t h = offsetof(segment_header, history);
@@ -183,6 +184,8 @@ std::vector<field_def> segment_fields() {
   add("writer.recovered_torn_bytes", w + offsetof(writer_block, recovered_torn_bytes), 8);
   add("writer.fence", w + offsetof(writer_block, fence), 4);
   add("writer.open", w + offsetof(writer_block, open), 4);
+  add("writer.gating_waits", w + offsetof(writer_block, gating_waits), 8);
+  add("writer.gating_laps", w + offsetof(writer_block, gating_laps), 8);
 
   add("master_offset", offsetof(segment_header, master_offset), 8);
   add("write_intent", offsetof(segment_header, write_intent), 8);
@@ -204,7 +207,7 @@ std::vector<field_def> segment_fields() {
 
   constexpr std::size_t r = reader_area_at;
   add("reader_area.sleep_epoch", r + offsetof(reader_area_header, sleep_epoch), 4);
-  add("reader_area.reserved0", r + offsetof(reader_area_header, reserved0), 4);
+  add("reader_area.gating_readers", r + offsetof(reader_area_header, gating_readers), 4);
   add("reader_area.sync_full", r + offsetof(reader_area_header, sync_full), 8);
   add("reader_area.sync_partial_ok", r + offsetof(reader_area_header, sync_partial_ok), 8);
   add("reader_area.sync_partial_err", r + offsetof(reader_area_header, sync_partial_err), 8);
@@ -225,7 +228,7 @@ std::vector<field_def> segment_fields() {
     add(n + "lapped", at + offsetof(reader_slot, lapped), 8);
     add(n + "reserved0", at + offsetof(reader_slot, reserved0), 8);
     add(n + "pid", at + offsetof(reader_slot, pid), 4);
-    add(n + "reserved1", at + offsetof(reader_slot, reserved1), 4);
+    add(n + "gating", at + offsetof(reader_slot, gating), 4);
     add(n + "attach_time_ns", at + offsetof(reader_slot, attach_time_ns), 8);
     words(n + "label", at + offsetof(reader_slot, label), 2);
   }

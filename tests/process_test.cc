@@ -326,6 +326,64 @@ TEST_F(processes, StaleReaderSlotReclaimed) {
   next.expect_success();
 }
 
+// A gating reader killed with kill -9 leaves its slot flagged and its offset behind; the writer
+// recognises the slot as dead (its lock is gone) when it would wait for it, and goes on without
+// waiting at all, let alone the bound (60 s here) per append. A live one in the same place would
+// have made it wait (gating_test.cc).
+TEST_F(processes, AKilledGatingReaderDoesNotBlockTheWriter) {
+  constexpr std::uint64_t capacity = 64 * 1024;
+  shmlog::create(log_, {.capacity = capacity, .max_gating_wait = shmlog::max_max_gating_wait});
+  peer& dead = start("hold-reader", {"--gating"});
+  dead.await_line("ready");
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 1u);
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+
+  shmlog::writer w = shmlog::writer::open(log_);
+  const std::vector<std::byte> payload(100);
+  const auto start_time = std::chrono::steady_clock::now();
+  for (std::uint64_t i = 0; i < 4 * capacity / 112; ++i)
+    w.append(payload);
+  EXPECT_LT(std::chrono::steady_clock::now() - start_time, 30s);
+  const shmlog::log_info info = shmlog::inspect(log_);
+  EXPECT_EQ(info.gating_readers, 1u) << "the dead reader's flag stays until its slot is reused";
+  EXPECT_EQ(info.stale_slots, 1u);
+  EXPECT_EQ(info.gating_waits, 0u) << "the writer waited for a dead reader";
+  EXPECT_EQ(info.gating_laps, 0u);
+
+  // The next reader in that slot (a plain one) takes the flag's count with it.
+  peer& next = start("hold-reader");
+  next.await_line("ready");
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 0u);
+}
+
+// A gating reader that takes a dead gating reader's slot is counted once, and gates: the writer
+// waits for it (and, with a short bound, laps it once).
+TEST_F(processes, AGatingReaderInADeadGatingReadersSlotIsCountedOnceAndGates) {
+  constexpr std::uint64_t capacity = 64 * 1024;
+  shmlog::create(
+      log_,
+      {.capacity = capacity, .reader_slots = 1, .max_gating_wait = std::chrono::milliseconds(10)});
+  peer& dead = start("hold-reader", {"--gating"});
+  dead.await_line("ready");
+  dead.signal(SIGKILL);
+  dead.wait_exit();
+  peer& next = start("hold-reader", {"--gating"});
+  next.await_line("ready");
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 1u);
+
+  shmlog::writer w = shmlog::writer::open(log_);
+  const std::vector<std::byte> payload(100);
+  for (std::uint64_t i = 0; i < 2 * capacity / 112; ++i)
+    w.append(payload);
+  const shmlog::log_info info = shmlog::inspect(log_);
+  EXPECT_EQ(info.gating_waits, 1u);
+  EXPECT_EQ(info.gating_laps, 1u);
+  next.close_stdin();
+  next.expect_success();
+  EXPECT_EQ(shmlog::inspect(log_).gating_readers, 0u);
+}
+
 // Issue 8, item 9: a role belongs to the process that took it. A plain fork() (no exec) copies
 // the role's descriptor into the child; the library drops the child's copy, so a holder killed
 // while its child lives gives the role back at once.

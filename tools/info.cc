@@ -99,6 +99,14 @@ std::vector<field> replication_fields(const log_info& i) {
       {"sync_partial_err", i.sync_partial_err},
       {"lapped_total", i.lapped_total},
       {"backlog_too_small", i.backlog_too_small},
+      {"gating_readers", std::uint64_t{i.gating_readers}},
+      {"gating_waits", i.gating_waits},
+      {"gating_laps", i.gating_laps},
+      {"max_gating_wait_ms",
+       (i.max_gating_wait_ns != 0
+            ? i.max_gating_wait_ns
+            : static_cast<std::uint64_t>(shmlog::default_max_gating_wait.count())) /
+           1'000'000},
       {"history_epoch", i.history_epoch},
   };
 }
@@ -146,6 +154,7 @@ std::vector<field> reader_fields(const reader_info& r) {
       {"records", r.records},
       {"heartbeat_age_ms", r.heartbeat_age_ns / 1'000'000},
       {"label", r.label},
+      {"gating", r.gating},
   };
 }
 

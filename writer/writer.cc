@@ -1,5 +1,6 @@
 #include "shmlog/writer.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,10 @@
 
 namespace shmlog {
 namespace detail {
+
+// Pause-spins before a writer waiting for a gating reader starts to yield its CPU: about a
+// microsecond or two, enough for a reader on another core that is reading to move on.
+constexpr unsigned gating_spins = 1024;
 
 // Everything the append path touches, in one object so that a writer (and its claims) can be
 // moved without moving this. See docs/design.md, "The append path", for the argument.
@@ -40,6 +45,8 @@ class writer_core {
     wake_seq_ = &h.wake_seq;
     checkpoints_ = h.checkpoints;
     sleep_epoch_ = &map_->reader_area().sleep_epoch;
+    gating_readers_ = &map_->reader_area().gating_readers;
+    gating_bound_ns_ = gating_bound(options, h.descriptor);
     take_over(h, options);
   }
 
@@ -85,6 +92,22 @@ class writer_core {
 
   [[gnu::noinline]] std::uint64_t append_general(const std::byte* data, std::uint32_t length,
                                                  record_type type) {
+    const placement p = place(length);
+    if (p.end > intent_local_) [[unlikely]] {
+      // With gating readers, the intent advance goes out of line, as a tail call: it may call
+      // the wait, and a call on this path would make every append through it save registers
+      // (docs/design.md, "Gating readers").
+      if (gating_readers_->load(std::memory_order_acquire) != 0) [[unlikely]]
+        return append_advancing(data, length, type);
+      store_intent(p.end);
+    }
+    const std::uint64_t offset = write_placed(p, data, length, type);
+    publish();
+    return offset;
+  }
+
+  [[gnu::noinline]] std::uint64_t append_advancing(const std::byte* data, std::uint32_t length,
+                                                   record_type type) {
     const std::uint64_t offset = write_record(data, length, type);
     publish();
     return offset;
@@ -133,7 +156,18 @@ class writer_core {
 
   // Reserves a record of up to max_length bytes; returns where it starts (the payload follows
   // its header in the ring).
+  // Returns no_offset, reserving nothing, if the claim needs a new intent chunk: then
+  // claim_advancing() does it, out of line (the gating check there may call the wait, and a
+  // call here would make every claim save registers; docs/design.md, "Gating readers").
   std::uint64_t claim(std::size_t max_length) {
+    check_can_append(max_length);
+    const placement p = place(static_cast<std::uint32_t>(max_length));
+    if (p.end > intent_local_) [[unlikely]]
+      return no_offset;
+    set_claim_pending(true);
+    return p.start;
+  }
+  std::uint64_t claim_advancing(std::size_t max_length) {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
     if (p.end > intent_local_) advance_intent(p.end);
@@ -278,6 +312,12 @@ class writer_core {
     // 1. Signal intent: announce the bytes about to be overwritten before touching them.
     if (p.end > intent_local_) [[unlikely]]
       advance_intent(p.end);
+    return write_placed(p, data, length, type);
+  }
+
+  // Steps 2-5 for a record whose intent is already announced.
+  std::uint64_t write_placed(const placement& p, const std::byte* data, std::uint32_t length,
+                             record_type type) {
     // 2. Pad if wrapping.
     if (p.pad != 0) [[unlikely]]
       write_padding(written_end_, p.pad);
@@ -311,15 +351,125 @@ class writer_core {
   }
 
   void advance_intent(std::uint64_t end) noexcept {
-    intent_local_ = (end + chunk_ - 1) & ~(chunk_ - 1);
+    const std::uint64_t next = (end + chunk_ - 1) & ~(chunk_ - 1);
+    // Gating readers (docs/design.md, "Gating readers"). The count shares sleep_epoch's line,
+    // which every publish loads: no line the append path did not touch already. acquire: pairs
+    // with the seq_cst increment of a reader that registered, which stored its slot's offset
+    // and flag before it; the seq_cst fence below, at the previous advance, orders that
+    // advance's intent store before this load (the writer's half of the registration's
+    // store-load pair).
+    if (gating_readers_->load(std::memory_order_acquire) != 0) [[unlikely]]
+      wait_for_gating_readers(next);
+    store_intent(end);
+  }
+
+  // The rest of advance_intent(), for a caller that found no gating reader itself.
+  void store_intent(std::uint64_t end) noexcept {
+    const std::uint64_t next = (end + chunk_ - 1) & ~(chunk_ - 1);
+    intent_local_ = next;
     // release: whoever reads this intent (acquire) also sees the checkpoints written before
     // it (read_window relies on that).
     intent_->store(intent_local_, std::memory_order_release);
     update_fast_end();
-    // release fence: the intent store is ordered before every ring store that follows. Pairs
-    // with the acquire fence a reader issues after copying and before loading write_intent:
-    // if its copy saw any of our following stores, it also sees this intent.
-    std::atomic_thread_fence(std::memory_order_release);
+    // The intent store is ordered before every ring store that follows (release): pairs with
+    // the acquire fence a reader issues after copying and before loading write_intent: if its
+    // copy saw any of our following stores, it also sees this intent. seq_cst, not only
+    // release: it also orders this intent store before the next advance's load of
+    // gating_readers (pairs with the seq_cst fence of a gating reader registering; once per
+    // chunk, so its cost is spread over a sixteenth of the ring).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+
+  // Before the intent moves to `next`, which overwrites every byte below next - capacity: waits
+  // until every live gating reader that the current intent has not lapped yet stands at or
+  // beyond next - capacity, spinning then yielding, for at most the bound; then laps those still
+  // behind and counts them. A reader already lapped gates nothing (its bytes are gone: waiting
+  // would only slow the writer), so a stalled reader costs at most one bound, not one per chunk.
+  // A dead reader's slot keeps its flag and offset until reused: one liveness check (a lock
+  // probe) per slot that would make the writer wait, and a dead one is skipped; the intent then
+  // passes it and it is never looked at again. Writer thread only.
+  [[gnu::noinline]] void wait_for_gating_readers(std::uint64_t next) noexcept {
+    if (next <= capacity_) return;  // nothing overwritten yet
+    const std::uint64_t needed = next - capacity_;
+    const std::uint64_t lapped_below = intent_local_ > capacity_ ? intent_local_ - capacity_ : 0;
+    constexpr std::uint32_t max_waited = 64;  // more gating readers behind at once: the rest lap
+    std::uint32_t waited[max_waited];
+    std::uint32_t count = 0;
+    std::uint32_t skipped = 0;
+    for (std::uint32_t i = 0; i < map_->geo().slot_count; ++i) {
+      const reader_slot& slot = map_->slot(i);
+      if (slot.gating.load(std::memory_order_relaxed) == 0 ||
+          slot.pid.load(std::memory_order_relaxed) == 0)
+        continue;
+      const std::uint64_t at = slot.offset.load(std::memory_order_acquire);
+      if (at < lapped_below || at >= needed) continue;
+      if (!reader_alive(i)) continue;
+      if (count == max_waited) {
+        ++skipped;
+        continue;
+      }
+      waited[count++] = i;
+    }
+    if (count == 0) return;
+    map_->writable_header().writer.gating_waits.fetch_add(1, std::memory_order_relaxed);
+    // acquire: pairs with the reader's release store of its offset in poll(): once the offset
+    // is at or beyond `needed`, the reader's loads of every byte below it happened before, so
+    // the stores that follow this wait cannot change what it read.
+    const auto behind = [&] {
+      std::uint32_t n = 0;
+      for (std::uint32_t k = 0; k < count; ++k) {
+        const reader_slot& slot = map_->slot(waited[k]);
+        if (slot.gating.load(std::memory_order_relaxed) != 0 &&
+            slot.offset.load(std::memory_order_acquire) < needed)
+          waited[n++] = waited[k];  // still behind: keep looking at it
+      }
+      count = n;
+      return n;
+    };
+    const std::uint64_t deadline = monotonic_ns() + gating_bound_ns_;
+    for (unsigned spin = 0; spin < gating_spins; ++spin) {
+      if (behind() == 0) break;
+      cpu_relax();
+    }
+    while (count != 0 && behind() != 0 && monotonic_ns() < deadline)
+      ::sched_yield();
+    if (count + skipped != 0)
+      map_->writable_header().writer.gating_laps.fetch_add(count + skipped,
+                                                           std::memory_order_relaxed);
+  }
+
+  // A lock probe; if even that fails, the reader counts as alive (the wait is bounded).
+  bool reader_alive(std::uint32_t slot) const noexcept {
+    try {
+      return map_->reader_alive(slot);
+    } catch (const error&) {
+      return true;
+    }
+  }
+
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+  }
+
+  // The bound on waiting for a gating reader: the writer's own, else the log's, else the
+  // default.
+  static std::uint64_t gating_bound(const writer_options& options, const segment_descriptor& d) {
+    if (options.max_gating_wait) {
+      const std::chrono::nanoseconds v = *options.max_gating_wait;
+      if (v.count() < 0 || v > max_max_gating_wait)
+        throw error(errc::invalid_argument,
+                    "writer_options::max_gating_wait " + std::to_string(v.count()) +
+                        " ns is not between 0 and " + std::to_string(max_max_gating_wait.count()) +
+                        " ns (60 s)");
+      return static_cast<std::uint64_t>(v.count());
+    }
+    const std::uint64_t logs = std::min<std::uint64_t>(
+        d.max_gating_wait_ns, static_cast<std::uint64_t>(max_max_gating_wait.count()));
+    return logs != 0 ? logs : static_cast<std::uint64_t>(default_max_gating_wait.count());
   }
 
   void store_header(std::uint64_t offset, std::uint32_t length, record_type type) noexcept {
@@ -337,7 +487,9 @@ class writer_core {
   // announced intent, and it ends before the next chunk boundary, so it passes no checkpoint
   // and does not wrap (the ring's end is a chunk boundary; next_checkpoint_ is the first
   // boundary after written_end_). One compare on the append path instead of three.
-  void update_fast_end() noexcept { fast_end_ = std::min(intent_local_, next_checkpoint_ - 1); }
+  void update_fast_end() noexcept {
+    fast_end_ = std::min(intent_local_, next_checkpoint_ - 1);
+  }
 
   // Checkpoints: every chunk boundary at or before `end` that has no entry yet gets `end`,
   // the first record start at or after it. Relaxed: published with master_offset.
@@ -682,6 +834,8 @@ class writer_core {
   std::atomic<std::uint32_t>* wake_seq_ = nullptr;
   std::atomic<std::uint64_t>* checkpoints_ = nullptr;
   const std::atomic<std::uint32_t>* sleep_epoch_ = nullptr;
+  const std::atomic<std::uint32_t>* gating_readers_ = nullptr;  // on sleep_epoch_'s line
+  std::uint64_t gating_bound_ns_ = 0;
   std::uint64_t written_end_ = 0;   // end of the last record written (published between calls)
   std::uint64_t intent_local_ = 0;  // write_intent as last stored
   std::uint64_t next_checkpoint_ = 0;
@@ -805,6 +959,13 @@ void writer::reset_to(const history_state& history, std::uint64_t offset) {
 
 claimed_record writer::claim(std::size_t max_payload, record_type type) {
   const std::uint64_t start = impl_->claim(max_payload);
+  if (start == no_offset) [[unlikely]]
+    return claim_advancing(max_payload, type);  // a tail call: no register saves here
+  return claimed_record(impl_.get(), {impl_->payload_at(start), max_payload}, start, type);
+}
+
+claimed_record writer::claim_advancing(std::size_t max_payload, record_type type) {
+  const std::uint64_t start = impl_->claim_advancing(max_payload);
   return claimed_record(impl_.get(), {impl_->payload_at(start), max_payload}, start, type);
 }
 

@@ -33,7 +33,7 @@ constexpr const char* usage =
     "  shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]\n"
     "                   [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]\n"
     "                   [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]\n"
-    "      T: shmlog shmlog-view floor-pingpong spsc-ring spsc-ring-view memcpy\n"
+    "      T: shmlog shmlog-view shmlog-gating floor-pingpong spsc-ring spsc-ring-view memcpy\n"
     "         boost-mq pipe unix-socket\n"
     "      M: throughput latency     W (shmlog): spin yield sleep adaptive\n"
     "      --catch-up-grace (shmlog): the readers' wait_policy::catch_up_grace in ns\n"

@@ -41,7 +41,7 @@ std::uint64_t warmup_ns(const case_config& c) {
 }
 
 bool is_shmlog(const std::string& transport) {
-  return transport == "shmlog" || transport == "shmlog-view";
+  return transport == "shmlog" || transport == "shmlog-view" || transport == "shmlog-gating";
 }
 
 bool is_spsc_ring(const std::string& transport) {

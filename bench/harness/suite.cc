@@ -336,6 +336,9 @@ class suite_runner {
       }
       add("throughput", {.transport = "spsc-ring", .record_bytes = b});
       add("throughput", {.transport = "spsc-ring-view", .record_bytes = b});
+      // Lossless shmlog: a gating reader, beside the lossless simple SPSC ring (issue 11).
+      if (b == 32 || b == 64 || b == 1024)
+        add("throughput", {.transport = "shmlog-gating", .record_bytes = b, .wait = "spin"});
       add("throughput", {.transport = "shmlog-view", .record_bytes = b, .wait = "spin"});
       add("throughput", {.transport = "memcpy", .record_bytes = b, .readers = 0});
       add("throughput", {.transport = "boost-mq", .record_bytes = b});

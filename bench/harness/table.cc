@@ -363,10 +363,10 @@ std::vector<int> fd_list(const child_context& x) {
   return fds;
 }
 
-template <bool view>
+template <bool view, bool gating = false>
 int shmlog_reader(const child_context& x) {
   shmlog_receiver rx(x.arg("name"), to_wait_mode(x.config.wait), x.config.catch_up_grace_ns,
-                     effective_lap_policy(x.config), view);
+                     effective_lap_policy(x.config), view, gating);
   return run_reader(rx, x);
 }
 
@@ -405,6 +405,16 @@ const transport rows[] = {
      .report = report_stream<shmlog_view_figures>,
      .writer = shmlog_writer,
      .reader = shmlog_reader<true>,
+     .idle = run_idle_reader},
+    // A gating reader (docs/design.md, "Gating readers"): the writer waits for it, so nothing
+    // is lost while it keeps up within the library's default bound (100 ms per stall).
+    {.name = "shmlog-gating",
+     .default_wait = "adaptive",
+     .delivery = "lossless",
+     .set_up = set_up_shmlog,
+     .report = report_stream<shmlog_figures>,
+     .writer = shmlog_writer,
+     .reader = shmlog_reader<false, true>,
      .idle = run_idle_reader},
     {.name = "floor-pingpong",
      .default_wait = "spin",

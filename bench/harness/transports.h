@@ -82,11 +82,13 @@ class shmlog_sender {
 // `grace` unset leaves wait_policy::catch_up_grace at the library's default.
 class shmlog_receiver {
  public:
+  // gating: the writer waits for this reader rather than overrun it (reader_options::gating).
   shmlog_receiver(const std::string& name, wait_mode mode, std::optional<std::uint64_t> grace,
-                  lap_policy on_lap, bool view)
-      : reader_(reader::attach(
-            name,
-            {.start = start_position::oldest(), .wait = policy(mode, grace), .label = "bench"})),
+                  lap_policy on_lap, bool view, bool gating = false)
+      : reader_(reader::attach(name, {.start = start_position::oldest(),
+                                      .wait = policy(mode, grace),
+                                      .label = "bench",
+                                      .gating = gating})),
         on_lap_(on_lap),
         view_(view) {}
 

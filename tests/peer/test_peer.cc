@@ -36,9 +36,10 @@
 //     it waits T ms at a time (default 100) per its wait mode. --wait-for-log-ms: attach waits
 //     up to W ms for the log to be created (reader_options::wait_for_creation).
 //
-//   hold-reader NAME [--fork-child]
+//   hold-reader NAME [--fork-child] [--gating]
 //       ready slot=I pid=P [child=C]
-//     Holds a reader slot until stdin closes. --fork-child: as for hold-writer.
+//     Holds a reader slot until stdin closes, reading nothing. --fork-child: as for
+//     hold-writer. --gating: attaches as a gating reader (at the latest record).
 //
 //   waiter NAME --wait sleep|adaptive [--rounds R] [--timeout-ms T]
 //       ready slot=I pid=P
@@ -611,8 +612,9 @@ int run_reader(const std::string& name, int argc, char** argv) {
 }
 
 int run_hold_reader(const std::string& name, int argc, char** argv) {
-  const arguments a(argc, argv, {"--fork-child"}, {});
-  std::optional<shmlog::reader> attached = attach_or_say(name, {.label = "peer-hold"});
+  const arguments a(argc, argv, {"--fork-child", "--gating"}, {});
+  std::optional<shmlog::reader> attached =
+      attach_or_say(name, {.label = "peer-hold", .gating = a.flag("--gating")});
   if (!attached) return exit_open_failed;
   if (a.flag("--fork-child")) {
     const std::string child = fork_idle_child();

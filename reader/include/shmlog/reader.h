@@ -84,6 +84,16 @@ struct reader_options {
   // 50 ms), then throw not_found (or not_initialized) naming the log and the time waited. Zero:
   // do not wait (fail at once).
   std::chrono::milliseconds wait_for_creation{0};
+  // Gating (docs/design.md, "Gating readers"): while this reader lives, the writer does not
+  // overrun it; when the ring has no room before this reader's offset it waits (spinning, then
+  // yielding) until the reader has read on, for at most a bound (writer_options::
+  // max_gating_wait, create_options::max_gating_wait, default 100 ms), and only then laps it
+  // (counted in `shmlog info` as gating_laps). Costs the writer only while this reader is
+  // behind; a reader that is killed gates nothing. The writer sees a new gating reader at the
+  // latest at its second intent advance (a sixteenth of the ring each) after attach; bytes it
+  // overwrote before that (only a start near the oldest record can lose any) poll() reports as
+  // a lap, as for any reader. The same holds after a seek backwards.
+  bool gating = false;
 };
 
 // The writer overwrote bytes this reader had not read yet.

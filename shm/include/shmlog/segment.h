@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,6 +18,12 @@
 
 namespace shmlog {
 
+// Gating readers (reader_options::gating; docs/design.md, "Gating readers"): how long a writer
+// waits at most for one that has no room before it laps it, unless the log or the writer says
+// otherwise, and the most either may say.
+inline constexpr std::chrono::nanoseconds default_max_gating_wait = std::chrono::milliseconds(100);
+inline constexpr std::chrono::nanoseconds max_max_gating_wait = std::chrono::seconds(60);
+
 struct create_options {
   std::uint64_t capacity = 1 << 20;  // ring bytes: a power of two in [4 KiB, 1 TiB]
   std::uint32_t reader_slots = default_reader_slots;  // most readers attached at once
@@ -30,6 +37,10 @@ struct create_options {
   // readers resync by the source's PSYNC rules. Defaults: offset 0, a fresh random history.
   std::uint64_t start_offset = 0;
   std::optional<history_state> history;
+  // How long a writer waits for a gating reader that has no room before it laps it, for every
+  // writer of the log unless writer_options says otherwise. Zero: default_max_gating_wait.
+  // At most max_max_gating_wait.
+  std::chrono::nanoseconds max_gating_wait{0};
 };
 
 // Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
@@ -72,6 +83,7 @@ struct reader_info {
   std::uint64_t heartbeat_age_ns = 0;  // time since its last poll or wait step
   std::uint64_t attach_time_ns = 0;    // CLOCK_REALTIME
   std::string label;
+  bool gating = false;  // the writer waits for it rather than overrun it (reader_options::gating)
 };
 
 // A consistent-enough picture of a log for monitoring: every field is read once, so fields
@@ -108,6 +120,12 @@ struct log_info {
   std::uint64_t snapshot_requests = 0;  // asked by readers so far
   std::uint64_t backlog_too_small = 0;  // full resyncs that failed: the backlog moved on
   std::uint64_t history_epoch = 0;      // history changes by starting writers so far
+
+  // Gating readers (docs/design.md, "Gating readers").
+  std::uint64_t max_gating_wait_ns = 0;  // set at creation (0: default_max_gating_wait)
+  std::uint32_t gating_readers = 0;      // slots marked gating, dead ones not yet reused included
+  std::uint64_t gating_waits = 0;        // intent advances on which a writer waited for one
+  std::uint64_t gating_laps = 0;         // gating readers a writer lapped after the bound
 
   // The newest snapshot the producer published (generation 0: none yet).
   snapshot_meta snapshot;

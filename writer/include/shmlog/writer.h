@@ -6,7 +6,9 @@
 //   c.payload()[0] = std::byte{42};
 //   c.commit(1);
 //
-// Appending is wait-free: no system call, no lock, and no look at any reader. A reader that
+// Appending is wait-free: no system call, no lock, and no look at any reader, unless a reader
+// attached as gating (reader_options::gating): then, once per intent chunk (1/16 of the ring),
+// the writer may wait a bounded time for it (docs/design.md, "Gating readers"). A reader that
 // falls a lap behind finds out on its own (see reader.h). Exactly one writer may have a log open;
 // the kernel releases that role when the writer's process exits, however it exits.
 #pragma once
@@ -39,6 +41,10 @@ struct record_ref {
 struct writer_options {
   std::optional<history_id> state_replid;  // unset: no state; the log goes on as it is
   std::uint64_t state_offset = 0;          // every record before this offset is in the state
+  // How long this writer waits at most for a gating reader that has no room (reader_options::
+  // gating) before it laps it; unset: the log's create_options::max_gating_wait. At most
+  // max_max_gating_wait; zero laps gating readers at once (they then gate nothing).
+  std::optional<std::chrono::nanoseconds> max_gating_wait;
 };
 
 // What a writer found when it opened the log.
@@ -158,6 +164,10 @@ class writer {
  private:
   friend class claimed_record;
   explicit writer(std::unique_ptr<impl> state) noexcept;
+  // claim() when the record needs a new intent chunk: out of line (docs/design.md, "Gating
+  // readers").
+  [[gnu::noinline, gnu::cold]] claimed_record claim_advancing(std::size_t max_payload,
+                                                              record_type type);
   std::unique_ptr<impl> impl_;
 };
 
