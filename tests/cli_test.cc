@@ -683,6 +683,30 @@ TEST(cli, InfoShowsAGatingReaderAndTheLapTheBoundCost) {
   EXPECT_EQ(info.readers[0].at("gating"), "1");
 }
 
+// The command line's way to the same: create --max-gating-wait sets the log's bound; a tail
+// --gating reader holds the writer (here it reads nothing, so the writer waits out the bound,
+// then laps it once and counts it).
+TEST(cli, CreateSetsTheGatingBoundAndTailGatingHoldsTheWriter) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K", "--max-gating-wait", "0.005"});
+  EXPECT_EQ(info_of(log).fields.at("max_gating_wait_ms"), "5");
+  cli_process tail({"tail", log, "--follow", "--from", "oldest", "--gating"});
+  wait_for_info(log.name(), [](const info_text& i) {
+    return i.readers.size() == 1 && i.readers[0].at("gating") == "1";
+  });
+  ::kill(tail.pid(), SIGSTOP);  // it reads nothing more: the writer waits for it, then laps it
+  {
+    auto w = shmlog::writer::open(log.name());
+    for (int i = 0; i < 200; ++i)
+      w.append(std::string_view("0123456789abcdef0123456789abcdef"));
+  }
+  const info_text info = info_of(log);
+  EXPECT_EQ(info.fields.at("gating_readers"), "1");
+  EXPECT_EQ(info.fields.at("gating_waits"), "1");
+  EXPECT_EQ(info.fields.at("gating_laps"), "1");
+  ::kill(tail.pid(), SIGCONT);  // the destructor kills it
+}
+
 TEST(cli, InfoJsonIsOneObjectWithEveryFieldMatchingTheText) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "8K", "--mode", "0640"});
@@ -894,6 +918,8 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"tail", n, "--wait-for-log", "soon"},
       {"tail", n, "--wait-for-log", "0"},
       {"replica", n, "--snapshot-dir", "/tmp", "--wait-for-log", "-1"},
+      {"create", fresh, "--capacity", "4K", "--max-gating-wait", "61"},
+      {"create", fresh, "--capacity", "4K", "--max-gating-wait", "0"},
       {"ship", n},
       {"ship", n, "--redis", ""},
       {"ship", n, "--redis", "rediss://127.0.0.1:1"},

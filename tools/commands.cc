@@ -29,9 +29,12 @@ void print_help(const char* usage) {
 int run_create(std::span<const std::string> argv) {
   static constexpr const char* usage =
       "shmlog create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence "
-      "seq_cst|membarrier]";
-  const parsed_args args =
-      parse_args(argv, {{"capacity", true}, {"mode", true}, {"readers", true}, {"fence", true}});
+      "seq_cst|membarrier] [--max-gating-wait SECONDS]";
+  const parsed_args args = parse_args(argv, {{"capacity", true},
+                                             {"mode", true},
+                                             {"readers", true},
+                                             {"fence", true},
+                                             {"max-gating-wait", true}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
@@ -57,6 +60,11 @@ int run_create(std::span<const std::string> argv) {
       throw usage_error("bad --fence '" + one_line(*fence) + "': expected seq_cst or membarrier");
     }
   }
+  if (const auto wait = args.value("max-gating-wait"))
+    options.max_gating_wait = std::chrono::nanoseconds(static_cast<std::int64_t>(
+        parse_seconds("max-gating-wait", *wait,
+                      std::chrono::duration<double>(max_max_gating_wait).count()) *
+        1e9));
   validate_create_options(options);
   create(name, options);
   return exit_ok;
@@ -329,14 +337,15 @@ bool full_resync(reader& r, const std::filesystem::path& dir, const std::string&
 int run_tail(std::span<const std::string> argv) {
   static constexpr const char* usage =
       "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets] "
-      "[--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]";
+      "[--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS] [--gating]";
   const parsed_args args = parse_args(argv, {{"from", true},
                                              {"count", true},
                                              {"follow", false},
                                              {"print-offsets", false},
                                              {"on-lap", true},
                                              {"snapshot-dir", true},
-                                             {"wait-for-log", true}});
+                                             {"wait-for-log", true},
+                                             {"gating", false}});
   if (args.has("help")) {
     print_help(usage);
     return exit_ok;
@@ -356,7 +365,8 @@ int run_tail(std::span<const std::string> argv) {
   reader r = reader::attach(name, {.start = from_offset ? start_position::oldest() : t.from,
                                    .wait = idle_cheaply,
                                    .label = "shmlog-tail",
-                                   .wait_for_creation = wait_for_log});
+                                   .wait_for_creation = wait_for_log,
+                                   .gating = args.has("gating")});
   if (t.follow && wait_for_log != std::chrono::milliseconds::zero()) catch_stop_signals();
   if (from_offset) {
     if (const std::optional<lap_report> lap = seek_from(r, t.from.offset)) {

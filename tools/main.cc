@@ -17,17 +17,21 @@ constexpr const char* usage_text =
 
 Commands:
   create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence seq_cst|membarrier]
+         [--max-gating-wait SECONDS]
                           create a log; SIZE is bytes or K/M/G (powers of 1024), a power of two
-                          from 4K to 1024G; mode defaults to 0600, reader slots to 64
+                          from 4K to 1024G; mode defaults to 0600, reader slots to 64; a writer
+                          waits at most SECONDS (0.1) for a gating reader before it laps it
   destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
   info NAME [--json]      show the log's replication fields and its readers
   write NAME              append each line of stdin as one record (as the log's writer)
   tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]
             [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]
+            [--gating]
                           print records, one per line; without --follow from the oldest record
                           held up to the master offset at start, with --follow from the latest;
-                          when lapped: exit 3 (fail), go on from the oldest record held (skip),
-                          or load the producer's snapshot from DIR and go on from it (resync)
+                          when lapped: exit 3 (fail), go on a quarter ring ahead of the oldest
+                          record held (skip), or load the producer's snapshot from DIR and go on
+                          from it (resync); --gating: the writer waits for this tail (bounded)
   produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] [--snapshot-mode inline|fork]
           [--keep N] [--check-every N]
                           a key-value producer: SET key value, DEL key, INCR key, WAIT n ms and
