@@ -110,7 +110,7 @@ struct mirror_options {
   // How long to wait for the source to answer a snapshot request before asking again.
   std::chrono::milliseconds snapshot_timeout = std::chrono::seconds(30);
   std::chrono::milliseconds block = std::chrono::milliseconds(100);  // one blocking read
-  bool serve_link = true;  // as ship_options::serve_link
+  bool serve_link = true;                                            // as ship_options::serve_link
   link_log log;
   std::function<void()> on_ready;  // once the local log exists and follows the stream
 };
