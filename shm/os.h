@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace shmlog::detail {
 
@@ -45,5 +46,8 @@ std::uint64_t realtime_ns() noexcept;
 
 // "what failed: strerror(err)".
 std::string errno_message(const std::string& what, int err);
+
+// Text as it can be shown on one line of a message: control and non-ASCII bytes as \xNN.
+std::string printable(std::string_view text);
 
 }  // namespace shmlog::detail

@@ -18,6 +18,8 @@
 
 namespace shmlog {
 
+using detail::printable;
+
 std::string_view to_string(errc code) noexcept {
   switch (code) {
     case errc::invalid_name:
@@ -75,21 +77,6 @@ constexpr std::size_t max_name_length = 200;
 
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-// The name as it can be shown on one line: control and non-ASCII bytes as \xNN.
-std::string printable(std::string_view name) {
-  std::string out;
-  for (unsigned char c : name) {
-    if (c >= 0x20 && c < 0x7F) {
-      out += static_cast<char>(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02X", c);
-      out += hex;
-    }
-  }
-  return out;
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <limits>
+#include <thread>
 
 #include "shmlog/error.h"
 #include "shmlog/replica_daemon.h"
@@ -72,6 +75,24 @@ void put_history(fields& out, const history_state& h) {
   out[field::replid2] = h.replid2.str();
   out[field::second_offset] =
       h.replid2.is_none() ? std::string() : std::to_string(h.second_repl_offset);
+}
+
+bool retryable(errc code) noexcept {
+  return code == errc::system_error || code == errc::bad_snapshot ||
+         code == errc::snapshot_timeout || code == errc::interrupted_update;
+}
+
+void back_off::wait(const std::function<bool()>& stopping) {
+  constexpr auto slice = std::chrono::milliseconds(10);
+  for (auto waited = std::chrono::milliseconds(0); waited < delay_ && !stopping(); waited += slice)
+    std::this_thread::sleep_for(slice);
+  delay_ = std::min(delay_ * 2, std::chrono::milliseconds(2000));
+}
+
+std::string crc_hex(std::uint32_t crc) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", crc);
+  return buf;
 }
 
 std::string host_and_log(std::string_view log) {

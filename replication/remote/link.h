@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "../daemon_support.h"
 #include "../query_socket.h"
 #include "engine.h"
+#include "shmlog/error.h"
 #include "shmlog/history.h"
 #include "shmlog/remote.h"
 
@@ -53,6 +55,25 @@ std::optional<std::uint64_t> meta_number(const fields& meta, std::string_view ke
 std::optional<history_state> meta_history(const fields& meta, std::string_view key);
 // The fields that describe `h`.
 void put_history(fields& out, const history_state& h);
+
+// Errors a ship or mirror daemon waits out and retries, with back-off: Redis down, slow or
+// restarted (system_error), a snapshot that failed or came late (bad_snapshot,
+// snapshot_timeout), a producer that died announcing one (interrupted_update).
+bool retryable(errc code) noexcept;
+
+// A daemon's back-off after such an error: 10 ms doubling to 2 s; the wait ends early on `stop`.
+class back_off {
+ public:
+  std::chrono::milliseconds next() const noexcept { return delay_; }
+  void reset() noexcept { delay_ = std::chrono::milliseconds(10); }
+  void wait(const std::function<bool()>& stopping);
+
+ private:
+  std::chrono::milliseconds delay_{10};
+};
+
+// A CRC-32C as the meta stores it: 8 lowercase hex digits.
+std::string crc_hex(std::uint32_t crc);
 
 // "<host name>/<log>": who ships or promoted a log.
 std::string host_and_log(std::string_view log);

@@ -1,7 +1,6 @@
 // shmlog mirror: the writer of a local log that reproduces a shipped log record for record, at
 // the same offsets, in the same histories (docs/remote.md, "The mirror").
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -25,12 +24,7 @@ using namespace remote;
 
 constexpr std::size_t entries_per_read = 64;
 constexpr auto meta_check_every = std::chrono::milliseconds(100);
-constexpr auto max_backoff = std::chrono::milliseconds(2000);
 constexpr std::size_t snapshots_kept = 3;
-
-bool retryable(errc code) {
-  return code == errc::system_error || code == errc::bad_snapshot || code == errc::snapshot_timeout;
-}
 
 // The newest snapshot in Redis, as the meta describes it.
 struct remote_snapshot {
@@ -107,7 +101,7 @@ class mirror {
   void on_history_change(const history_state& keyed);
   void full_resync(const std::string& why);
   std::optional<std::pair<remote_snapshot, snapshot_meta>> obtain_snapshot(std::uint64_t at_least);
-  std::optional<remote_snapshot> wait_for_snapshot(std::uint64_t ticket);
+  void wait_for_snapshot(std::uint64_t ticket);
   snapshot_meta download(const remote_snapshot& s);
   void announce(snapshot_meta s);
   void need_snapshot_dir(const std::string& why) const;
@@ -396,7 +390,7 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
                         (!oldest || *oldest <= s->offset);
     if (!usable) {
       if (asked) {
-        s = wait_for_snapshot(*ticket_);
+        wait_for_snapshot(*ticket_);  // then look at the meta again
         asked = false;
         ticket_.reset();
         continue;
@@ -420,17 +414,17 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
   return std::nullopt;
 }
 
-std::optional<remote_snapshot> mirror::wait_for_snapshot(std::uint64_t ticket) {
+// Until a snapshot answering `ticket` is in the meta, or the snapshot timeout (logged).
+void mirror::wait_for_snapshot(std::uint64_t ticket) {
   const auto deadline = std::chrono::steady_clock::now() + o_.snapshot_timeout;
   while (!stopping() && std::chrono::steady_clock::now() < deadline) {
     const std::optional<remote_snapshot> s = meta_snapshot(engine_->meta(key_), key_);
-    if (s && s->served >= ticket && fresh(*s)) return s;
+    if (s && s->served >= ticket && fresh(*s)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (!stopping())
     log("the source did not answer snapshot request " + std::to_string(ticket) + " within " +
         std::to_string(o_.snapshot_timeout.count()) + " ms; asking again");
-  return std::nullopt;
 }
 
 // Chunks from Redis into a file in the snapshot directory, each checked against its CRC-32C,
@@ -465,9 +459,8 @@ snapshot_meta mirror::download(const remote_snapshot& s) {
     return chunk;
   });
   try {
-    char hex[16];
-    std::snprintf(hex, sizeof hex, "%08x", whole);
-    if (hex != s.crc) throw refuse("the file's CRC-32C is " + std::string(hex) + ", not " + s.crc);
+    if (crc_hex(whole) != s.crc)
+      throw refuse("the file's CRC-32C is " + crc_hex(whole) + ", not " + s.crc);
     snapshot_meta v = verify_snapshot(path, s.replid);
     if (v.offset != s.offset || v.file_bytes() != s.bytes)
       throw refuse("the file is of offset " + std::to_string(v.offset) + " and " +
@@ -491,7 +484,7 @@ void mirror::announce(snapshot_meta s) {
 }
 
 mirror_result mirror::run() {
-  auto backoff = std::chrono::milliseconds(10);
+  back_off backoff;
   bool ready = false;
   while (!stopping()) {
     try {
@@ -504,19 +497,16 @@ mirror_result mirror::run() {
         if (o_.on_ready) o_.on_ready();
       }
       step();
-      backoff = std::chrono::milliseconds(10);
+      backoff.reset();
     } catch (const error& e) {
       if (!retryable(e.code())) throw;
       tracker_.error(e.what());
       tracker_.set_state("retrying");
-      log(std::string("error: ") + e.what() + "; retrying in " + std::to_string(backoff.count()) +
-          " ms");
+      log(std::string("error: ") + e.what() + "; retrying in " +
+          std::to_string(backoff.next().count()) + " ms");
       positioned_ = false;
       ticket_.reset();
-      for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping();
-           waited += std::chrono::milliseconds(10))
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      backoff = std::min(backoff * 2, max_backoff);
+      backoff.wait([this] { return stopping(); });
     }
   }
   mirror_result result;

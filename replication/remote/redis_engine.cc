@@ -12,28 +12,16 @@
 #include <utility>
 #include <vector>
 
+#include "os.h"
 #include "shmlog/error.h"
 #include "shmlog/segment.h"
 
 namespace shmlog::remote {
 namespace {
 
-// --- URLs ------------------------------------------------------------------------------------
+using detail::printable;
 
-// Control and non-ASCII bytes as \xNN, so that a message stays one readable line.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (c >= 0x20 && c < 0x7F) {
-      out += static_cast<char>(c);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
+// --- URLs ------------------------------------------------------------------------------------
 
 // The URL with whatever could be a password replaced by "***": what follows the userinfo's first
 // ':' up to the last '@' (the whole userinfo if it has no ':'). Used on URLs that did not parse,

@@ -1,7 +1,6 @@
 // shmlog ship: a reader of the source log that appends its records to a Redis stream, one per
 // history, fenced on the history id (docs/remote.md, "The shipper").
 #include <algorithm>
-#include <cstdio>
 #include <thread>
 
 #include "../daemon_support.h"
@@ -25,20 +24,6 @@ using namespace remote;
 constexpr auto idle_wait = std::chrono::milliseconds(100);
 constexpr auto meta_check_every = std::chrono::milliseconds(100);
 constexpr std::size_t entries_per_append = 64;  // pipelined into one write
-constexpr auto max_backoff = std::chrono::milliseconds(2000);
-
-// Errors the shipper waits out and retries: Redis down, slow or restarted (system_error), a
-// snapshot that failed (bad_snapshot, snapshot_timeout), a producer that died announcing one.
-bool retryable(errc code) {
-  return code == errc::system_error || code == errc::bad_snapshot ||
-         code == errc::snapshot_timeout || code == errc::interrupted_update;
-}
-
-std::string hex32(std::uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
-}
 
 class shipper {
  public:
@@ -289,7 +274,7 @@ void shipper::upload(const snapshot_meta& s, std::uint64_t serves) {
            {field::snap_replid, s.replid.str()},
            {field::snap_offset, std::to_string(s.offset)},
            {field::snap_bytes, std::to_string(bytes)},
-           {field::snap_crc, hex32(whole)},
+           {field::snap_crc, crc_hex(whole)},
            {field::snap_chunks, std::to_string(chunks)},
            {field::snap_served, std::to_string(serves)}};
   if (!engine_->set_meta_if(key_, field::replid, s.replid.view(), f)) {
@@ -463,7 +448,7 @@ void shipper::step() {
 }
 
 ship_result shipper::run() {
-  auto backoff = std::chrono::milliseconds(10);
+  back_off backoff;
   while (!stopping() && !result_.log_destroyed) {
     try {
       if (!positioned_) {
@@ -474,20 +459,17 @@ ship_result shipper::run() {
           if (o_.on_ready) o_.on_ready();
         }
         tracker_.set_state("streaming");
-        backoff = std::chrono::milliseconds(10);
+        backoff.reset();
       }
       step();
     } catch (const error& e) {
       if (!retryable(e.code())) throw;
       tracker_.error(e.what());
       tracker_.set_state("retrying");
-      log(std::string("error: ") + e.what() + "; retrying in " + std::to_string(backoff.count()) +
-          " ms");
+      log(std::string("error: ") + e.what() + "; retrying in " +
+          std::to_string(backoff.next().count()) + " ms");
       positioned_ = false;
-      for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping();
-           waited += std::chrono::milliseconds(10))
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      backoff = std::min(backoff * 2, max_backoff);
+      backoff.wait([this] { return stopping(); });
     }
   }
   result_.shipped_offset = acked_end_;
