@@ -127,40 +127,42 @@ class reader_core {
 
   // --- polling: reader thread only ----------------------------------------------------------
 
-  // The common case without calls, so without a stack frame: the next record is published, is
-  // not padding, passes every header check, (poll_copy: fits the buffer and is at most 64
-  // bytes, copied inline), no heartbeat is due, no test hook is set, and the writer has not
-  // come round. Anything else goes to poll_general(), which reads the record again from the
-  // start and handles every case; nothing below has changed any state by then except
-  // known_master_ (always safe to refresh) and the slot's offset (stored again there).
+  // The common case without calls, so without a stack frame: the header at our offset is
+  // the next record's (not padding, passing every check), (poll_copy: it fits the buffer and
+  // is at most 64 bytes, copied inline), no heartbeat is due, no test hook is set, and the
+  // writer has not come round; or nothing is there yet. The header alone says the record is
+  // published (the writer stores it last, after clearing the word that follows the record):
+  // a caught-up reader pays one cache-line transfer per record, not two (docs/design.md,
+  // "The one-transfer read"). Anything else goes to poll_general(), which reads the record
+  // again from the start and handles every case; nothing below has changed any state by then
+  // except the slot's offset (stored again there).
   template <class buffer_type>
   poll_result poll(buffer_type* buffer) {
     constexpr bool copy = copies<buffer_type>;
     const std::uint64_t offset = offset_;
-    std::uint64_t master = known_master_;
     // release: a gating reader's published offset tells the writer it is done with the bytes
     // before it (pairs with wait_for_gating_readers' acquire load); a plain store on x86.
     slot_->offset.store(offset, std::memory_order_release);
-    if (offset == master) {
-      master = master_->load(std::memory_order_acquire);  // pairs with publish()'s release
-      known_master_ = master;
-      if (offset == master) {
-        // Empty. poll_general() only if the idle heartbeat is due (it loads the master
-        // offset again; a spinning reader should not touch that line twice per poll).
-        if (records_ != records_at_beat_) [[unlikely]]
-          return poll_general(buffer);
-        return {};
-      }
-    }
     const std::uint64_t index = offset & mask_;
     const std::byte* at = ring_ + index;
-    const std::uint64_t word = racy_load_header(at);
+    const std::uint64_t word = load_publishing_header(at);
+    if (word == 0) {
+      // Nothing published here yet, unless the writer has come round since (then this is a
+      // later lap's byte) or changed the history. The intent and the epoch share a line that
+      // changes once per chunk: no transfer while the reader waits. The acquire load above
+      // orders these loads after it.
+      if (intent_->load(std::memory_order_relaxed) > offset + capacity_ ||
+          epoch_word_->load(std::memory_order_relaxed) != epoch_ || records_ != records_at_beat_)
+          [[unlikely]]
+        return poll_general(buffer);
+      return {};
+    }
     const std::uint32_t length = header_length(word);
     const record_type type = header_type(word);
     const std::uint64_t frame = record_frame_size(length);
     const std::uint64_t records = records_ + 1;
     bool plain = header_tag(word) == record_tag(offset) && type != padding_record_type &&
-                 length <= max_payload_ && index + frame <= capacity_ && offset + frame <= master &&
+                 length <= max_payload_ && index + frame <= capacity_ &&
                  records % records_per_heartbeat != 0 && !has_validation_hook_;
     if constexpr (copy) plain = plain && length <= 64 && length <= buffer->size();
     if (!plain) [[unlikely]]
@@ -170,12 +172,13 @@ class reader_core {
       racy_copy(buffer->data(), at + record_header_size, length);
       payload = std::span<const std::byte>(buffer->data(), length);
     }
-    // Validate, as in poll_general().
+    // Validate, as in poll_general(): not lapped, within the announced intent (a sound writer
+    // writes nothing beyond it), same history.
     std::atomic_thread_fence(std::memory_order_acquire);
     const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-    if (intent > offset + capacity_ || master > intent ||
+    if (intent > offset + capacity_ || offset + frame > intent ||
         epoch_word_->load(std::memory_order_relaxed) != epoch_) [[unlikely]]
-      return poll_general(buffer);  // lapped, a new history or a corrupt master offset
+      return poll_general(buffer);  // lapped, a new history or a corrupt header
     offset_ = offset + frame;
     records_ = records;
     poll_result r;
@@ -195,19 +198,35 @@ class reader_core {
     // (release: as in poll()).
     slot_->offset.store(offset, std::memory_order_release);
     for (;;) {
-      if (offset == master) {
+      const std::byte* at = ring_ + (offset & mask_);
+      // Records end at or before `bound`: the master offset, or for the record at it (or
+      // beyond: after one published by its header) the write intent.
+      std::uint64_t bound = master;
+      if (offset >= master) {
         // acquire: pairs with the writer's release store of master_offset in publish();
         // every record before the loaded offset is then completely written.
         master = master_->load(std::memory_order_acquire);
         known_master_ = master;
-        if (offset == master) {
-          offset_ = offset;
-          note_idle();
-          return {};
+        bound = master;
+        if (offset >= master) {
+          // Published only if its header is stored (the writer stores the master offset just
+          // after it). A header that fails its checks here is not published (yet): empty.
+          const std::uint64_t word = load_publishing_header(at);
+          bound = intent_->load(std::memory_order_acquire);
+          if (word == 0 ||
+              check_record_header(word, offset, bound, capacity_, max_payload_) != nullptr) {
+            // Unless the history changed under us (the master offset may have gone back).
+            if (epoch_word_->load(std::memory_order_acquire) != epoch_) {
+              offset_ = offset;
+              return history_changed();
+            }
+            offset_ = offset;
+            note_idle();
+            return {};
+          }
         }
       }
       // Read: the header, and with `copy` the payload, while the writer may be lapping us.
-      const std::byte* at = ring_ + (offset & mask_);
       const std::uint64_t word = racy_load_header(at);
       const std::uint32_t length = header_length(word);
       const record_type type = header_type(word);
@@ -215,7 +234,7 @@ class reader_core {
       // Checked before anything is copied, so a stale or hostile header never makes the reader
       // read outside the ring; a padding record passes only if it ends the ring, after which
       // comes ring byte 0, where padding fails the check: this loop runs at most twice.
-      const char* problem = check_record_header(word, offset, master, capacity_, max_payload_);
+      const char* problem = check_record_header(word, offset, bound, capacity_, max_payload_);
       std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
       // A span too small for the record: copy nothing, but validate all the same, so that a
       // length the writer overwrote mid-read is reported as the lap it is, never as too_small.
@@ -283,14 +302,15 @@ class reader_core {
   // --- waiting: reader thread only ----------------------------------------------------------
 
   bool wait(std::chrono::nanoseconds timeout) {
-    if (offset_ != known_master_) return true;  // unread records: no need to look
+    if (offset_ < known_master_) return true;  // unread records: no need to look
     std::uint64_t now = monotonic_ns();
+    clock_ns_ = now;
     const std::uint64_t deadline = saturating_deadline(now, timeout);
     // Dense: more than one record since the last wait, so records are piling up faster than we
     // come back for them. Then give the writer the grace before pulling the line back.
     const bool dense = records_ - records_at_wait_ >= 2;
     records_at_wait_ = records_;
-    if (dense) now = catch_up_grace(now, deadline);
+    if (dense) now = clock_ns_ = catch_up_grace(now, deadline);
     if (data_available()) return true;
     bool ready = false;
     switch (policy_.mode) {
@@ -313,7 +333,9 @@ class reader_core {
       }
     }
     set_state(reader_state::reading);
-    beat();
+    // The heartbeat takes the time the wait last read (at most 64 spins old), so that a
+    // reader that sees a record does not read the clock again before taking it.
+    beat_at(clock_ns_);
     return ready;
   }
 
@@ -609,10 +631,24 @@ class reader_core {
     return r;
   }
 
-  bool data_available() noexcept {
-    if (offset_ != known_master_) return true;
+  // Whether a poll would find something: a record, or news (a lap, a history change). The
+  // header at our offset first: a record is published when it is stored.
+  bool data_available() noexcept { return next_header_stored() || master_moved(); }
+
+  // The header at our offset is stored, so a poll may deliver it (it checks it; a lapped
+  // reader may see another lap's bytes here, which master_moved() catches). One load, on the
+  // line the writer writes the next record to. Relaxed: a hint, poll() loads it again.
+  bool next_header_stored() const noexcept {
+    const std::uint64_t word = racy_load_header(ring_ + (offset_ & mask_));
+    return word != 0 && header_tag(word) == record_tag(offset_);
+  }
+
+  // The master offset passed us, or the history changed (a new writer may have taken the
+  // master offset back below us). A reader that read a record published by its header alone
+  // stands beyond the master offset until the writer stores it: not news.
+  bool master_moved() noexcept {
     known_master_ = master_->load(std::memory_order_acquire);  // pairs with publish()'s release
-    return offset_ != known_master_;
+    return offset_ < known_master_ || epoch_word_->load(std::memory_order_acquire) != epoch_;
   }
 
   // Keep off the master offset's line for a moment after catching up (see wait_policy).
@@ -626,11 +662,18 @@ class reader_core {
     return now;
   }
 
+  // Spins on the next record's header alone: the line it shares with the record is the one
+  // transfer a record costs. Every 64 turns, the master offset (a lap or a history change
+  // leaves no header to see) and the clock.
   bool spin_until(std::uint64_t limit) noexcept {
     set_state(reader_state::spinning);
     for (unsigned i = 0;; ++i) {
-      if (data_available()) return true;
-      if (i % 64 == 0 && monotonic_ns() >= limit) return false;
+      if (next_header_stored()) return true;
+      if (i % 64 == 0) {
+        if (master_moved()) return true;
+        clock_ns_ = monotonic_ns();
+        if (clock_ns_ >= limit) return false;
+      }
       cpu_relax();
     }
   }
@@ -639,7 +682,8 @@ class reader_core {
     set_state(reader_state::yielding);
     for (;;) {
       if (data_available()) return true;
-      if (monotonic_ns() >= limit) return false;
+      clock_ns_ = monotonic_ns();
+      if (clock_ns_ >= limit) return false;
       ::sched_yield();
     }
   }
@@ -668,12 +712,14 @@ class reader_core {
       // 4. Re-check, then sleep only if the wake word is still what we saw.
       if (data_available()) return true;
       const std::uint64_t now = monotonic_ns();
+      clock_ns_ = now;
       if (now >= deadline) return false;
       const std::uint64_t heartbeat =
           std::max<std::uint64_t>(saturating_deadline(0, policy_.heartbeat_interval), 1);
       const std::uint64_t slice = std::min(deadline - now, heartbeat);
       futex_wait(wake_seq_, seq, slice >= forever_ns ? std::nullopt : std::optional(slice));
-      beat();
+      clock_ns_ = monotonic_ns();
+      beat_at(clock_ns_);
     }
   }
 
@@ -682,10 +728,11 @@ class reader_core {
   }
   // The record count goes out with the heartbeat (every 256 records, and whenever the reader
   // runs out of records), not with every record: it is for monitoring only.
-  void beat() noexcept {
+  void beat() noexcept { beat_at(monotonic_ns()); }
+  void beat_at(std::uint64_t now_ns) noexcept {
     records_at_beat_ = records_;
     slot_->records.store(records_, std::memory_order_relaxed);
-    slot_->heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
+    slot_->heartbeat_ns.store(now_ns, std::memory_order_relaxed);
   }
   // A heartbeat every records_per_heartbeat records (the fast path in poll() leaves those
   // records to poll_general), and when the reader runs out of records after reading some.
@@ -771,6 +818,7 @@ class reader_core {
   bool asymmetric_fence_ = false;      // the log's writers fence with membarrier (sleep_until)
   bool membarrier_failed_ = false;     // membarrier() failed here once: never sleep
   std::uint64_t records_at_wait_ = 0;  // records_ when wait() last ran (catch-up grace)
+  std::uint64_t clock_ns_ = 0;         // CLOCK_MONOTONIC as wait() last read it
   std::function<void()> validation_hook_;
   bool has_validation_hook_ = false;
 };

@@ -74,6 +74,17 @@ inline std::uint64_t racy_load_header(const std::byte* at) noexcept {
   return word;
 }
 
+// The header at the master offset, which may be the one that publishes the next record.
+// acquire: pairs with the writer's release store of that header (publish_at): if this load
+// sees it, the record's payload, the cleared word after it and its checkpoints are visible.
+inline std::uint64_t load_publishing_header(const std::byte* at) noexcept {
+  SHMLOG_RACY_READS_BEGIN();
+  const std::uint64_t word =
+      __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), __ATOMIC_ACQUIRE);
+  SHMLOG_RACY_READS_END();
+  return word;
+}
+
 // nullptr if `word`, loaded at `offset` (8-aligned), could be the header of a record a sound
 // writer published below `master`; else why not. Everything a reader acts on is checked: the
 // tag, the length against the largest payload, a record within the ring, a padding record only

@@ -34,7 +34,10 @@ inline constexpr std::uint64_t segment_magic = 0x0000474F4C4D4853;  // "SHMLOG\0
 // 2: 64-bit intent_chunk and max_payload (capacities above 16 GiB), a two-line descriptor, and
 // two-line reader slots that say which history and which records a reader holds.
 // 3: start_offset in the descriptor (a log that begins at an offset other than 0: a mirror).
-inline constexpr std::uint32_t layout_version = 3;
+// 4: a record is published by its header, stored last (release), and the word after the last
+// record is cleared before it: a caught-up reader waits on the next header, not on the master
+// offset (docs/design.md, "The one-transfer read").
+inline constexpr std::uint32_t layout_version = 4;
 inline constexpr std::uint32_t header_size = 4096;
 
 // Written once by the creator, before the magic; never changed afterwards.

@@ -171,7 +171,7 @@ TEST(gating, TheGatingFieldsSitWhereLayoutMdSays) {
   append_records(w, 0, three_rings);
   const test::raw_segment raw(log.name());
   const std::size_t area = header_size + capacity;
-  EXPECT_EQ(raw.peek<std::uint32_t>(8), 3u);  // layout_version
+  EXPECT_EQ(raw.peek<std::uint32_t>(8), 4u);  // layout_version
   EXPECT_EQ(raw.peek<std::uint64_t>(80), 20'000'000u);
   EXPECT_EQ(raw.peek<std::uint64_t>(288), 1u);                               // gating_waits
   EXPECT_EQ(raw.peek<std::uint64_t>(296), 1u);                               // gating_laps

@@ -214,8 +214,11 @@ TEST_F(reader_fixture, WriterStoppingJustShortOfTheRecordLeavesItValid) {
   for (int i = 0; i < 8; ++i)
     w.append(text('p', 248));  // 8 frames of 256: master 2048
   reader r = attach(start_position::at(1024));
-  for (int i = 0; i < 12; ++i)
-    w.append(text('q', 248));  // intent reaches exactly 1024 + 4096
+  for (int i = 0; i < 11; ++i)
+    w.append(text('q', 248));
+  // Ends 8 bytes short of 1024 + 4096: the intent covers the record and the header word after
+  // it (which the writer clears), exactly up to 1024 + 4096.
+  w.append(text('q', 240));
   EXPECT_EQ(inspect(log.name()).write_intent, 1024u + capacity);
   const poll_result p = r.poll_copy(buffer);
   ASSERT_EQ(p.status, poll_status::record);

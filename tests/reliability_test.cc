@@ -229,8 +229,9 @@ TEST_F(closed_log, MasterOffsetBeyondTheWriteIntentIsACorruptPollNotARead) {
   ASSERT_EQ(r.poll_copy(buffer).status, poll_status::record);
   ASSERT_EQ(r.poll_copy(buffer).status, poll_status::record);
   ASSERT_EQ(r.poll_copy(buffer).status, poll_status::empty);
-  // A header that passes every check at 96, and a master offset the intent does not cover.
-  raw().poke<std::uint64_t>(header_size + 96, pack_record_header(8, default_record_type, 96));
+  // A header at 96 whose record runs past the intent (256: the reader may take a record
+  // published by its header only inside it), and a master offset that would cover it.
+  raw().poke<std::uint64_t>(header_size + 96, pack_record_header(200, default_record_type, 96));
   raw().poke<std::uint64_t>(master_at, raw().peek<std::uint64_t>(intent_at) + 4096);
   for (int i = 0; i < 2; ++i) {
     const poll_result p = i == 0 ? r.poll_copy(buffer) : r.poll();

@@ -227,11 +227,14 @@ TEST(writer_takeover, MasterOffsetInsideARecordIsRefusedAndNothingChanges) {
   }
   EXPECT_EQ(std::memcmp(before.data(), raw.base(), before.size()), 0);
 
-  // The start of that record is a record boundary: a writer continues there (the record is
-  // dropped, as an unpublished one would be).
+  // The start of that record is a record boundary, and its header is stored, which published
+  // it (a writer that died before storing the master offset after it): the next writer keeps
+  // it and continues after it.
   raw.header().master_offset.store(last);
   writer w = writer::open(log.name());
-  EXPECT_EQ(w.append("after"), last);
+  EXPECT_EQ(w.takeover().published_by_header, record_frame_size(100));
+  EXPECT_EQ(w.takeover().master_offset, last + record_frame_size(100));
+  EXPECT_EQ(w.append("after"), last + record_frame_size(100));
 }
 
 }  // namespace

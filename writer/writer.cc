@@ -70,47 +70,51 @@ class writer_core {
     const std::uint64_t end = start + record_frame_size(length);
     if (length > 64 || end > fast_end_) [[unlikely]]
       return append_general(data, static_cast<std::uint32_t>(length), type);
-    // 1. The intent already covers [start, end). 2. No padding. 3. Header. 4. Payload.
-    write_simple(ring_, mask_, start, data, length, type);
+    // 1. The intent already covers [start, end + 8). 2. No padding. 3. Payload. 4. No
+    // checkpoint boundary passed. 5. End the chain: the record does not reach the ring's end,
+    // so the word after it is at + frame (before the copy, so that fewer values stay live
+    // across it; any order before the header's release store will do). 6-7. Publish and wake.
+    std::byte* const at = ring_ + (start & mask_);
+    const std::uint64_t header =
+        pack_record_header(static_cast<std::uint32_t>(length), type, start);
+    store_word(at + (end - start), 0, __ATOMIC_RELAXED);
+    copy_payload(at + record_header_size, data, length);
     written_end_ = end;
-    // 5. No checkpoint boundary passed. 6-7. Publish and wake.
-    publish_at(end);
+    publish_header(at, header, end);
     return start;
   }
 
-  // Steps 3-4 for a record that ends at or before fast_end_: no intent, padding or checkpoint
-  // work. Takes the ring and mask as arguments so that a loop can keep them in registers (the
-  // byte stores below may alias any member, so the compiler reloads members after them).
-  static void write_simple(std::byte* ring, std::uint64_t mask, std::uint64_t start,
-                           const std::byte* data, std::size_t length, record_type type) noexcept {
-    std::byte* at = ring + (start & mask);
-    __atomic_store_n(reinterpret_cast<std::uint64_t*>(at),
-                     pack_record_header(static_cast<std::uint32_t>(length), type, start),
-                     __ATOMIC_RELAXED);
-    copy_payload(at + record_header_size, data, length);
+  // Step 3 for a record that ends at or before fast_end_ (no intent, padding or checkpoint
+  // work): copies the payload and returns the header for the caller to store, after it. Takes
+  // the ring and mask as arguments so that a loop can keep them in registers (the byte stores
+  // below may alias any member, so the compiler reloads members after them).
+  static std::uint64_t write_simple(std::byte* ring, std::uint64_t mask, std::uint64_t start,
+                                    const std::byte* data, std::size_t length,
+                                    record_type type) noexcept {
+    copy_payload(ring + (start & mask) + record_header_size, data, length);
+    return pack_record_header(static_cast<std::uint32_t>(length), type, start);
   }
 
   [[gnu::noinline]] std::uint64_t append_general(const std::byte* data, std::uint32_t length,
                                                  record_type type) {
     const placement p = place(length);
-    if (p.end > intent_local_) [[unlikely]] {
+    if (p.end + record_header_size > intent_local_) [[unlikely]] {
       // With gating readers, the intent advance goes out of line, as a tail call: it may call
       // the wait, and a call on this path would make every append through it save registers
       // (docs/design.md, "Gating readers").
       if (gating_readers_->load(std::memory_order_acquire) != 0) [[unlikely]]
         return append_advancing(data, length, type);
-      store_intent(p.end);
+      store_intent(p.end + record_header_size);
     }
-    const std::uint64_t offset = write_placed(p, data, length, type);
-    publish();
-    return offset;
+    publish(write_placed(p, data, length, type));
+    return p.start;
   }
 
   [[gnu::noinline]] std::uint64_t append_advancing(const std::byte* data, std::uint32_t length,
                                                    record_type type) {
-    const std::uint64_t offset = write_record(data, length, type);
-    publish();
-    return offset;
+    const placement p = place(length);
+    publish(write_record(p, data, length, type));
+    return p.start;
   }
 
   std::uint64_t append_batch(std::span<const record_ref> records) {
@@ -127,30 +131,42 @@ class writer_core {
     std::uint64_t fast_end = fast_end_;
     std::uint64_t part_start = end;
     std::uint64_t first = no_offset;
+    // The first header of each part is stored last, by publish(): the part becomes visible at
+    // once, as one publication. The others are stored as their records are written (relaxed:
+    // no reader reaches them before crossing that first one).
+    header_word part_first;
     for (const record_ref& r : records) {
       const std::size_t length = r.payload.size();
       const std::uint64_t next = end + record_frame_size(length);
       std::uint64_t offset = end;
+      header_word written;
       if (length <= 64 && next <= fast_end) [[likely]] {
-        write_simple(ring, mask, end, r.payload.data(), length, r.type);
+        written = {end, write_simple(ring, mask, end, r.payload.data(), length, r.type)};
         end = next;
       } else {
         written_end_ = end;
-        offset = write_record(r.payload.data(), static_cast<std::uint32_t>(length), r.type);
+        const placement p = place(static_cast<std::uint32_t>(length));
+        written = write_record(p, r.payload.data(), static_cast<std::uint32_t>(length), r.type);
+        offset = p.start;
         end = written_end_;
         fast_end = fast_end_;
+      }
+      if (part_first.at == no_offset) {
+        part_first = written;
+      } else {
+        store_word(ring + (written.at & mask), written.word, __ATOMIC_RELAXED);
       }
       if (first == no_offset) first = offset;
       // Publish in parts if the batch would otherwise overwrite its own beginning before
       // readers could see it.
       if (end - part_start >= part_limit) [[unlikely]] {
         written_end_ = end;
-        publish();
+        publish(std::exchange(part_first, header_word{}));
         part_start = end;
       }
     }
     written_end_ = end;
-    publish();
+    if (part_first.at != no_offset) publish(part_first);
     return first;
   }
 
@@ -162,7 +178,7 @@ class writer_core {
   std::uint64_t claim(std::size_t max_length) {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
-    if (p.end > intent_local_) [[unlikely]]
+    if (p.end + record_header_size > intent_local_) [[unlikely]]
       return no_offset;
     set_claim_pending(true);
     return p.start;
@@ -170,7 +186,7 @@ class writer_core {
   std::uint64_t claim_advancing(std::size_t max_length) {
     check_can_append(max_length);
     const placement p = place(static_cast<std::uint32_t>(max_length));
-    if (p.end > intent_local_) advance_intent(p.end);
+    if (p.end + record_header_size > intent_local_) advance_intent(p.end + record_header_size);
     set_claim_pending(true);
     return p.start;
   }
@@ -183,12 +199,12 @@ class writer_core {
       throw_commit_too_large(used, claimed);
     // The payload is already in place where claim() put it (after padding if the claimed size
     // did not fit before the ring's end); write the padding and header around it.
-    if (start != written_end_) write_padding(written_end_, start - written_end_);
-    store_header(start, static_cast<std::uint32_t>(used), type);
+    header_word first{start, pack_record_header(static_cast<std::uint32_t>(used), type, start)};
+    if (start != written_end_) first = write_padding(written_end_, start - written_end_, first);
     written_end_ = start + record_frame_size(used);
     note_record_end(written_end_);
     set_claim_pending(false);
-    publish();
+    publish(first);
   }
 
   void abort_claim() noexcept { set_claim_pending(false); }
@@ -258,6 +274,12 @@ class writer_core {
   }
 
  private:
+  // A header and where it goes.
+  struct header_word {
+    std::uint64_t at = no_offset;
+    std::uint64_t word = 0;
+  };
+
   struct placement {
     std::uint64_t pad;    // bytes of padding record before the record (0 if it fits)
     std::uint64_t start;  // where the record starts
@@ -307,33 +329,58 @@ class writer_core {
     return {pad, written_end_ + pad, written_end_ + pad + frame};
   }
 
-  std::uint64_t write_record(const std::byte* data, std::uint32_t length, record_type type) {
-    const placement p = place(length);
-    // 1. Signal intent: announce the bytes about to be overwritten before touching them.
-    if (p.end > intent_local_) [[unlikely]]
-      advance_intent(p.end);
+  // Steps 1-4 for the record `p` places; returns the header that publishes it.
+  header_word write_record(const placement& p, const std::byte* data, std::uint32_t length,
+                           record_type type) {
+    // 1. Signal intent: announce the bytes about to be overwritten before touching them (the
+    // record, and the header word after it that publication clears).
+    if (p.end + record_header_size > intent_local_) [[unlikely]]
+      advance_intent(p.end + record_header_size);
     return write_placed(p, data, length, type);
   }
 
-  // Steps 2-5 for a record whose intent is already announced.
-  std::uint64_t write_placed(const placement& p, const std::byte* data, std::uint32_t length,
-                             record_type type) {
+  // Steps 2-4 for a record whose intent is already announced. Its header is not stored: the
+  // caller stores the header returned (the record's, or the padding's before it) last, which
+  // publishes both (the record's own is then stored here).
+  header_word write_placed(const placement& p, const std::byte* data, std::uint32_t length,
+                           record_type type) {
+    // 3. Copy the payload.
+    copy_payload(ring_ + (p.start & mask_) + record_header_size, data, length);
+    header_word first{p.start, pack_record_header(length, type, p.start)};
     // 2. Pad if wrapping.
     if (p.pad != 0) [[unlikely]]
-      write_padding(written_end_, p.pad);
-    // 3. Write the header.
-    store_header(p.start, length, type);
-    // 4. Copy the payload.
-    copy_payload(ring_ + (p.start & mask_) + record_header_size, data, length);
+      first = write_padding(written_end_, p.pad, first);
     written_end_ = p.end;
+    // 4. Checkpoints of the boundaries it passed, before the header that publishes it.
     note_record_end(written_end_);
-    return p.start;
+    return first;
   }
 
-  void publish() noexcept { publish_at(written_end_); }
+  void publish(const header_word& first) noexcept {
+    publish_at(ring_, mask_, written_end_, first.at, first.word);
+  }
 
-  // 6. Publish `end` (= written_end_), then 7. wake sleepers if any announced itself.
-  void publish_at(std::uint64_t end) noexcept {
+  // Steps 5-7 (docs/design.md, "The one-transfer read"): end the chain of headers at `end`,
+  // publish the first record written since the last publication (its header, then the master
+  // offset), and wake sleepers if any announced itself. Every other record written since
+  // then already has its header in place, behind that first one.
+  void publish_at(std::byte* ring, std::uint64_t mask, std::uint64_t end, std::uint64_t first,
+                  std::uint64_t first_header) noexcept {
+    // 5. relaxed: ordered before the header below by its release. A reader that reaches `end`
+    // finds no header there until the next record's is stored, never an older lap's (the
+    // intent covers these 8 bytes: every placement reserves them).
+    store_word(ring + (end & mask), 0, __ATOMIC_RELAXED);
+    publish_header(ring + (first & mask), first_header, end);
+  }
+
+  // Steps 6-7: the header at `first_at`, which publishes every record up to `end`, then the
+  // master offset `end`, then the wake-up.
+  void publish_header(std::byte* first_at, std::uint64_t first_header, std::uint64_t end) noexcept {
+    // 6. release: a reader whose acquire load of this header sees it (poll()) sees every byte
+    // of the records it publishes, the cleared word after them and their checkpoints. This
+    // store, not the master offset's, is the publication: one cache line for a reader that
+    // waits on the header to cross (docs/design.md, "The one-transfer read").
+    store_word(first_at, first_header, __ATOMIC_RELEASE);
     // release: a reader that loads this master offset (acquire) sees every byte before it.
     master_->store(end, std::memory_order_release);
     // Store-load fence between the master store above and the sleep_epoch load below; pairs
@@ -350,6 +397,7 @@ class writer_core {
       wake_sleepers(epoch);
   }
 
+  // `end`: one past the last byte about to be written.
   void advance_intent(std::uint64_t end) noexcept {
     const std::uint64_t next = (end + chunk_ - 1) & ~(chunk_ - 1);
     // Gating readers (docs/design.md, "Gating readers"). The count shares sleep_epoch's line,
@@ -472,23 +520,30 @@ class writer_core {
     return logs != 0 ? logs : static_cast<std::uint64_t>(default_max_gating_wait.count());
   }
 
-  void store_header(std::uint64_t offset, std::uint32_t length, record_type type) noexcept {
-    auto* word = reinterpret_cast<std::uint64_t*>(ring_ + (offset & mask_));
-    // One 64-bit store, so a header is never torn; relaxed, published by master_offset.
-    __atomic_store_n(word, pack_record_header(length, type, offset), __ATOMIC_RELAXED);
+  // One 64-bit store, so a header is never torn.
+  static void store_word(std::byte* at, std::uint64_t word, int order) noexcept {
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(at), word, order);
   }
 
-  void write_padding(std::uint64_t offset, std::uint64_t pad) noexcept {
-    store_header(offset, static_cast<std::uint32_t>(pad - record_header_size), padding_record_type);
+  // A padding record of `pad` bytes at `offset`, before the record whose header is `record`:
+  // stores that header and returns the padding's, which the caller stores last.
+  header_word write_padding(std::uint64_t offset, std::uint64_t pad,
+                            const header_word& record) noexcept {
+    store_word(ring_ + (record.at & mask_), record.word, __ATOMIC_RELAXED);
     note_record_end(offset + pad);
+    return {offset, pack_record_header(static_cast<std::uint32_t>(pad - record_header_size),
+                                       padding_record_type, offset)};
   }
 
-  // A record ending at or before fast_end_ needs none of steps 1, 2 and 5: it ends within the
-  // announced intent, and it ends before the next chunk boundary, so it passes no checkpoint
-  // and does not wrap (the ring's end is a chunk boundary; next_checkpoint_ is the first
-  // boundary after written_end_). One compare on the append path instead of three.
+  // A record ending at or before fast_end_ needs none of steps 1, 2 and 4: it and the header
+  // word after it lie within the announced intent, and it ends before the next chunk boundary,
+  // so it passes no checkpoint and does not wrap (the ring's end is a chunk boundary;
+  // next_checkpoint_ is the first boundary after written_end_). One compare on the append path
+  // instead of three.
   void update_fast_end() noexcept {
-    fast_end_ = std::min(intent_local_, next_checkpoint_ - 1);
+    const std::uint64_t covered =
+        intent_local_ >= record_header_size ? intent_local_ - record_header_size : 0;
+    fast_end_ = std::min(covered, next_checkpoint_ - 1);
   }
 
   // Checkpoints: every chunk boundary at or before `end` that has no entry yet gets `end`,
@@ -517,12 +572,17 @@ class writer_core {
   // and planned before the first store, so a refusal leaves the log as it was.
   void take_over(segment_header& h, const writer_options& options) {
     writer_block& wb = h.writer;
-    const std::uint64_t master = master_->load(std::memory_order_relaxed);
+    const std::uint64_t stored_master = master_->load(std::memory_order_relaxed);
     const std::uint64_t intent = intent_->load(std::memory_order_relaxed);
-    check_offsets(master, intent);
+    check_offsets(stored_master, intent);
+    // A writer that died between a record's header and the master offset after it published
+    // the record (readers may have delivered it): it is part of the log.
+    const std::uint64_t master = published_end(stored_master, intent);
+    if (master != stored_master) check_offsets(master, intent);
     takeover_.previous_pid = wb.pid.load(std::memory_order_relaxed);
     takeover_.previous_crashed = wb.open.load(std::memory_order_relaxed) != 0;
     takeover_.previous_master_offset = master;
+    takeover_.published_by_header = master - stored_master;
 
     // 1. Plan. A history block a dead writer left half-written (or damaged) holds no history
     // anyone can continue: start one that shares nothing, which sends every reader to a full
@@ -552,6 +612,7 @@ class writer_core {
       repair_snapshot_announcement(h);
       takeover_.repaired_snapshot_announcement = true;
     }
+    if (master != stored_master) master_->store(master, std::memory_order_release);
     if (takeover_.plan.action != history_action::keep)
       change_history(h, before.value_or(history_state{}));
 
@@ -562,6 +623,7 @@ class writer_core {
     takeover_.unpublished_bytes = intent_local_ > published ? intent_local_ - published : 0;
     next_checkpoint_ = ((published >> chunk_shift_) + 1) << chunk_shift_;
     update_fast_end();
+    end_chain_at(published);
     // A reader may have gone to sleep under the previous writer: wake once at the first
     // publish by making the epoch look new.
     seen_sleep_epoch_ = sleep_epoch_->load(std::memory_order_relaxed) - 1;
@@ -577,6 +639,29 @@ class writer_core {
     wb.fence.store(static_cast<std::uint32_t>(fence_), std::memory_order_relaxed);
     if (takeover_.previous_crashed)
       wb.recovered_torn_bytes.store(takeover_.unpublished_bytes, std::memory_order_relaxed);
+  }
+
+  // The end of what the last writer published: the master offset it stored, then every record
+  // whose header follows in an unbroken chain (its header stored, which publishes it; the
+  // chain ends at the word the writer cleared before that). Bounded: each step moves at least
+  // 8 bytes, and no record may pass the write intent.
+  std::uint64_t published_end(std::uint64_t master, std::uint64_t intent) const noexcept {
+    std::uint64_t at = master;
+    for (;;) {
+      const std::uint64_t word = racy_load_header(ring_ + (at & mask_));
+      if (word == 0 || check_record_header(word, at, intent, capacity_, max_payload_) != nullptr)
+        return at;
+      at += record_frame_size(header_length(word));
+    }
+  }
+
+  // The word at the master offset must hold no header before the next record's: a sound
+  // writer leaves it cleared; anything else there (a damaged segment) is cleared now, inside
+  // the intent like every ring store.
+  void end_chain_at(std::uint64_t end) noexcept {
+    if (racy_load_header(ring_ + (end & mask_)) == 0) return;
+    if (end + record_header_size > intent_local_) advance_intent(end + record_header_size);
+    store_word(ring_ + (end & mask_), 0, __ATOMIC_RELAXED);
   }
 
   // What a sound writer leaves, whatever the moment it stopped: a chunk-aligned write intent
@@ -729,7 +814,13 @@ class writer_core {
       intent_->store(*intent, std::memory_order_release);
       std::atomic_thread_fence(std::memory_order_release);  // as advance_intent()
     }
-    if (master) master_->store(*master, std::memory_order_release);
+    if (master) {
+      // A rewind lands on a record start of the old history: no reader may take that header
+      // for the new history's record (the intent covers it: it is below the old master
+      // offset, or a reset stored the intent above).
+      store_word(ring_ + (*master & mask_), 0, __ATOMIC_RELAXED);
+      master_->store(*master, std::memory_order_release);
+    }
     change.finish();
   }
 

@@ -56,8 +56,12 @@ struct takeover_info {
   // bound on its torn tail). Never published, so no reader has read them; they are dropped.
   std::uint64_t unpublished_bytes = 0;
   std::uint64_t previous_master_offset = 0;  // before any history change
-  history_plan plan;                         // keep, branch (the master went back) or restart
-  history_state new_history;                 // the history written, unless the plan was keep
+  // Bytes of records the previous writer published by their headers but died before covering
+  // with the master offset (docs/design.md, "The one-transfer read"): readers may have read
+  // them, so they are kept, and included in previous_master_offset.
+  std::uint64_t published_by_header = 0;
+  history_plan plan;          // keep, branch (the master went back) or restart
+  history_state new_history;  // the history written, unless the plan was keep
   // The previous writer died while changing the history block: its history was unknown, so
   // the plan is a restart (every reader full-resyncs). docs/design.md, "Takeover".
   bool repaired_history = false;
