@@ -83,11 +83,13 @@ reader_tally read_until_end(reader r, lap_policy on_lap, bool into_span) {
 
 enum class append_style { single, batch, claim };
 
-void write_all(writer& w, append_style style) {
+// fixed_size: every payload that many bytes (0: sizes vary with the sequence number).
+void write_all(writer& w, append_style style, std::size_t fixed_size = 0) {
   std::vector<std::vector<std::byte>> batch_payloads;
   std::vector<record_ref> batch;
   for (std::uint64_t seq = 0; seq < record_count; ++seq) {
-    const std::size_t size = test::payload_size_for(seq, max_payload_bytes);
+    const std::size_t size =
+        fixed_size != 0 ? fixed_size : test::payload_size_for(seq, max_payload_bytes);
     switch (style) {
       case append_style::single:
         w.append(test::make_payload(seq, size));
@@ -118,9 +120,9 @@ void write_all(writer& w, append_style style) {
 void run(append_style style, wait_mode mode,
          std::array<lap_policy, 3> on_lap = {lap_policy::oldest, lap_policy::oldest,
                                              lap_policy::oldest},
-         bool into_span = false) {
+         bool into_span = false, std::uint64_t capacity = 16384, std::size_t fixed_size = 0) {
   scoped_log log{unique_log_name("conc")};
-  writer w = writer::create(log, {.capacity = 16384});
+  writer w = writer::create(log, {.capacity = capacity});
   std::vector<reader_tally> tallies(on_lap.size());
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < tallies.size(); ++i) {
@@ -131,7 +133,7 @@ void run(append_style style, wait_mode mode,
       tallies[i] = read_until_end(std::move(rr), on_lap[i], into_span);
     });
   }
-  write_all(w, style);
+  write_all(w, style, fixed_size);
   for (auto& t : threads)
     t.join();
   for (const reader_tally& t : tallies) {
@@ -163,6 +165,19 @@ TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsFromClaims) {
 TEST(concurrency, ThreadedReadersSeeOnlyWholeRecordsThroughACallersSpan) {
   run(append_style::single, wait_mode::yield,
       {lap_policy::oldest_safe, lap_policy::oldest_safe, lap_policy::oldest}, true);
+}
+// From 512 KiB on, a header a lap older carries the tag of the offset a ring later: only the
+// word the writer clears after each publication keeps a caught-up reader, which waits on the
+// next header rather than the master offset, from taking one for a new record (docs/design.md,
+// "The one-transfer read"). Frames of 64 bytes, so that after the first lap every record
+// start holds such a header; spinning readers, singles and batches, over two laps and more.
+TEST(concurrency, CaughtUpReadersOfARingWhoseTagsRepeatEveryLapSeeOnlyWholeRecords) {
+  constexpr std::uint64_t capacity = 512 * 1024;
+  constexpr std::size_t payload = 64 - record_header_size;
+  run(append_style::single, wait_mode::spin,
+      {lap_policy::oldest_safe, lap_policy::oldest, lap_policy::oldest}, false, capacity, payload);
+  run(append_style::batch, wait_mode::spin,
+      {lap_policy::oldest_safe, lap_policy::oldest, lap_policy::oldest}, false, capacity, payload);
 }
 
 // Gating readers (docs/design.md, "Gating readers") on a ring small enough that the writer
