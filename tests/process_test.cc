@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "process_peer.h"
+#include "raw_segment.h"
 #include "shmlog/shmlog.h"
 #include "test_util.h"
 
@@ -208,6 +209,50 @@ TEST_F(processes, WriterKilledMidStreamNewWriterContinues) {
     EXPECT_EQ(got["last_seq"], written["last_seq"]);
     EXPECT_EQ(got["records"], written["last_seq"] + 1);
   }
+}
+
+// A writer process that stored the header of its last record and was killed (kill -9) before it
+// stored the master offset after it: the header published the record (docs/design.md, "The
+// one-transfer read"), a reader took it, and the next writer keeps it and continues after it, so
+// the reader reads on without a gap, a repeat or a history change. The master offset is set back
+// by hand to where such a writer leaves it; the kill is real.
+TEST_F(processes, WriterKilledBetweenAHeaderAndTheMasterOffsetKeepsTheRecordForItsReaders) {
+  create_log(65536);
+  shmlog::reader r =
+      shmlog::reader::attach(log_.name(), {.start = shmlog::start_position::oldest()});
+  peer& first = start("writer", {"--records", "20", "--hold"});
+  const fields written(first.await_line("result"));
+  const std::uint64_t end = written["master"];
+  std::vector<std::byte> buffer;
+  std::uint64_t last_start = 0;
+  int records = 0;
+  for (shmlog::poll_result p = r.poll_copy(buffer); p.status == shmlog::poll_status::record;
+       p = r.poll_copy(buffer)) {
+    last_start = p.record.offset;
+    ++records;
+    if (records == 19) {
+      shmlog::test::raw_segment(log_.name())
+          .poke<std::uint64_t>(offsetof(shmlog::segment_header, master_offset),
+                               p.record.next_offset);
+    }
+  }
+  ASSERT_EQ(records, 20);  // the 20th published by its header alone
+  ASSERT_EQ(r.offset(), end);
+  ASSERT_EQ(r.master_offset(), last_start);
+  first.signal(SIGKILL);
+  const int status = first.wait_exit();
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << peer::describe(status);
+
+  shmlog::writer next = shmlog::writer::open(log_.name());
+  EXPECT_TRUE(next.takeover().previous_crashed);
+  EXPECT_EQ(next.takeover().published_by_header, end - last_start);
+  EXPECT_EQ(next.takeover().plan.action, shmlog::history_action::keep);
+  EXPECT_EQ(next.master_offset(), end);
+  next.append("after the crash");
+  const shmlog::poll_result p = r.poll_copy(buffer);
+  ASSERT_EQ(p.status, shmlog::poll_status::record);
+  EXPECT_EQ(p.record.offset, end);
+  EXPECT_EQ(p.record.text(), "after the crash");
 }
 
 // Writers in each write mode are killed mid-stream one after another; each next writer continues
