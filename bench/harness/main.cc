@@ -36,6 +36,7 @@ constexpr const char* usage =
     "      T: shmlog shmlog-view shmlog-gating floor-pingpong spsc-ring spsc-ring-view memcpy\n"
     "         boost-mq pipe unix-socket\n"
     "      M: throughput latency     W (shmlog): spin yield sleep adaptive\n"
+    "         spin-master (spin on the master offset, as readers did before layout 4)\n"
     "      --catch-up-grace (shmlog): the readers' wait_policy::catch_up_grace in ns\n"
     "      (0: off); without it, the library's default\n"
     "      --on-lap P (shmlog): where a lapped reader resumes: oldest, oldest-safe (default)\n"

@@ -27,7 +27,7 @@ inline std::uint64_t seconds_ns(const case_config& c) {
 }
 
 inline wait_mode to_wait_mode(const std::string& w) {
-  if (w == "spin") return wait_mode::spin;
+  if (w == "spin" || w == "spin-master") return wait_mode::spin;
   if (w == "yield") return wait_mode::yield;
   if (w == "sleep") return wait_mode::sleep;
   return wait_mode::adaptive;

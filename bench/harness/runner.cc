@@ -110,8 +110,10 @@ void validate(case_config& c) {
     bad("--mode must be throughput or latency, not '" + c.mode + "'");
   if (c.wait.empty()) c.wait = default_wait(t);
   if (is_shmlog(t)) {
-    if (c.wait != "spin" && c.wait != "yield" && c.wait != "sleep" && c.wait != "adaptive")
-      bad("--wait for shmlog must be spin, yield, sleep or adaptive, not '" + c.wait + "'");
+    if (c.wait != "spin" && c.wait != "yield" && c.wait != "sleep" && c.wait != "adaptive" &&
+        c.wait != "spin-master")
+      bad("--wait for shmlog must be spin, yield, sleep, adaptive or spin-master, not '" + c.wait +
+          "'");
   } else if (c.wait != default_wait(t)) {
     bad("--wait for " + t + " can only be " + default_wait(t));
   }

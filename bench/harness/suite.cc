@@ -356,6 +356,11 @@ class suite_runner {
     const case_config spin_latency{
         .transport = "shmlog", .mode = "latency", .record_bytes = 64, .wait = "spin"};
     add_grace_pair("latency", spin_latency);
+    // The same reader waiting on the master offset, as every reader did before the
+    // one-transfer read (layout 4): the before of that change, in the same run.
+    case_config on_master = spin_latency;
+    on_master.wait = "spin-master";
+    add("latency", on_master);
     for (const char* w : {"yield", "sleep", "adaptive"})
       add("latency", {.transport = "shmlog", .mode = "latency", .record_bytes = 64, .wait = w});
     case_config fast = spin_latency;

@@ -366,7 +366,7 @@ std::vector<int> fd_list(const child_context& x) {
 template <bool view, bool gating = false>
 int shmlog_reader(const child_context& x) {
   shmlog_receiver rx(x.arg("name"), to_wait_mode(x.config.wait), x.config.catch_up_grace_ns,
-                     effective_lap_policy(x.config), view, gating);
+                     effective_lap_policy(x.config), view, gating, x.config.wait == "spin-master");
   return run_reader(rx, x);
 }
 

@@ -63,6 +63,15 @@ inline std::uint64_t xor_fold(std::span<const std::byte> payload) noexcept {
 
 // --- shmlog -----------------------------------------------------------------------------------
 
+// The pause a polite spinner issues between loads (the library's wait() does the same).
+inline void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 class shmlog_sender {
  public:
   explicit shmlog_sender(const std::string& name) : writer_(writer::open(name)) {}
@@ -83,14 +92,19 @@ class shmlog_sender {
 class shmlog_receiver {
  public:
   // gating: the writer waits for this reader rather than overrun it (reader_options::gating).
+  // wait_on_master: on an empty poll, spin on the master offset (reader::master_offset()) until
+  // it passes the reader, instead of reader::wait(): the two-transfer read every reader did
+  // before layout 4 (the master offset's line, then the record's), kept as the baseline of
+  // the one-transfer read (docs/design.md).
   shmlog_receiver(const std::string& name, wait_mode mode, std::optional<std::uint64_t> grace,
-                  lap_policy on_lap, bool view, bool gating = false)
+                  lap_policy on_lap, bool view, bool gating = false, bool wait_on_master = false)
       : reader_(reader::attach(name, {.start = start_position::oldest(),
                                       .wait = policy(mode, grace),
                                       .label = "bench",
                                       .gating = gating})),
         on_lap_(on_lap),
-        view_(view) {}
+        view_(view),
+        wait_on_master_(wait_on_master) {}
 
   bool next(received& out) {
     for (;;) {
@@ -108,7 +122,12 @@ class shmlog_receiver {
           }
           return true;
         case poll_status::empty:
-          reader_.wait(std::chrono::milliseconds(200));
+          if (wait_on_master_) {
+            while (reader_.master_offset() <= reader_.offset())
+              spin_pause();
+          } else {
+            reader_.wait(std::chrono::milliseconds(200));
+          }
           continue;
         case poll_status::lapped:
           gap_ = true;
@@ -157,6 +176,7 @@ class shmlog_receiver {
   std::vector<std::byte> buffer_;
   lap_policy on_lap_;
   bool view_;
+  bool wait_on_master_;
   bool gap_ = false;
   std::uint64_t corrupt_ = 0;
   std::uint64_t torn_views_ = 0;
