@@ -662,12 +662,19 @@ class reader_core {
     return now;
   }
 
-  // Spins on the next record's header alone: the line it shares with the record is the one
-  // transfer a record costs. Every 64 turns, the master offset (a lap or a history change
-  // leaves no header to see) and the clock.
+  // Spins on the next record's header: the line it shares with the record is the one transfer
+  // a small record costs. It also loads the line after it (discarding the word): a record of
+  // more than 56 bytes, or one that starts late in its line, ends there, and the writer has
+  // written it before the header, so its transfer overlaps the header line's instead of
+  // following it when the copy gets there (docs/design.md, "The one-transfer read"). Every 64
+  // turns, the master offset (a lap or a history change leaves no header to see) and the clock.
   bool spin_until(std::uint64_t limit) noexcept {
     set_state(reader_state::spinning);
+    const std::uint64_t index = offset_ & mask_;
+    const std::uint64_t next_line = (index | (cache_line_size - 1)) + 1;
+    const std::byte* line_after = ring_ + (next_line < capacity_ ? next_line : index);
     for (unsigned i = 0;; ++i) {
+      (void)racy_load_header(line_after);
       if (next_header_stored()) return true;
       if (i % 64 == 0) {
         if (master_moved()) return true;
