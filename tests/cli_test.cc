@@ -31,6 +31,7 @@
 
 #include "raw_segment.h"
 #include "shmlog/shmlog.h"
+#include "shmlog/version.h"
 #include "subprocess/subprocess.h"
 #include "test_util.h"
 
@@ -284,6 +285,19 @@ TEST(cli, HelpGoesToStdoutAndNoArgumentsIsAUsageError) {
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("usage: shmlog"), std::string::npos);
+}
+
+// The version the CLI prints is the one its headers say, from the CMake project version.
+TEST(cli, VersionIsTheProjectVersionOnStdout) {
+  for (const char* version : {"version", "--version"}) {
+    const run_result r = run({version});
+    EXPECT_EQ(r.status, 0) << describe(r);
+    EXPECT_EQ(r.out, std::string("shmlog ") + SHMLOG_VERSION + "\n");
+    EXPECT_EQ(r.err, "");
+  }
+  EXPECT_EQ(std::string(SHMLOG_VERSION), std::to_string(SHMLOG_VERSION_MAJOR) + "." +
+                                             std::to_string(SHMLOG_VERSION_MINOR) + "." +
+                                             std::to_string(SHMLOG_VERSION_PATCH));
 }
 
 TEST(cli, CreateInfoDestroyRoundTrip) {

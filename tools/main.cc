@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "shmlog/error.h"
+#include "shmlog/version.h"
 
 namespace {
 
@@ -56,6 +57,7 @@ Commands:
                           one throttled and paused until it is lapped and full-resyncs; checks every
                           replica's state against the producer's (shmlog demo --help)
   help                    show this text
+  version                 show shmlog's version (also --version)
 
 Exit status: 0 ok, 1 failed (get: KEY not set), 2 bad command line, 3 tail was lapped,
 4 tail found a corrupt record, 5 tail's position is not in the log's new history.
@@ -125,6 +127,10 @@ int main(int argc, char** argv) {
     const std::string& name = args.front();
     if (name == "help" || name == "--help" || name == "-h") {
       std::fputs(usage_text, stdout);
+      return exit_ok;
+    }
+    if (name == "version" || name == "--version") {
+      std::printf("shmlog %s\n", SHMLOG_VERSION);
       return exit_ok;
     }
     for (const command& cmd : commands)

@@ -16,4 +16,5 @@
 #include "shmlog/snapshot.h"
 #include "shmlog/snapshot_service.h"
 #include "shmlog/state_machine.h"
+#include "shmlog/version.h"
 #include "shmlog/writer.h"

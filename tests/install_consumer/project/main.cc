@@ -20,6 +20,11 @@ int main() {
     std::fprintf(stderr, "consumer: %s\n", e.what());
   }
   shmlog::destroy(name);
-  std::printf("consumer: %s\n", status == 0 ? "ok" : "FAILED");
+  if (std::string(SHMLOG_VERSION) != SHMLOG_FOUND_VERSION) {
+    std::fprintf(stderr, "consumer: shmlog/version.h says %s, the package %s\n", SHMLOG_VERSION,
+                 SHMLOG_FOUND_VERSION);
+    status = 1;
+  }
+  std::printf("consumer: shmlog %s: %s\n", SHMLOG_VERSION, status == 0 ? "ok" : "FAILED");
   return status;
 }
