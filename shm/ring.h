@@ -66,23 +66,22 @@ struct geometry {
 };
 
 // A header is read with one 64-bit load, so it is never torn, only possibly stale.
-inline std::uint64_t racy_load_header(const std::byte* at) noexcept {
+template <int memory_order>
+inline std::uint64_t racy_load_word(const std::byte* at) noexcept {
   SHMLOG_RACY_READS_BEGIN();
   const std::uint64_t word =
-      __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), __ATOMIC_RELAXED);
+      __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), memory_order);
   SHMLOG_RACY_READS_END();
   return word;
 }
-
+inline std::uint64_t racy_load_header(const std::byte* at) noexcept {
+  return racy_load_word<__ATOMIC_RELAXED>(at);
+}
 // The header at the master offset, which may be the one that publishes the next record.
 // acquire: pairs with the writer's release store of that header (publish_at): if this load
 // sees it, the record's payload, the cleared word after it and its checkpoints are visible.
 inline std::uint64_t load_publishing_header(const std::byte* at) noexcept {
-  SHMLOG_RACY_READS_BEGIN();
-  const std::uint64_t word =
-      __atomic_load_n(reinterpret_cast<const std::uint64_t*>(at), __ATOMIC_ACQUIRE);
-  SHMLOG_RACY_READS_END();
-  return word;
+  return racy_load_word<__ATOMIC_ACQUIRE>(at);
 }
 
 // nullptr if `word`, loaded at `offset` (8-aligned), could be the header of a record a sound
