@@ -300,6 +300,23 @@ TEST(cli, VersionIsTheProjectVersionOnStdout) {
                                              std::to_string(SHMLOG_VERSION_PATCH));
 }
 
+// Sizes are powers of 1024, with K or KiB (M, G, T likewise, either case); KB and its kind are
+// refused, naming what to write instead, since to some they mean powers of 1000.
+TEST(cli, SizeSuffixesArePowersOf1024AndKBIsRefusedWithTheReason) {
+  for (const auto& [text, bytes] : std::vector<std::pair<std::string, std::uint64_t>>{
+           {"64KiB", 65536}, {"64kib", 65536}, {"1MiB", 1048576}, {"1m", 1048576}}) {
+    scoped_log log(unique_log_name("cli"));
+    ok({"create", log, "--capacity", text});
+    EXPECT_EQ(number(info_of(log), "repl_backlog_size"), bytes) << text;
+  }
+  const run_result r = run({"create", unique_log_name("cli"), "--capacity", "64KB"});
+  EXPECT_EQ(r.status, 2) << describe(r);
+  EXPECT_NE(r.err.find("bad --capacity '64KB': 'KB' could mean a power of 1000 or of 1024; shmlog "
+                       "sizes are powers of 1024: write 64K or 64KiB, or the number of bytes"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(cli, CreateInfoDestroyRoundTrip) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "64K"});
@@ -922,6 +939,10 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"create", fresh},
       {"create", fresh, "--capacity"},
       {"create", fresh, "--capacity", "12X"},
+      {"create", fresh, "--capacity", "64KB"},
+      {"create", fresh, "--capacity", "1mb"},
+      {"create", fresh, "--capacity", "K"},
+      {"create", fresh, "--capacity", "64Ki"},
       {"create", fresh, "--capacity", "-5"},
       {"create", fresh, "--capacity", "1.5M"},
       {"create", fresh, "--capacity", ""},

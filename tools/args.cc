@@ -97,32 +97,37 @@ const std::string& single_name(const parsed_args& args, std::string_view usage) 
   return args.positionals.front();
 }
 
+// A byte count, or a count of KiB, MiB, GiB or TiB: K, M, G, T, or KiB, MiB, GiB, TiB (either
+// case). KB, MB, GB and TB are refused: to some they mean powers of 1000, to others of 1024, and
+// a ring size off by 2.4% is not a power of two.
 std::uint64_t parse_size(std::string_view option, std::string_view text) {
+  const auto lower = [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); };
   std::string_view digits = text;
-  unsigned shift = 0;
-  if (!text.empty()) {
-    switch (text.back()) {
-      case 'k':
-      case 'K':
-        shift = 10;
-        break;
-      case 'm':
-      case 'M':
-        shift = 20;
-        break;
-      case 'g':
-      case 'G':
-        shift = 30;
-        break;
-      default:
-        break;
-    }
-    if (shift != 0) digits.remove_suffix(1);
+  std::string unit;
+  while (!digits.empty() && !(digits.back() >= '0' && digits.back() <= '9')) {
+    unit.insert(unit.begin(), lower(digits.back()));
+    digits.remove_suffix(1);
   }
-  if (!all_digits(digits))
+  unsigned shift = 0;
+  const std::string_view prefixes = "kmgt";
+  const std::size_t p = unit.empty() ? std::string_view::npos : prefixes.find(unit[0]);
+  if (p != std::string_view::npos && (unit.size() == 1 || unit.substr(1) == "ib")) {
+    shift = 10 * static_cast<unsigned>(p + 1);
+  } else if (p != std::string_view::npos && unit.substr(1) == "b") {
     bad_value(option, text,
-              "expected a byte count with an optional K, M or G suffix (powers of 1024),"
-              " e.g. 4096, 64K, 1M");
+              std::string("'") + static_cast<char>(unit[0] - 32) +
+                  "B' could mean a power of 1000 or of 1024; shmlog sizes are powers of 1024: "
+                  "write " +
+                  std::string(digits) + static_cast<char>(unit[0] - 32) + " or " +
+                  std::string(digits) + static_cast<char>(unit[0] - 32) +
+                  "iB, or the number of bytes");
+  } else if (!unit.empty()) {
+    digits = {};  // not a unit: reported below
+  }
+  if (digits.empty() || !all_digits(digits))
+    bad_value(option, text,
+              "expected a byte count with an optional K, M, G or T suffix (or KiB, MiB, GiB, "
+              "TiB: powers of 1024), e.g. 4096, 64K, 1MiB");
   std::uint64_t n = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
   if (ec != std::errc{} || (shift != 0 && n > (~std::uint64_t{0} >> shift)))

@@ -19,7 +19,8 @@ constexpr const char* usage_text =
 Commands:
   create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence seq_cst|membarrier]
          [--max-gating-wait SECONDS]
-                          create a log; SIZE is bytes or K/M/G (powers of 1024), a power of two
+                          create a log; SIZE is bytes or K/M/G/T or KiB/MiB/GiB/TiB (powers of
+                          1024; KB, MB... are refused as ambiguous), a power of two
                           from 4K to 1024G; mode defaults to 0600, reader slots to 64; a writer
                           waits at most SECONDS (0.1) for a gating reader before it laps it
   destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
