@@ -415,6 +415,28 @@ TEST(cli, WriteThenTailPrintsTheSameLinesInOrder) {
   EXPECT_EQ(number(info_of(log), "master_repl_offset"), 88u);
 }
 
+// --last N starts at the newest N records held (all of them if fewer are held), also after the
+// writer came round; it says where to start, so it cannot be given with --from.
+TEST(cli, TailLastPrintsTheNewestRecordsHeld) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  EXPECT_EQ(ok({"tail", log, "--last", "3"}), "");
+  ok({"write", log}, "r0\nr1\nr2\nr3\nr4\n");
+  EXPECT_EQ(ok({"tail", log, "--last", "2"}), "r3\nr4\n");
+  EXPECT_EQ(ok({"tail", log, "--last", "9"}), "r0\nr1\nr2\nr3\nr4\n");
+  // 100 records of 56 bytes overrun the 4 KiB ring: the newest 3 are still the last 3 written.
+  ok({"write", log}, numbered_lines(100, 56));
+  const std::string all = ok({"tail", log});
+  std::vector<std::string> lines;
+  for (std::size_t at = 0, nl; (nl = all.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(all.substr(at, nl - at + 1));
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(ok({"tail", log, "--last", "3"}),
+            lines[lines.size() - 3] + lines[lines.size() - 2] + lines.back());
+  expect_usage_error({"tail", log, "--last", "3", "--from", "oldest"}, "shmlog tail:");
+  expect_usage_error({"tail", log, "--last", "0"}, "shmlog tail:");
+}
+
 TEST(cli, TailOfAnEmptyLogPrintsNothing) {
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "4K"});

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -172,6 +173,7 @@ enum class on_lap { fail, skip, resync };
 struct tail_options {
   start_position from = start_position::oldest();
   std::uint64_t count = 0;  // 0: no limit
+  std::uint64_t last = 0;   // start at the newest `last` records held; 0: not asked
   bool follow = false;
   bool print_offsets = false;
   on_lap lap = on_lap::fail;
@@ -196,6 +198,11 @@ tail_options tail_options_from(const parsed_args& args) {
   // on a busy file would if it had no history.
   t.from = t.follow ? start_position::latest() : start_position::oldest();
   if (const auto from = args.value("from")) t.from = parse_from(*from);
+  if (const auto last = args.value("last")) {
+    if (args.has("from")) throw usage_error("--last and --from both say where to start: give one");
+    t.last = parse_unsigned("last", *last, 1, ~std::uint64_t{0});
+    t.from = start_position::oldest();
+  }
   if (const auto count = args.value("count"))
     t.count = parse_unsigned("count", *count, 1, ~std::uint64_t{0});
   if (const auto lap = args.value("on-lap")) {
@@ -216,6 +223,33 @@ tail_options tail_options_from(const parsed_args& args) {
   else if (args.has("snapshot-dir"))
     throw usage_error("--snapshot-dir is only used with --on-lap=resync");
   return t;
+}
+
+// Moves `r` (at the oldest record held) to the first of the newest `n` records before `end`: one
+// pass over the record headers held (at most a ring), keeping the last n starts. A lap during
+// the pass drops what it kept and goes on a quarter ring ahead; the newest records are still to
+// come.
+void seek_to_last(reader& r, std::uint64_t n, std::uint64_t end) {
+  std::deque<std::uint64_t> starts;
+  while (r.offset() < end) {
+    const poll_result p = r.poll();
+    if (p.status == poll_status::record) {
+      starts.push_back(p.record.offset);
+      if (starts.size() > n) starts.pop_front();
+    } else if (p.status == poll_status::lapped) {
+      starts.clear();
+      r.recover_from_lap(lap_policy::oldest_safe);
+    } else {
+      break;  // empty, corrupt, a new history: the read that follows reports it
+    }
+  }
+  if (starts.empty()) return;
+  try {
+    r.seek(starts.front());
+  } catch (const shmlog::error& e) {
+    if (e.code() != errc::offset_out_of_range) throw;
+    r.seek_oldest();  // overwritten since the pass: as many of the newest as are still held
+  }
 }
 
 void print_record(const record_view& r, bool print_offsets) {
@@ -336,9 +370,11 @@ bool full_resync(reader& r, const std::filesystem::path& dir, const std::string&
 
 int run_tail(std::span<const std::string> argv) {
   static constexpr const char* usage =
-      "shmlog tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets] "
-      "[--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS] [--gating]";
+      "shmlog tail NAME [--from oldest|latest|OFFSET | --last N] [--count N] [--follow] "
+      "[--print-offsets] [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS] "
+      "[--gating]";
   const parsed_args args = parse_args(argv, {{"from", true},
+                                             {"last", true},
                                              {"count", true},
                                              {"follow", false},
                                              {"print-offsets", false},
@@ -380,6 +416,7 @@ int run_tail(std::span<const std::string> argv) {
   }
   // Without --follow, stop at the master offset as of now, even if the writer keeps going.
   const std::uint64_t end = r.master_offset();
+  if (t.last != 0) seek_to_last(r, t.last, end);
   std::vector<std::byte> buffer;
   std::uint64_t printed = 0;
   while (!stop_requested()) {

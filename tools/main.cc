@@ -26,11 +26,12 @@ Commands:
   destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
   info NAME [--json]      show the log's replication fields and its readers
   write NAME              append each line of stdin as one record (as the log's writer)
-  tail NAME [--from oldest|latest|OFFSET] [--count N] [--follow] [--print-offsets]
+  tail NAME [--from oldest|latest|OFFSET | --last N] [--count N] [--follow] [--print-offsets]
             [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]
             [--gating]
                           print records, one per line; without --follow from the oldest record
                           held up to the master offset at start, with --follow from the latest;
+                          --last N: from the newest N records held;
                           when lapped: exit 3 (fail), go on a quarter ring ahead of the oldest
                           record held (skip), or load the producer's snapshot from DIR and go on
                           from it (resync); --gating: the writer waits for this tail (bounded)
