@@ -208,26 +208,13 @@ class reader_core {
         master = master_->load(std::memory_order_acquire);
         known_master_ = master;
         bound = master;
-        if (offset >= master) {
-          // Published only if its header is stored (the writer stores the master offset just
-          // after it). A header that fails its checks here is not published (yet): empty.
-          const std::uint64_t word = load_publishing_header(at);
-          bound = intent_->load(std::memory_order_acquire);
-          if (word == 0 ||
-              check_record_header(word, offset, bound, capacity_, max_payload_) != nullptr) {
-            // Unless the history changed under us (the master offset may have gone back).
-            if (epoch_word_->load(std::memory_order_acquire) != epoch_) {
-              offset_ = offset;
-              return history_changed();
-            }
-            offset_ = offset;
-            note_idle();
-            return {};
-          }
-        }
       }
+      // At or beyond the master offset a record is published only if its header is stored
+      // (the writer stores the master offset just after it); acquire, as in poll().
+      const bool beyond_master = offset >= master;
+      const std::uint64_t word = beyond_master ? load_publishing_header(at) : racy_load_header(at);
+      if (beyond_master) bound = intent_->load(std::memory_order_acquire);
       // Read: the header, and with `copy` the payload, while the writer may be lapping us.
-      const std::uint64_t word = racy_load_header(at);
       const std::uint32_t length = header_length(word);
       const record_type type = header_type(word);
       const std::uint64_t frame = record_frame_size(length);
@@ -235,6 +222,14 @@ class reader_core {
       // read outside the ring; a padding record passes only if it ends the ring, after which
       // comes ring byte 0, where padding fails the check: this loop runs at most twice.
       const char* problem = check_record_header(word, offset, bound, capacity_, max_payload_);
+      if (beyond_master && problem != nullptr) {
+        // Not published (yet): empty, unless the history changed under us (the master
+        // offset may have gone back).
+        offset_ = offset;
+        if (epoch_word_->load(std::memory_order_acquire) != epoch_) return history_changed();
+        note_idle();
+        return {};
+      }
       std::span<const std::byte> payload(at + record_header_size, problem ? 0 : length);
       // A span too small for the record: copy nothing, but validate all the same, so that a
       // length the writer overwrote mid-read is reported as the lap it is, never as too_small.

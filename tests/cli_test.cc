@@ -715,6 +715,22 @@ TEST(cli, InfoTextHasEveryRequiredField) {
   EXPECT_EQ(r.at("label"), "x\\x2cy\\x3dz\\x5cw\\x0a");
 }
 
+// Appends 200 records of 32 bytes (over a 4 KiB ring: it comes round) while the log's one gating
+// reader reads nothing, then returns info, where the writer must have waited once and then
+// lapped that reader once.
+info_text info_after_overrunning_a_stalled_gating_reader(const scoped_log& log) {
+  {
+    auto w = shmlog::writer::open(log.name());
+    for (int i = 0; i < 200; ++i)
+      w.append(std::string_view("0123456789abcdef0123456789abcdef"));
+  }
+  info_text info = info_of(log);
+  EXPECT_EQ(info.fields.at("gating_readers"), "1");
+  EXPECT_EQ(info.fields.at("gating_waits"), "1");
+  EXPECT_EQ(info.fields.at("gating_laps"), "1");
+  return info;
+}
+
 // Gating readers (docs/design.md, "Gating readers"): info shows how many are marked, how often
 // the writer waited and how many it lapped after the bound, and which readers gate.
 TEST(cli, InfoShowsAGatingReaderAndTheLapTheBoundCost) {
@@ -722,15 +738,7 @@ TEST(cli, InfoShowsAGatingReaderAndTheLapTheBoundCost) {
   shmlog::create(log.name(), {.capacity = 4096, .max_gating_wait = std::chrono::milliseconds(5)});
   auto reader = shmlog::reader::attach(
       log.name(), {.start = shmlog::start_position::oldest(), .label = "gate", .gating = true});
-  {
-    auto w = shmlog::writer::open(log.name());
-    for (int i = 0; i < 200; ++i)
-      w.append(std::string_view("0123456789abcdef0123456789abcdef"));
-  }
-  const info_text info = info_of(log);
-  EXPECT_EQ(info.fields.at("gating_readers"), "1");
-  EXPECT_EQ(info.fields.at("gating_waits"), "1");
-  EXPECT_EQ(info.fields.at("gating_laps"), "1");
+  const info_text info = info_after_overrunning_a_stalled_gating_reader(log);
   EXPECT_EQ(info.fields.at("max_gating_wait_ms"), "5");
   ASSERT_EQ(info.readers.size(), 1u);
   EXPECT_EQ(info.readers[0].at("gating"), "1");
@@ -748,15 +756,7 @@ TEST(cli, CreateSetsTheGatingBoundAndTailGatingHoldsTheWriter) {
     return i.readers.size() == 1 && i.readers[0].at("gating") == "1";
   });
   ::kill(tail.pid(), SIGSTOP);  // it reads nothing more: the writer waits for it, then laps it
-  {
-    auto w = shmlog::writer::open(log.name());
-    for (int i = 0; i < 200; ++i)
-      w.append(std::string_view("0123456789abcdef0123456789abcdef"));
-  }
-  const info_text info = info_of(log);
-  EXPECT_EQ(info.fields.at("gating_readers"), "1");
-  EXPECT_EQ(info.fields.at("gating_waits"), "1");
-  EXPECT_EQ(info.fields.at("gating_laps"), "1");
+  info_after_overrunning_a_stalled_gating_reader(log);
   ::kill(tail.pid(), SIGCONT);  // the destructor kills it
 }
 
