@@ -445,6 +445,8 @@ class reader_core {
         continue;
       move_to(target, sync, target);
       r.resume_offset = target;
+      bytes_lost_ += r.bytes_lost();
+      slot_->bytes_lost.store(bytes_lost_, std::memory_order_relaxed);
       return r;
     }
     throw error(errc::offset_out_of_range,
@@ -614,6 +616,7 @@ class reader_core {
       lapped_at_ = offset_;
       ++lapped_;
       slot_->lapped.store(lapped_, std::memory_order_relaxed);
+      slot_->last_lap_time_ns.store(realtime_ns(), std::memory_order_relaxed);
       area_->lapped_total.fetch_add(1, std::memory_order_relaxed);
     }
     return r;
@@ -757,6 +760,8 @@ class reader_core {
       s.heartbeat_ns.store(monotonic_ns(), std::memory_order_relaxed);
       s.attach_time_ns.store(realtime_ns(), std::memory_order_relaxed);
       s.lapped.store(0, std::memory_order_relaxed);
+      s.bytes_lost.store(0, std::memory_order_relaxed);
+      s.last_lap_time_ns.store(0, std::memory_order_relaxed);
       s.records.store(0, std::memory_order_relaxed);
       std::memset(s.label, 0, sizeof s.label);
       std::memcpy(s.label, label.data(), label_length(label, sizeof s.label - 1));
@@ -815,6 +820,7 @@ class reader_core {
   std::uint64_t known_master_ = 0;  // master offset as last loaded
   std::uint64_t lapped_at_ = no_offset;
   std::uint64_t lapped_ = 0;
+  std::uint64_t bytes_lost_ = 0;  // mirrored in the slot for monitoring
   std::uint64_t records_ = 0;
   std::uint64_t records_at_beat_ = 0;
   bool asymmetric_fence_ = false;      // the log's writers fence with membarrier (sleep_until)

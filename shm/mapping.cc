@@ -149,6 +149,14 @@ mode_t segment_file::mode() const {
   return st.st_mode & 07777;
 }
 
+std::pair<uid_t, gid_t> segment_file::owner() const {
+  struct stat st {};
+  if (::fstat(fd(), &st) != 0)
+    throw error(errc::system_error,
+                "log " + quote_name(name_) + ": " + errno_message("fstat", errno));
+  return {st.st_uid, st.st_gid};
+}
+
 bool segment_file::same_object(const segment_file& other) const {
   struct stat mine {};
   struct stat theirs {};

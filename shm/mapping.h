@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "ring.h"
 #include "segment_layout.h"
@@ -30,6 +31,7 @@ class segment_file {
   int fd() const noexcept;
   std::uint64_t size() const;
   mode_t mode() const;
+  std::pair<uid_t, gid_t> owner() const;
   // Whether both are open descriptions of one object (the name may have been unlinked and
   // created again between two opens).
   bool same_object(const segment_file& other) const;

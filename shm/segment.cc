@@ -1,5 +1,6 @@
 #include "shmlog/segment.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <tuple>
 
 #include "mapping.h"
 #include "os.h"
@@ -206,15 +208,12 @@ bool is_segment_size(std::uint64_t size) {
   return false;
 }
 
-// Why `name` must not be removed without destroy_what::anything, or nullopt if it is a shmlog
-// segment: whole, damaged behind its magic (truncated, corrupt header, another layout version),
-// or one whose creation never finished. Throws not_found if there is no such object.
-std::optional<std::string> not_a_segment(const std::string& name) {
-  try {
-    inspect(name);
-    return std::nullopt;
-  } catch (const error& e) {
-    if (e.code() == errc::not_found) throw;
+// Given `e`, what inspect(name) threw: why the object is not a shmlog segment, or nullopt if it
+// is one: damaged behind its magic (truncated, corrupt header, another layout version), or one
+// whose creation never finished. Rethrows what does not tell (not found, permission denied).
+std::optional<std::string> why_not_a_segment(const std::string& name, const error& e) {
+  {
+    if (e.code() == errc::not_found) throw e;
     const std::optional<object_look> look = look_at(name);
     const std::string is_not = "'/dev/shm/" + name + "' is not a shmlog segment (";
     switch (e.code()) {
@@ -244,6 +243,17 @@ std::optional<std::string> not_a_segment(const std::string& name) {
                     std::string(e.what()) +
                         ", so it cannot be checked to be a shmlog segment; not removed");
     }
+  }
+}
+
+// Why `name` must not be removed without destroy_what::anything, or nullopt if it is a shmlog
+// segment, whole or not. Throws not_found if there is no such object.
+std::optional<std::string> not_a_segment(const std::string& name) {
+  try {
+    inspect(name);
+    return std::nullopt;
+  } catch (const error& e) {
+    return why_not_a_segment(name, e);
   }
 }
 
@@ -308,6 +318,7 @@ log_info inspect(std::string_view name) {
   info.creation_time_ns = h.descriptor.creation_time_ns;
   info.start_offset = g.start_offset;
   info.mode = file.mode();
+  std::tie(info.owner_uid, info.owner_gid) = file.owner();
   note_interrupted(info.problems, [&] { info.history = detail::read_history(*m); });
   note_interrupted(info.problems, [&] { info.window = detail::read_window(*m); });
   info.write_intent = h.write_intent.load(std::memory_order_acquire);
@@ -351,6 +362,8 @@ log_info inspect(std::string_view name) {
     r.offset = s.offset.load(std::memory_order_relaxed);
     r.lag_bytes = info.window.master_offset > r.offset ? info.window.master_offset - r.offset : 0;
     r.lapped = s.lapped.load(std::memory_order_relaxed);
+    r.bytes_lost = s.bytes_lost.load(std::memory_order_relaxed);
+    r.last_lap_time_ns = s.last_lap_time_ns.load(std::memory_order_relaxed);
     r.records = s.records.load(std::memory_order_relaxed);
     const std::uint64_t beat = s.heartbeat_ns.load(std::memory_order_relaxed);
     r.heartbeat_age_ns = now > beat ? now - beat : 0;
@@ -362,6 +375,50 @@ log_info inspect(std::string_view name) {
     info.readers.push_back(std::move(r));
   }
   return info;
+}
+
+std::vector<log_listing> list_logs() {
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr)
+    throw error(errc::system_error, detail::errno_message("opendir /dev/shm", errno));
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    try {
+      validate_name(name);
+    } catch (const error&) {
+      continue;  // ".", "..", and names no shmlog log can have
+    }
+    // Regular files only: opening a FIFO someone left in /dev/shm would block.
+    struct stat st {};
+    if (::fstatat(::dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+
+  std::vector<log_listing> out;
+  for (const std::string& name : names) {
+    log_listing l;
+    l.name = name;
+    try {
+      l.info = inspect(name);
+    } catch (const error& e) {
+      if (e.code() == errc::not_found) continue;  // removed since readdir
+      l.problem_code = e.code();
+      l.problem = e.what();
+      if (e.code() != errc::permission_denied) {
+        try {
+          if (why_not_a_segment(name, e)) continue;  // someone else's object
+        } catch (const error&) {
+          // Cannot tell (it went away, or may not be opened to look): list it with the reason.
+        }
+      }
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
 }
 
 }  // namespace shmlog

@@ -225,15 +225,17 @@ struct alignas(cache_line_size) reader_slot {
   std::atomic<std::uint64_t> heartbeat_ns;  // CLOCK_MONOTONIC of its last poll or wait step
   std::atomic<std::uint64_t> records;       // records delivered to it
   std::atomic<std::uint64_t> lapped;        // times this reader found its data overwritten
-  std::uint64_t reserved0;
+  // Bytes it skipped recovering from laps (recover_from_lap): what Aeron's LossStat shows.
+  std::atomic<std::uint64_t> bytes_lost;
 
   alignas(cache_line_size) std::atomic<std::uint32_t> pid;
   // 1: the writer must not overrun this reader while it lives (reader_options::gating).
   // Stored before pid (release) at attach; counted in gating_readers.
   std::atomic<std::uint32_t> gating;
-  std::atomic<std::uint64_t> attach_time_ns;  // CLOCK_REALTIME
-  char label[16];                             // free text, NUL-padded
-  std::uint8_t reserved2[32];
+  std::atomic<std::uint64_t> attach_time_ns;    // CLOCK_REALTIME
+  char label[16];                               // free text, NUL-padded
+  std::atomic<std::uint64_t> last_lap_time_ns;  // CLOCK_REALTIME of its newest lap; 0: none
+  std::uint8_t reserved2[24];
 };
 
 static_assert(sizeof(reader_area_header) == 2 * cache_line_size);
@@ -248,10 +250,12 @@ static_assert(offsetof(reader_slot, holds_from) == 24);
 static_assert(offsetof(reader_slot, heartbeat_ns) == 32);
 static_assert(offsetof(reader_slot, records) == 40);
 static_assert(offsetof(reader_slot, lapped) == 48);
+static_assert(offsetof(reader_slot, bytes_lost) == 56);
 static_assert(offsetof(reader_slot, pid) == cache_line_size);
 static_assert(offsetof(reader_slot, gating) == cache_line_size + 4);
 static_assert(offsetof(reader_slot, attach_time_ns) == cache_line_size + 8);
 static_assert(offsetof(reader_slot, label) == cache_line_size + 16);
+static_assert(offsetof(reader_slot, last_lap_time_ns) == cache_line_size + 32);
 
 inline constexpr std::uint64_t page_size = 4096;
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -2044,6 +2046,267 @@ TEST(cli, BadArgumentsOfTheKeyValueCommandsAreUsageErrors) {
   // Nothing was created, and the existing log was not opened as a writer.
   EXPECT_EQ(info_of(log).fields.at("writer_generation"), "0");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+}
+
+// --- list, info --prometheus, info --watch --------------------------------------------------
+
+// The entry of `name` in `shmlog list --json`'s output, or null if it is not listed.
+nlohmann::json listed(const nlohmann::json& list, const std::string& name) {
+  for (const nlohmann::json& l : list.at("logs"))
+    if (l.at("name") == name) return l;
+  return nullptr;
+}
+
+TEST(cli, ListShowsEveryLogAndLeavesOtherObjectsOut) {
+  scoped_log a(unique_log_name("cli"));
+  scoped_log b(unique_log_name("cli"));
+  scoped_log foreign(unique_log_name("cli"));
+  scoped_log damaged(unique_log_name("cli"));
+  ok({"create", a, "--capacity", "4K"});
+  ok({"create", b, "--capacity", "64K", "--mode", "0640"});
+  ok({"write", b}, "one\ntwo\n");
+  ASSERT_NO_FATAL_FAILURE(make_shm_object(foreign, std::string(8192, 'x')));
+  ok({"create", damaged, "--capacity", "4K"});
+  {
+    const int fd = ::open(("/dev/shm/" + damaged.name()).c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    const std::uint64_t capacity = 12345;  // not a power of two: the descriptor is corrupt
+    ASSERT_EQ(::pwrite(fd, &capacity, sizeof capacity, 16), static_cast<ssize_t>(sizeof capacity));
+    ::close(fd);
+  }
+  shmlog::reader r = shmlog::reader::attach(
+      b.name(), {.start = shmlog::start_position::oldest(), .label = "list-test"});
+
+  const nlohmann::json list = nlohmann::json::parse(ok({"list", "--json"}));
+  const nlohmann::json ja = listed(list, a);
+  const nlohmann::json jb = listed(list, b);
+  ASSERT_FALSE(ja.is_null());
+  ASSERT_FALSE(jb.is_null());
+  EXPECT_EQ(ja.at("capacity"), 4096);
+  EXPECT_EQ(ja.at("readers"), 0);
+  EXPECT_TRUE(ja.at("max_lag_bytes").is_null());
+  EXPECT_EQ(ja.at("mode"), "0600");
+  EXPECT_EQ(jb.at("capacity"), 65536);
+  EXPECT_EQ(jb.at("mode"), "0640");
+  EXPECT_EQ(jb.at("master_offset"), 32);  // two 4-byte records: two 16-byte frames
+  EXPECT_EQ(jb.at("readers"), 1);
+  EXPECT_EQ(jb.at("max_lag_bytes"), 32);  // the reader attached at the oldest record
+  EXPECT_EQ(jb.at("writer_alive"), false);
+  EXPECT_GT(jb.at("writer_pid").get<int>(), 0);
+  EXPECT_EQ(jb.at("owner"), listed(list, a).at("owner"));
+  EXPECT_TRUE(listed(list, foreign).is_null()) << "another program's object is not a log";
+  const nlohmann::json jd = listed(list, damaged);
+  ASSERT_FALSE(jd.is_null()) << "a damaged log is listed, with what is wrong";
+  EXPECT_EQ(jd.at("error_code"), "corrupt_header");
+  EXPECT_NE(jd.at("error").get<std::string>().find(damaged.name()), std::string::npos);
+
+  // The table: a header, and one row per log with the same values.
+  const std::string table = ok({"list"});
+  EXPECT_EQ(table.rfind("NAME ", 0), 0u);
+  std::string row_b;
+  for (const std::string& line : split_lines(table))
+    if (line.rfind(b.name() + " ", 0) == 0) row_b = line;
+  EXPECT_NE(row_b.find("64.0 KiB"), std::string::npos) << row_b;
+  EXPECT_NE(row_b.find(" dead "), std::string::npos) << row_b;
+  EXPECT_NE(row_b.find(" 0640 "), std::string::npos) << row_b;
+  EXPECT_EQ(table.find(foreign.name()), std::string::npos);
+  EXPECT_NE(table.find(damaged.name() + " "), std::string::npos);
+  expect_usage_error({"list", "extra"}, "shmlog list: unexpected argument 'extra'");
+  expect_usage_error({"list", "--json", "--prometheus"}, "shmlog list: --json and --prometheus");
+}
+
+TEST(cli, ListReportsALogItMayNotReadWithTheReason) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the tool as another user";
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});  // 0600, root's
+  std::optional<cli_process> p;
+  try {
+    p.emplace(std::vector<std::string>{"list", "--json"}, uid_t{65534});
+  } catch (const shmlog::subprocess::spawn_error& e) {
+    GTEST_SKIP() << "cannot run " << SHMLOG_CLI << " as nobody: " << e.what();
+  }
+  const run_result r = p->finish();
+  ASSERT_EQ(r.status, 0) << describe(r);
+  const nlohmann::json entry = listed(nlohmann::json::parse(r.out), log);
+  ASSERT_FALSE(entry.is_null()) << r.out;
+  EXPECT_EQ(entry.at("error_code"), "permission_denied");
+}
+
+// One Prometheus sample line: name, labels and value.
+struct prometheus_sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string value;
+};
+
+// Parses the text exposition format strictly enough to catch what a scraper rejects: every
+// sample's family has one HELP and one TYPE before it, families are not split, names and label
+// names are valid, label values are quoted with \\, \" and \n escaped, values are numbers.
+std::vector<prometheus_sample> parse_prometheus(const std::string& text) {
+  const auto valid_name = [](const std::string& n) {
+    if (n.empty() || std::isdigit(static_cast<unsigned char>(n[0]))) return false;
+    return std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+    });
+  };
+  std::vector<prometheus_sample> out;
+  std::map<std::string, std::string> types;
+  std::set<std::string> helped;
+  std::set<std::string> finished;  // families whose samples ended
+  std::string current;
+  for (const std::string& line : split_lines(text)) {
+    if (line.rfind("# HELP ", 0) == 0 || line.rfind("# TYPE ", 0) == 0) {
+      std::istringstream in(line.substr(7));
+      std::string name, rest;
+      in >> name >> rest;
+      EXPECT_TRUE(valid_name(name)) << line;
+      EXPECT_FALSE(finished.contains(name)) << "family split: " << line;
+      if (line[2] == 'H') {
+        EXPECT_TRUE(helped.insert(name).second) << "second HELP: " << line;
+      } else {
+        EXPECT_TRUE(rest == "counter" || rest == "gauge") << line;
+        EXPECT_TRUE(types.emplace(name, rest).second) << "second TYPE: " << line;
+      }
+      if (current != name && !current.empty()) finished.insert(current);
+      current = name;
+      continue;
+    }
+    prometheus_sample s;
+    std::size_t at = 0;
+    while (at < line.size() && line[at] != '{' && line[at] != ' ')
+      ++at;
+    s.name = line.substr(0, at);
+    EXPECT_TRUE(valid_name(s.name)) << line;
+    EXPECT_EQ(s.name, current) << "sample outside its family: " << line;
+    EXPECT_TRUE(helped.contains(s.name) && types.contains(s.name)) << line;
+    if (types[s.name] == "counter") {
+      EXPECT_TRUE(s.name.ends_with("_total")) << line;
+    }
+    if (at < line.size() && line[at] == '{') {
+      ++at;
+      while (at < line.size() && line[at] != '}') {
+        const std::size_t eq = line.find('=', at);
+        EXPECT_NE(eq, std::string::npos) << line;
+        if (eq == std::string::npos) return out;
+        const std::string label = line.substr(at, eq - at);
+        EXPECT_TRUE(valid_name(label)) << line;
+        EXPECT_EQ(line[eq + 1], '"') << line;
+        std::string value;
+        at = eq + 2;
+        for (; at < line.size() && line[at] != '"'; ++at) {
+          if (line[at] == '\\') {
+            ++at;
+            EXPECT_TRUE(line[at] == '\\' || line[at] == '"' || line[at] == 'n') << line;
+            value += line[at] == 'n' ? '\n' : line[at];
+          } else {
+            value += line[at];
+          }
+        }
+        ++at;  // the closing quote
+        if (at < line.size() && line[at] == ',') ++at;
+        s.labels[label] = value;
+      }
+      ++at;  // '}'
+    }
+    EXPECT_EQ(line[at], ' ') << line;
+    s.value = line.substr(at + 1);
+    char* end = nullptr;
+    std::strtod(s.value.c_str(), &end);
+    EXPECT_TRUE(!s.value.empty() && *end == '\0') << "value: " << line;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+const prometheus_sample* find_sample(const std::vector<prometheus_sample>& samples,
+                                     const std::string& name) {
+  for (const prometheus_sample& s : samples)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+TEST(cli, InfoPrometheusIsValidAndCountsWhatAReaderLostToALap) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  // A reader whose label needs escaping, lapped by 100 records of 64-byte frames in a 4 KiB
+  // ring, recovering at the oldest record held.
+  const std::string label = "a\"b\\c";
+  shmlog::reader r = shmlog::reader::attach(log.name(), {.label = label});
+  ok({"write", log}, numbered_lines(100, 56));
+  std::vector<std::byte> buf;
+  ASSERT_EQ(r.poll_copy(buf).status, shmlog::poll_status::lapped);
+  const auto before =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  const shmlog::lap_report lap = r.recover_from_lap(shmlog::lap_policy::oldest);
+  ASSERT_GT(lap.bytes_lost(), 0u);
+
+  const std::vector<prometheus_sample> samples =
+      parse_prometheus(ok({"info", log, "--prometheus"}));
+  const auto value = [&](const std::string& name) {
+    const prometheus_sample* s = find_sample(samples, name);
+    EXPECT_NE(s, nullptr) << name;
+    return s ? std::stod(s->value) : -1.0;
+  };
+  EXPECT_EQ(value("shmlog_capacity_bytes"), 4096);
+  EXPECT_EQ(value("shmlog_master_offset_bytes"), 6400);
+  EXPECT_EQ(value("shmlog_readers"), 1);
+  EXPECT_EQ(value("shmlog_laps_total"), 1);
+  EXPECT_EQ(value("shmlog_reader_laps_total"), 1);
+  EXPECT_EQ(value("shmlog_reader_lost_bytes_total"), static_cast<double>(lap.bytes_lost()));
+  // The lap was seen by the poll just before `before`, within a second of it.
+  EXPECT_NEAR(value("shmlog_reader_last_lap_timestamp_seconds"), static_cast<double>(before) / 1e9,
+              1.0);
+  EXPECT_EQ(value("shmlog_reader_lag_bytes"), 6400.0 - static_cast<double>(lap.resume_offset));
+  const prometheus_sample* lost = find_sample(samples, "shmlog_reader_lost_bytes_total");
+  ASSERT_NE(lost, nullptr);
+  EXPECT_EQ(lost->labels.at("label"), label);
+  EXPECT_EQ(lost->labels.at("log"), log.name());
+  EXPECT_EQ(lost->labels.at("pid"), std::to_string(::getpid()));
+  EXPECT_EQ(lost->labels.at("gating"), "0");
+  // info's text and JSON show the same two fields.
+  const nlohmann::json j = nlohmann::json::parse(ok({"info", log, "--json"}));
+  EXPECT_EQ(j.at("readers").at(0).at("bytes_lost"), lap.bytes_lost());
+  EXPECT_FALSE(j.at("readers").at(0).at("last_lap_time").get<std::string>().empty());
+
+  // list --prometheus: the same families, HELP and TYPE once however many logs there are.
+  scoped_log other(unique_log_name("cli"));
+  ok({"create", other, "--capacity", "4K"});
+  const std::vector<prometheus_sample> all = parse_prometheus(ok({"list", "--prometheus"}));
+  int capacities = 0;
+  for (const prometheus_sample& s : all)
+    if (s.name == "shmlog_capacity_bytes" &&
+        (s.labels.at("log") == log.name() || s.labels.at("log") == other.name()))
+      ++capacities;
+  EXPECT_EQ(capacities, 2);
+  expect_usage_error({"info", log, "--prometheus", "--json"}, "shmlog info: --json, --prometheus");
+}
+
+TEST(cli, InfoWatchPrintsOneBlockPerSampleWithRatesFromTheSecond) {
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "x\n");
+  shmlog::reader r = shmlog::reader::attach(log.name(), {.label = "watched"});
+  const std::string out = ok({"info", log, "--watch", "--interval", "0.02", "--count", "3"});
+  const std::vector<std::string> lines = split_lines(out);
+  int headers = 0, masters = 0, rows = 0, first_rates = 0;
+  for (const std::string& line : lines) {
+    if (line.find("  " + log.name() + "  every 0.02s") != std::string::npos) ++headers;
+    if (line.rfind("  master_offset 16  write ", 0) == 0) {
+      ++masters;
+      if (line.find("write -") != std::string::npos) ++first_rates;
+    }
+    if (line.find(" watched ") != std::string::npos) ++rows;
+  }
+  EXPECT_EQ(headers, 3) << out;
+  EXPECT_EQ(masters, 3) << out;
+  EXPECT_EQ(first_rates, 1) << "only the first sample has no rate: " << out;
+  EXPECT_EQ(rows, 3) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << "no terminal codes when piped";
+  expect_usage_error({"info", log, "--interval", "1"}, "shmlog info: --interval and --count");
+  expect_usage_error({"info", log, "--watch", "--interval", "0.001"},
+                     "shmlog info: bad --interval");
 }
 
 }  // namespace

@@ -226,11 +226,12 @@ std::vector<field_def> segment_fields() {
     add(n + "heartbeat_ns", at + offsetof(reader_slot, heartbeat_ns), 8);
     add(n + "records", at + offsetof(reader_slot, records), 8);
     add(n + "lapped", at + offsetof(reader_slot, lapped), 8);
-    add(n + "reserved0", at + offsetof(reader_slot, reserved0), 8);
+    add(n + "bytes_lost", at + offsetof(reader_slot, bytes_lost), 8);
     add(n + "pid", at + offsetof(reader_slot, pid), 4);
     add(n + "gating", at + offsetof(reader_slot, gating), 4);
     add(n + "attach_time_ns", at + offsetof(reader_slot, attach_time_ns), 8);
     words(n + "label", at + offsetof(reader_slot, label), 2);
+    add(n + "last_lap_time_ns", at + offsetof(reader_slot, last_lap_time_ns), 8);
   }
   return f;
 }

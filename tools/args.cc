@@ -242,6 +242,55 @@ std::string one_line(std::string_view text) {
   return out;
 }
 
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if none starts there.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  const std::size_t n = b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 0;
+  if (n == 0 || b0 > 0xF4 || i + n > s.size()) return 0;
+  static constexpr std::uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
+  const std::uint32_t min = min_for_length[n];
+  std::uint32_t cp = b0 & (0x7F >> n);
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
+  return cp < min || cp > 0x10FFFF || surrogate ? 0 : n;
+}
+
+// A JSON string literal. Bytes that are not valid UTF-8 (a label cut at 15 bytes may end in
+// half a character) become U+FFFD, so the output is always valid JSON.
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) {
+      const std::size_t n = utf8_sequence(s, i);
+      out += n ? std::string(s.substr(i, n)) : "\\ufffd";
+      i += n ? n : 1;
+      continue;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+    ++i;
+  }
+  return out + "\"";
+}
+
 std::string iso_utc_time(std::uint64_t realtime_ns) {
   if (realtime_ns == 0) return "";
   const auto seconds = static_cast<time_t>(realtime_ns / 1'000'000'000);

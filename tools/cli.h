@@ -89,6 +89,10 @@ std::string human_bytes(double bytes);
 std::string human_count(double count);
 std::string grouped(std::uint64_t n);
 std::string octal_mode(unsigned mode);
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if none starts there.
+std::size_t utf8_sequence(std::string_view s, std::size_t i);
+// A JSON string literal of `s`; bytes that are not valid UTF-8 become U+FFFD.
+std::string json_string(std::string_view s);
 // Replaces control bytes with \n, \t or \xNN so that a message stays on one terminal line.
 std::string one_line(std::string_view text);
 
@@ -106,6 +110,7 @@ std::string iso_utc_time(std::uint64_t realtime_ns);
 int run_create(std::span<const std::string> args);
 int run_destroy(std::span<const std::string> args);
 int run_info(std::span<const std::string> args);
+int run_list(std::span<const std::string> args);
 int run_write(std::span<const std::string> args);
 int run_tail(std::span<const std::string> args);
 int run_produce(std::span<const std::string> args);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "monitor.h"
 #include "shmlog/shmlog.h"
 
 namespace shmlog::cli {
@@ -150,6 +151,8 @@ std::vector<field> reader_fields(const reader_info& r) {
       {"offset", r.offset},
       {"lag_bytes", r.lag_bytes},
       {"lapped", r.lapped},
+      {"bytes_lost", r.bytes_lost},
+      {"last_lap_time", iso_utc_time(r.last_lap_time_ns)},
       {"state", std::string(state_name(r.state))},
       {"records", r.records},
       {"heartbeat_age_ms", r.heartbeat_age_ns / 1'000'000},
@@ -281,55 +284,6 @@ void print_text(const log_info& i, const std::vector<link_row>& links) {
 
 // --- JSON -----------------------------------------------------------------------------------
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if none starts there.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  const std::size_t n = b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 0;
-  if (n == 0 || b0 > 0xF4 || i + n > s.size()) return 0;
-  static constexpr std::uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
-  const std::uint32_t min = min_for_length[n];
-  std::uint32_t cp = b0 & (0x7F >> n);
-  for (std::size_t k = 1; k < n; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  const bool surrogate = cp >= 0xD800 && cp <= 0xDFFF;
-  return cp < min || cp > 0x10FFFF || surrogate ? 0 : n;
-}
-
-// A JSON string literal. Bytes that are not valid UTF-8 (a label cut at 15 bytes may end in
-// half a character) become U+FFFD, so the output is always valid JSON.
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (std::size_t i = 0; i < s.size();) {
-    const char c = s[i];
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x80) {
-      const std::size_t n = utf8_sequence(s, i);
-      out += n ? std::string(s.substr(i, n)) : "\\ufffd";
-      i += n ? n : 1;
-      continue;
-    }
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (u < 0x20 || u == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-    ++i;
-  }
-  return out + "\"";
-}
-
 std::string json_value(const field& f) {
   return std::visit(
       [](const auto& v) -> std::string {
@@ -377,13 +331,38 @@ void print_json(const log_info& i, const std::vector<link_row>& links) {
 }  // namespace
 
 int run_info(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog info NAME [--json]";
-  const parsed_args args = parse_args(argv, {{"json", false}});
+  static constexpr const char* usage =
+      "shmlog info NAME [--json | --prometheus | --watch [--interval SECONDS] [--count N]]";
+  const parsed_args args = parse_args(argv, {{"json", false},
+                                             {"prometheus", false},
+                                             {"watch", false},
+                                             {"interval", true},
+                                             {"count", true}});
   if (args.has("help")) {
     std::printf("usage: %s\n", usage);
     return exit_ok;
   }
-  const log_info info = inspect(single_name(args, usage));
+  const std::string& name = single_name(args, usage);
+  if (args.has("json") + args.has("prometheus") + args.has("watch") > 1)
+    throw usage_error("--json, --prometheus and --watch exclude each other");
+  if (!args.has("watch") && (args.has("interval") || args.has("count")))
+    throw usage_error("--interval and --count go with --watch");
+  if (args.has("watch")) {
+    const auto interval = args.value("interval");
+    const double seconds = interval ? parse_seconds("interval", *interval, 86400) : 1.0;
+    if (seconds < 0.01) throw usage_error("bad --interval: at least 0.01 seconds");
+    const auto count = args.value("count");
+    return watch_log(name, seconds,
+                     count ? parse_unsigned("count", *count, 1, UINT64_MAX) : std::uint64_t{0});
+  }
+  const log_info info = inspect(name);
+  if (args.has("prometheus")) {
+    std::fputs(prometheus_text({info}).c_str(), stdout);
+    if (std::fflush(stdout) != 0) return exit_failure;
+    for (const std::string& problem : info.problems)
+      std::fprintf(stderr, "shmlog info: %s\n", problem.c_str());
+    return info.problems.empty() ? exit_ok : exit_failure;
+  }
   const std::vector<link_row> links = query_links(info);
   if (args.has("json"))
     print_json(info, links);

@@ -24,7 +24,12 @@ Commands:
                           from 4K to 1024G; mode defaults to 0600, reader slots to 64; a writer
                           waits at most SECONDS (0.1) for a gating reader before it laps it
   destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
-  info NAME [--json]      show the log's replication fields and its readers
+  info NAME [--json | --prometheus | --watch [--interval S] [--count N]]
+                          show the log's replication fields and its readers; as Prometheus
+                          metrics; or live, with rates between samples every S (1) seconds
+  list [--json | --prometheus]
+                          every shmlog log on this host: capacity, writer, master offset,
+                          readers, the largest lag, mode and owner
   write NAME              append each line of stdin as one record (as the log's writer)
   tail NAME [--from oldest|latest|OFFSET | --last N] [--count N] [--follow] [--print-offsets]
             [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]
@@ -75,6 +80,7 @@ constexpr command commands[] = {
     {"create", run_create},
     {"destroy", run_destroy},
     {"info", run_info},
+    {"list", run_list},
     {"write", run_write},
     {"tail", run_tail},
     {"produce", run_produce},

@@ -79,6 +79,8 @@ struct reader_info {
   std::uint64_t offset = 0;     // next byte it will read
   std::uint64_t lag_bytes = 0;  // master_offset - offset (0 if it is ahead of a stale read)
   std::uint64_t lapped = 0;
+  std::uint64_t bytes_lost = 0;        // skipped recovering from laps (recover_from_lap)
+  std::uint64_t last_lap_time_ns = 0;  // CLOCK_REALTIME of its newest lap; 0: never lapped
   std::uint64_t records = 0;
   std::uint64_t heartbeat_age_ns = 0;  // time since its last poll or wait step
   std::uint64_t attach_time_ns = 0;    // CLOCK_REALTIME
@@ -99,6 +101,8 @@ struct log_info {
   std::uint64_t creation_time_ns = 0;
   std::uint64_t start_offset = 0;  // where the log began: 0, or a mirror's first offset
   mode_t mode = 0;
+  uid_t owner_uid = 0;  // of /dev/shm/NAME
+  gid_t owner_gid = 0;
 
   history_state history;  // replid, replid2, second_repl_offset
   backlog_window window;  // repl_backlog_first_byte_offset, master_repl_offset
@@ -161,5 +165,21 @@ class mapped_log {
 // block left half-written is reported in log_info::problems instead, so that the rest can
 // still be seen.
 log_info inspect(std::string_view name);
+
+// One object of /dev/shm as list_logs() found it: a log this build reads (info), or a shmlog
+// segment it cannot read, or an object it may not open to tell (problem says why).
+struct log_listing {
+  std::string name;
+  std::optional<log_info> info;
+  errc problem_code = errc::system_error;  // when !info
+  std::string problem;                     // when !info: the error's message
+};
+
+// Every shmlog log on this host, sorted by name (shmlog list). Objects in /dev/shm that are not
+// shmlog segments (other programs' shared memory, semaphores, directories, names outside the
+// naming rule) are left out; a segment of another layout version, damaged or never fully
+// created, and an object this process may not open, are listed with the reason. Any process;
+// inspects each log once. Throws error(system_error) only if /dev/shm itself cannot be read.
+std::vector<log_listing> list_logs();
 
 }  // namespace shmlog
