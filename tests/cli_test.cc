@@ -289,6 +289,92 @@ TEST(cli, HelpGoesToStdoutAndNoArgumentsIsAUsageError) {
   EXPECT_NE(r.err.find("usage: shmlog"), std::string::npos);
 }
 
+// The commands `shmlog help` lists, and for each the options its help describes.
+std::map<std::string, std::vector<std::string>> documented_options() {
+  std::map<std::string, std::vector<std::string>> out;
+  bool in_commands = false;
+  for (const std::string& line : split_lines(ok({"help"}))) {
+    if (line == "Commands:") in_commands = true;
+    if (!in_commands || line.size() < 3 || line.rfind("  ", 0) != 0) continue;
+    const std::string name = line.substr(2, line.find(' ', 2) - 2);
+    std::vector<std::string>& options = out[name];
+    for (const std::string& h : split_lines(ok({"help", name}))) {
+      // "  -n, --last N   ..." or "  --json   ...": the long name of each option line.
+      const std::size_t at = h.find("--");
+      if (h.rfind("  -", 0) != 0 || at == std::string::npos || at > 6) continue;
+      options.push_back(h.substr(at, h.find_first_of(" =", at) - at));
+    }
+  }
+  return out;
+}
+
+// `shmlog help CMD` and `CMD --help` print the same text, from the table the option parser
+// uses; the manual page is generated from it too, and docs/cli.md names every option.
+TEST(cli, EveryCommandsHelpDescribesTheOptionsItTakesAndTheDocsAndManPageNameThem) {
+  const auto commands = documented_options();
+  for (const char* expected :
+       {"create", "destroy", "info", "list", "write", "tail", "produce", "replica", "get", "ship",
+        "mirror", "promote", "demo", "help", "version"})
+    EXPECT_TRUE(commands.contains(expected)) << expected;
+  std::ifstream doc(std::string(SHMLOG_SOURCE_DIR) + "/docs/cli.md");
+  const std::string cli_md((std::istreambuf_iterator<char>(doc)), {});
+  std::ifstream man_file(SHMLOG_MAN_PAGE);
+  const std::string man((std::istreambuf_iterator<char>(man_file)), {});
+  EXPECT_EQ(man, ok({"help", "--man"})) << "the installed page is the generated one";
+  for (const auto& [command, options] : commands) {
+    SCOPED_TRACE(command);
+    if (command == "version") continue;
+    EXPECT_EQ(ok({"help", command}), ok({command, "--help"}));
+    const std::size_t section = cli_md.find("## `shmlog " + command);
+    ASSERT_NE(section, std::string::npos) << "docs/cli.md has no section for it";
+    const std::string text = cli_md.substr(section, cli_md.find("\n## ", section + 1) - section);
+    for (const std::string& option : options) {
+      // Accepted: whatever else is wrong with the command line (the extra arguments make every
+      // command refuse it before doing anything), not this option.
+      const run_result r = run({command, option, "1", "2", "3"});
+      EXPECT_EQ(r.err.find("unknown option"), std::string::npos) << option << ": " << r.err;
+      EXPECT_NE(text.find(option), std::string::npos) << option << " not in docs/cli.md";
+      std::string in_roff;
+      for (char c : option)
+        in_roff += c == '-' ? std::string("\\-") : std::string(1, c);
+      EXPECT_NE(man.find(in_roff), std::string::npos) << option << " not in the man page";
+    }
+  }
+}
+
+TEST(cli, UnknownCommandsAndOptionsGetADidYouMean) {
+  expect_usage_error({"tial"}, "shmlog: unknown command 'tial' (did you mean 'tail'?)");
+  expect_usage_error({"destory", "x"},
+                     "shmlog: unknown command 'destory' (did you mean 'destroy'?)");
+  expect_usage_error({"lst"}, "shmlog: unknown command 'lst' (did you mean 'list'?)");
+  expect_usage_error({"frobnicate"}, "shmlog: unknown command 'frobnicate' (try: shmlog help)");
+  expect_usage_error({"help", "tial"},
+                     "shmlog help: unknown command 'tial' (did you mean 'tail'?)");
+  expect_usage_error({"info", "x", "--promethus"},
+                     "shmlog info: unknown option '--promethus' (did you mean '--prometheus'?)");
+  expect_usage_error({"tail", "x", "--follw"},
+                     "shmlog tail: unknown option '--follw' (did you mean '--follow'?)");
+  expect_usage_error({"create", "x", "--cap", "4K"},
+                     "shmlog create: unknown option '--cap' (did you mean '--capacity'?)");
+  expect_usage_error({"create", "x", "--zzz"}, "shmlog create: unknown option '--zzz'\n");
+}
+
+// The manual page is well-formed roff: groff (in Debian's groff-base, which man-db needs)
+// renders it without a warning.
+TEST(cli, TheManPageRendersWithoutWarnings) {
+  if (::access("/usr/bin/groff", X_OK) != 0) GTEST_SKIP() << "no groff to render the page";
+  const std::string cmd =
+      std::string("/usr/bin/groff -man -Tutf8 -ww -z ") + SHMLOG_MAN_PAGE + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr)
+    out += buf;
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_EQ(out, "");
+}
+
 // The version the CLI prints is the one its headers say, from the CMake project version.
 TEST(cli, VersionIsTheProjectVersionOnStdout) {
   for (const char* version : {"version", "--version"}) {
@@ -437,6 +523,31 @@ TEST(cli, TailLastPrintsTheNewestRecordsHeld) {
             lines[lines.size() - 3] + lines[lines.size() - 2] + lines.back());
   expect_usage_error({"tail", log, "--last", "3", "--from", "oldest"}, "shmlog tail:");
   expect_usage_error({"tail", log, "--last", "0"}, "shmlog tail:");
+}
+
+// A dump tool's conveniences: -n is --last, -f is --follow, --hex keeps a binary record on its
+// line, --print-types adds the record type as a column.
+TEST(cli, TailHexTypesAndShortOptions) {
+  using namespace std::string_literals;
+  scoped_log log(unique_log_name("cli"));
+  ok({"create", log, "--capacity", "4K"});
+  ok({"write", log}, "hi\nyo\n");
+  {
+    shmlog::writer w = shmlog::writer::open(log.name());
+    const std::byte binary[] = {std::byte{0x00}, std::byte{0x0a}, std::byte{0xff}};
+    w.append(binary, 7);
+  }
+  EXPECT_EQ(ok({"tail", log, "--hex"}), "68 69\n79 6f\n00 0a ff\n");
+  EXPECT_EQ(ok({"tail", log, "--print-types", "--print-offsets", "--hex"}),
+            "0\t1\t68 69\n16\t1\t79 6f\n32\t7\t00 0a ff\n");
+  EXPECT_EQ(ok({"tail", log, "-n", "1", "--hex"}), ok({"tail", log, "--last", "1", "--hex"}));
+  EXPECT_EQ(ok({"tail", log, "-n2", "--print-types"}), "1\tyo\n7\t\0\n\xff\n"s);
+  // -f waits for more: it prints the newest record and one appended later, then --count ends it.
+  cli_process follow({"tail", log, "-f", "-n", "1", "--count", "2", "--hex"});
+  EXPECT_EQ(follow.read_line(), "00 0a ff");
+  ok({"write", log}, "z\n");
+  EXPECT_EQ(follow.read_line(), "7a");
+  EXPECT_EQ(follow.finish().status, 0);
 }
 
 TEST(cli, TailOfAnEmptyLogPrintsNothing) {
@@ -1029,7 +1140,10 @@ TEST(cli, EveryBadArgumentGetsOneLineOnStderrAndAUsageStatus) {
       {"tail", n, "--count", "abc"},
       {"tail", n, "--count", "99999999999999999999"},
       {"tail", n, "--follow=1"},
-      {"tail", n, "-f"},
+      {"tail", n, "-z"},
+      {"tail", n, "-fx"},
+      {"tail", n, "-n"},
+      {"tail", n, "-n", "0"},
       {"demo", "--seconds", "0"},
       {"demo", "--seconds", "abc"},
       {"demo", "--rate", "-1"},

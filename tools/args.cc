@@ -32,10 +32,79 @@ std::string quote_text(std::string_view text) {
                     std::string(why));
 }
 
-const option_spec* find_spec(std::initializer_list<option_spec> specs, std::string_view name) {
+const option_spec* find_spec(std::span<const option_spec> specs, std::string_view name) {
   for (const option_spec& s : specs)
     if (s.name == name) return &s;
   return nullptr;
+}
+
+const option_spec* find_short(std::span<const option_spec> specs, char c) {
+  for (const option_spec& s : specs)
+    if (s.short_name == c) return &s;
+  return nullptr;
+}
+
+[[noreturn]] void unknown_option(std::span<const option_spec> specs, const std::string& given) {
+  std::vector<std::string_view> names;
+  for (const option_spec& s : specs)
+    names.push_back(s.name);
+  std::string_view bare = given;
+  while (!bare.empty() && bare.front() == '-')
+    bare.remove_prefix(1);
+  const std::optional<std::string> guess = did_you_mean(bare, names);
+  throw usage_error("unknown option " + quote_text(given) +
+                    (guess ? " (did you mean '--" + *guess + "'?)" : ""));
+}
+
+parsed_args parse_with(std::span<const std::string> args, std::span<const option_spec> specs) {
+  parsed_args out;
+  bool options_ended = false;
+  const auto take_value = [&](const option_spec& spec, std::size_t& i, const std::string& shown) {
+    if (i + 1 >= args.size()) throw usage_error("option " + shown + " needs a value");
+    out.set(std::string(spec.name), args[++i]);
+  };
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (options_ended || arg.size() < 2 || arg[0] != '-') {
+      out.positionals.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_ended = true;
+      continue;
+    }
+    if (arg == "-h" || arg == "--help") {
+      out.set("help", "");
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      // -f, -n 5, -n5: a short option, alone or with its value attached.
+      const option_spec* spec = find_short(specs, arg[1]);
+      if (spec == nullptr) unknown_option(specs, arg);
+      if (!spec->takes_value) {
+        if (arg.size() != 2) throw usage_error("unknown option " + quote_text(arg));
+        out.set(std::string(spec->name), "");
+      } else if (arg.size() > 2) {
+        out.set(std::string(spec->name), arg.substr(2));
+      } else {
+        take_value(*spec, i, arg);
+      }
+      continue;
+    }
+    const std::size_t eq = arg.find('=');
+    const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    const option_spec* spec = find_spec(specs, name);
+    if (spec == nullptr) unknown_option(specs, arg.substr(0, eq));
+    if (!spec->takes_value) {
+      if (eq != std::string::npos) throw usage_error("option --" + name + " takes no value");
+      out.set(name, "");
+    } else if (eq != std::string::npos) {
+      out.set(name, arg.substr(eq + 1));
+    } else {
+      take_value(*spec, i, "--" + name);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -53,39 +122,15 @@ void parsed_args::set(const std::string& name, std::string value) {
 
 parsed_args parse_args(std::span<const std::string> args,
                        std::initializer_list<option_spec> specs) {
-  parsed_args out;
-  bool options_ended = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (options_ended || arg.size() < 2 || arg[0] != '-') {
-      out.positionals.push_back(arg);
-      continue;
-    }
-    if (arg == "--") {
-      options_ended = true;
-      continue;
-    }
-    if (arg == "-h" || arg == "--help") {
-      out.set("help", "");
-      continue;
-    }
-    if (arg.rfind("--", 0) != 0) throw usage_error("unknown option " + quote_text(arg));
-    const std::size_t eq = arg.find('=');
-    const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    const option_spec* spec = find_spec(specs, name);
-    if (spec == nullptr) throw usage_error("unknown option " + quote_text(arg.substr(0, eq)));
-    if (!spec->takes_value) {
-      if (eq != std::string::npos) throw usage_error("option --" + name + " takes no value");
-      out.set(name, "");
-    } else if (eq != std::string::npos) {
-      out.set(name, arg.substr(eq + 1));
-    } else if (i + 1 < args.size()) {
-      out.set(name, args[++i]);
-    } else {
-      throw usage_error("option --" + name + " needs a value");
-    }
-  }
-  return out;
+  return parse_with(args, std::span<const option_spec>(specs.begin(), specs.size()));
+}
+
+parsed_args parse_args(std::span<const std::string> args, const command_spec& command) {
+  return parse_with(args, command.options);
+}
+
+const std::string& single_name(const parsed_args& args, const command_spec& command) {
+  return single_name(args, usage_line(command));
 }
 
 const std::string& single_name(const parsed_args& args, std::string_view usage) {

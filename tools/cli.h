@@ -45,7 +45,32 @@ class command_failure : public std::runtime_error {
 struct option_spec {
   std::string_view name;  // without the leading "--"
   bool takes_value = false;
+  std::string_view value_name = {};  // "SIZE" in "--capacity SIZE"
+  std::string_view help = {};
+  char short_name = 0;  // 'f' for -f; 0: none
 };
+
+// A command's help and the options it takes (tools/help.cc holds them all): the one source of
+// its --help, `shmlog help CMD`, the man page and the option parser.
+struct command_spec {
+  std::string_view name;
+  std::string_view synopsis;     // after "shmlog NAME"
+  std::string_view summary;      // one line, for the command list
+  std::string_view description;  // a paragraph
+  std::span<const option_spec> options;
+  bool hidden = false;  // run by shmlog itself (the demo's children), not listed
+};
+
+std::span<const command_spec> command_specs();
+const command_spec& command_named(std::string_view name);  // logic_error if there is none
+std::string usage_line(const command_spec& c);             // "shmlog create NAME ..."
+std::string command_help(const command_spec& c);           // what CMD --help prints
+std::string overview_help();                               // what shmlog help prints
+int print_command_help(const command_spec& c);             // prints it; returns exit_ok
+std::string man_page();                                    // shmlog.1, roff
+// The name in `known` that `given` most likely meant (a typo or a prefix), if any.
+std::optional<std::string> did_you_mean(std::string_view given,
+                                        const std::vector<std::string_view>& known);
 
 // A command's arguments after parsing: positionals in order, and the options given (a flag
 // maps to an empty string). "--name value" and "--name=value" are both accepted; "--" ends
@@ -65,9 +90,12 @@ class parsed_args {
 // Throws usage_error for an unknown or repeated option or a missing value. "-h" and "--help"
 // set the "help" flag for every command.
 parsed_args parse_args(std::span<const std::string> args, std::initializer_list<option_spec> specs);
+// The same with the command's options from its spec; an unknown option gets a "did you mean".
+parsed_args parse_args(std::span<const std::string> args, const command_spec& command);
 
 // The single log NAME a command takes; usage_error if it is missing or there are extras.
 const std::string& single_name(const parsed_args& args, std::string_view usage);
+const std::string& single_name(const parsed_args& args, const command_spec& command);
 
 // Option value parsers; each throws usage_error naming the option and the value.
 std::uint64_t parse_size(std::string_view option, std::string_view text);
@@ -122,5 +150,6 @@ int run_promote(std::span<const std::string> args);
 int run_demo(std::span<const std::string> args);
 int run_demo_writer(std::span<const std::string> args);  // hidden: the demo's producer
 int run_demo_reader(std::span<const std::string> args);  // hidden: a demo replica
+int run_help(std::span<const std::string> args);
 
 }  // namespace shmlog::cli

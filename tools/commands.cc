@@ -19,27 +19,13 @@
 
 namespace shmlog::cli {
 
-namespace {
-
-void print_help(const char* usage) {
-  std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int run_create(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence "
-      "seq_cst|membarrier] [--max-gating-wait SECONDS]";
-  const parsed_args args = parse_args(argv, {{"capacity", true},
-                                             {"mode", true},
-                                             {"readers", true},
-                                             {"fence", true},
-                                             {"max-gating-wait", true}});
-  if (args.has("help")) {
-    print_help(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("create");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   const auto capacity = args.value("capacity");
@@ -72,12 +58,10 @@ int run_create(std::span<const std::string> argv) {
 }
 
 int run_destroy(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog destroy NAME [--force]";
-  const parsed_args args = parse_args(argv, {{"force", false}});
-  if (args.has("help")) {
-    print_help(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("destroy");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   const std::string missing = "log '" + name + "' does not exist (no /dev/shm/" + name + ")";
@@ -137,12 +121,10 @@ std::string appended_before(std::uint64_t line) {
 }  // namespace
 
 int run_write(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog write NAME   (one record per line of stdin)";
-  const parsed_args args = parse_args(argv, {});
-  if (args.has("help")) {
-    print_help(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("write");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   // Open before reading anything, so that a second writer is refused at once.
   writer w = writer::open(single_name(args, usage));
   line_reader lines;
@@ -176,6 +158,8 @@ struct tail_options {
   std::uint64_t last = 0;   // start at the newest `last` records held; 0: not asked
   bool follow = false;
   bool print_offsets = false;
+  bool print_types = false;
+  bool hex = false;
   on_lap lap = on_lap::fail;
   std::filesystem::path snapshot_dir;  // resync only
 };
@@ -194,6 +178,8 @@ tail_options tail_options_from(const parsed_args& args) {
   tail_options t;
   t.follow = args.has("follow");
   t.print_offsets = args.has("print-offsets");
+  t.print_types = args.has("print-types");
+  t.hex = args.has("hex");
   // Without --follow, "print what is held"; with it, "print what comes next", like tail -f
   // on a busy file would if it had no history.
   t.from = t.follow ? start_position::latest() : start_position::oldest();
@@ -252,9 +238,24 @@ void seek_to_last(reader& r, std::uint64_t n, std::uint64_t end) {
   }
 }
 
-void print_record(const record_view& r, bool print_offsets) {
-  if (print_offsets) std::printf("%llu\t", static_cast<unsigned long long>(r.offset));
-  std::fwrite(r.payload.data(), 1, r.payload.size(), stdout);
+// OFFSET<TAB>TYPE<TAB>payload, the first two as asked; with --hex the payload is written as
+// space-separated hex bytes, so a binary record stays on its line (xxd -r -p reads it back).
+void print_record(const record_view& r, const tail_options& t) {
+  if (t.print_offsets) std::printf("%llu\t", static_cast<unsigned long long>(r.offset));
+  if (t.print_types) std::printf("%u\t", static_cast<unsigned>(r.type));
+  if (t.hex) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string line;
+    line.reserve(r.payload.size() * 3);
+    for (const std::byte b : r.payload) {
+      if (!line.empty()) line += ' ';
+      line += digits[std::to_integer<unsigned>(b) >> 4];
+      line += digits[std::to_integer<unsigned>(b) & 15];
+    }
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  } else {
+    std::fwrite(r.payload.data(), 1, r.payload.size(), stdout);
+  }
   std::putchar('\n');
 }
 
@@ -369,23 +370,10 @@ bool full_resync(reader& r, const std::filesystem::path& dir, const std::string&
 }  // namespace
 
 int run_tail(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog tail NAME [--from oldest|latest|OFFSET | --last N] [--count N] [--follow] "
-      "[--print-offsets] [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS] "
-      "[--gating]";
-  const parsed_args args = parse_args(argv, {{"from", true},
-                                             {"last", true},
-                                             {"count", true},
-                                             {"follow", false},
-                                             {"print-offsets", false},
-                                             {"on-lap", true},
-                                             {"snapshot-dir", true},
-                                             {"wait-for-log", true},
-                                             {"gating", false}});
-  if (args.has("help")) {
-    print_help(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("tail");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   const tail_options t = tail_options_from(args);
   const std::chrono::milliseconds wait_for_log = wait_for_log_option(args);
@@ -424,7 +412,7 @@ int run_tail(std::span<const std::string> argv) {
     const poll_result p = r.poll_copy(buffer);
     switch (p.status) {
       case poll_status::record:
-        print_record(p.record, t.print_offsets);
+        print_record(p.record, t);
         if (++printed == t.count) return flush_stdout(), exit_ok;
         break;
       case poll_status::empty:

@@ -64,27 +64,6 @@ struct demo_config {
   std::uint64_t seed = 1;
 };
 
-constexpr const char* demo_usage =
-    "usage: shmlog demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K]\n"
-    "                   [--slow-every N] [--seed N]\n"
-    "\n"
-    "A key-value producer and N replica processes on a temporary log, with snapshots in a\n"
-    "temporary directory. The last replica is throttled, and paused until the producer has\n"
-    "overwritten its offset: it is lapped and reloads its state from a snapshot (a full\n"
-    "resync), on any machine. At the end every replica's state is checked against the\n"
-    "producer's at the same offset; exit status 0 only if all are equal and the throttled\n"
-    "replica completed a full resync after being lapped.\n"
-    "\n"
-    "  --seconds S      how long the producer appends (default 8); longer if it has not yet\n"
-    "                   overwritten the paused replica's offset (at most 60 s longer)\n"
-    "  --rate R         commands per second, 0 for flat out (default 50000)\n"
-    "  --readers N      replica processes, 1-16 (default 3)\n"
-    "  --capacity SIZE  the log's ring, a power of two from 4K (default 4M)\n"
-    "  --keys K         key space of the SET/INCR/DEL mix (default 50000)\n"
-    "  --slow-every N   the throttled replica sleeps 1 ms every N records and 200 ms per MiB\n"
-    "                   of snapshot it loads; 0: no throttled replica (default 16)\n"
-    "  --seed N         seed of the command mix (default 1)\n";
-
 demo_config demo_config_from(const parsed_args& args) {
   demo_config c;
   if (!args.positionals.empty())
@@ -697,17 +676,9 @@ bool print_verdict(const demo_run& run) {
 }  // namespace
 
 int run_demo(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(argv, {{"seconds", true},
-                                             {"rate", true},
-                                             {"capacity", true},
-                                             {"readers", true},
-                                             {"keys", true},
-                                             {"slow-every", true},
-                                             {"seed", true}});
-  if (args.has("help")) {
-    std::fputs(demo_usage, stdout);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("demo");
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const demo_config config = demo_config_from(args);
 
   struct sigaction sa {};

@@ -101,13 +101,7 @@ void clean_up_after_parent(pid_t parent, const std::string& log, const std::file
 // began).
 
 int run_demo_writer(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
-                                             {"seconds", true},
-                                             {"rate", true},
-                                             {"keys", true},
-                                             {"seed", true},
-                                             {"parent", true},
-                                             {"hold", false}});
+  const parsed_args args = parse_args(argv, command_named("demo-writer"));
   const std::string& name = single_name(args, "shmlog demo-writer NAME --snapshot-dir DIR ...");
   const std::filesystem::path dir = args.value("snapshot-dir").value_or("");
   const double seconds = parse_seconds("seconds", args.value("seconds").value_or("8"), 86400);

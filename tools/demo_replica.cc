@@ -42,8 +42,7 @@ constexpr auto slow_apply_pause = 1ms;
 // PARTIAL LAPS FULL_AFTER_LAP BACKLOG_TOO_SMALL REJECTED" and exit.
 
 int run_demo_reader(std::span<const std::string> argv) {
-  const parsed_args args = parse_args(
-      argv, {{"snapshot-dir", true}, {"index", true}, {"slow-every", true}, {"load-delay", true}});
+  const parsed_args args = parse_args(argv, command_named("demo-reader"));
   const std::string& name = single_name(args, "shmlog demo-reader NAME --snapshot-dir DIR ...");
   const unsigned index = static_cast<unsigned>(
       parse_unsigned("index", args.value("index").value_or("0"), 0, demo::max_replicas));

@@ -331,17 +331,10 @@ void print_json(const log_info& i, const std::vector<link_row>& links) {
 }  // namespace
 
 int run_info(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog info NAME [--json | --prometheus | --watch [--interval SECONDS] [--count N]]";
-  const parsed_args args = parse_args(argv, {{"json", false},
-                                             {"prometheus", false},
-                                             {"watch", false},
-                                             {"interval", true},
-                                             {"count", true}});
-  if (args.has("help")) {
-    std::printf("usage: %s\n", usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("info");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   if (args.has("json") + args.has("prometheus") + args.has("watch") > 1)
     throw usage_error("--json, --prometheus and --watch exclude each other");

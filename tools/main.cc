@@ -2,7 +2,9 @@
 // See docs/cli.md for the reference and the exit codes.
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli.h"
@@ -12,64 +14,6 @@
 namespace {
 
 using namespace shmlog::cli;
-
-constexpr const char* usage_text =
-    R"(usage: shmlog COMMAND [ARGS]
-
-Commands:
-  create NAME --capacity SIZE [--mode OCTAL] [--readers N] [--fence seq_cst|membarrier]
-         [--max-gating-wait SECONDS]
-                          create a log; SIZE is bytes or K/M/G/T or KiB/MiB/GiB/TiB (powers of
-                          1024; KB, MB... are refused as ambiguous), a power of two
-                          from 4K to 1024G; mode defaults to 0600, reader slots to 64; a writer
-                          waits at most SECONDS (0.1) for a gating reader before it laps it
-  destroy NAME [--force]  remove a log; refuses an object that is not one unless --force
-  info NAME [--json | --prometheus | --watch [--interval S] [--count N]]
-                          show the log's replication fields and its readers; as Prometheus
-                          metrics; or live, with rates between samples every S (1) seconds
-  list [--json | --prometheus]
-                          every shmlog log on this host: capacity, writer, master offset,
-                          readers, the largest lag, mode and owner
-  write NAME              append each line of stdin as one record (as the log's writer)
-  tail NAME [--from oldest|latest|OFFSET | --last N] [--count N] [--follow] [--print-offsets]
-            [--on-lap fail|skip|resync] [--snapshot-dir DIR] [--wait-for-log SECONDS]
-            [--gating]
-                          print records, one per line; without --follow from the oldest record
-                          held up to the master offset at start, with --follow from the latest;
-                          --last N: from the newest N records held;
-                          when lapped: exit 3 (fail), go on a quarter ring ahead of the oldest
-                          record held (skip), or load the producer's snapshot from DIR and go on
-                          from it (resync); --gating: the writer waits for this tail (bounded)
-  produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] [--snapshot-mode inline|fork]
-          [--keep N] [--check-every N]
-                          a key-value producer: SET key value, DEL key, INCR key, WAIT n ms and
-                          SNAPSHOT lines from stdin; serves snapshots; recovers its state on restart
-  replica NAME --snapshot-dir DIR [--dump FILE] [--label L] [--wait-for-log SECONDS]
-                          a key-value replica daemon until SIGTERM; serves shmlog get; --dump
-                          writes its state to FILE on SIGTERM
-  get NAME KEY [--pid PID]
-                          ask a running replica for KEY's value
-  ship NAME --redis URL [--key KEY] [--snapshot-dir DIR] [--max-entries N]
-                          a daemon that appends the log's records to a Redis stream (key KEY,
-                          default NAME), fenced on the history id; uploads the producer's
-                          snapshots from DIR when it is lapped or a mirror asks
-  mirror NAME --redis URL [--redis-master URL] [--key KEY] [--snapshot-dir DIR]
-                          the writer of local log NAME, fed from KEY's stream: same capacity,
-                          history and offsets as the source; full resyncs through DIR
-  promote NAME --redis URL [--key KEY]
-                          after a failover: the stopped mirror NAME becomes KEY's source
-                          (new history, replid2 = the old one), fencing the old shipper
-  demo [--seconds S] [--rate R] [--readers N] [--capacity SIZE] [--keys K] [--slow-every N]
-                          a live run: a key-value producer and N (default 3) replica processes,
-                          one throttled and paused until it is lapped and full-resyncs; checks every
-                          replica's state against the producer's (shmlog demo --help)
-  help                    show this text
-  version                 show shmlog's version (also --version)
-
-Exit status: 0 ok, 1 failed (get: KEY not set), 2 bad command line, 3 tail was lapped,
-4 tail found a corrupt record, 5 tail's position is not in the log's new history.
-Logs live in /dev/shm/NAME. Reference: docs/cli.md.
-)";
 
 struct command {
   const char* name;
@@ -92,6 +36,7 @@ constexpr command commands[] = {
     {"demo", run_demo},
     {"demo-writer", run_demo_writer},
     {"demo-reader", run_demo_reader},
+    {"help", run_help},
 };
 
 int report(const std::string& who, const char* what, int status) {
@@ -129,12 +74,12 @@ int main(int argc, char** argv) {
   try {
     const std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty()) {
-      std::fputs(usage_text, stderr);
+      std::fputs(overview_help().c_str(), stderr);
       return exit_usage;
     }
     const std::string& name = args.front();
-    if (name == "help" || name == "--help" || name == "-h") {
-      std::fputs(usage_text, stdout);
+    if (name == "--help" || name == "-h") {
+      std::fputs(overview_help().c_str(), stdout);
       return exit_ok;
     }
     if (name == "version" || name == "--version") {
@@ -143,7 +88,14 @@ int main(int argc, char** argv) {
     }
     for (const command& cmd : commands)
       if (name == cmd.name) return dispatch(cmd, std::span(args).subspan(1));
-    return report("shmlog", ("unknown command '" + name + "' (try: shmlog help)").c_str(),
+    std::vector<std::string_view> names;
+    for (const command_spec& c : command_specs())
+      if (!c.hidden) names.push_back(c.name);
+    const std::optional<std::string> guess = did_you_mean(name, names);
+    return report("shmlog",
+                  ("unknown command '" + one_line(name) + "'" +
+                   (guess ? " (did you mean '" + *guess + "'?)" : " (try: shmlog help)"))
+                      .c_str(),
                   exit_usage);
   } catch (const std::exception& e) {
     return report("shmlog", e.what(), exit_failure);

@@ -359,12 +359,10 @@ int watch_log(const std::string& name, double interval_s, std::uint64_t count) {
 // --- list -----------------------------------------------------------------------------------
 
 int run_list(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog list [--json | --prometheus]";
-  const parsed_args args = parse_args(argv, {{"json", false}, {"prometheus", false}});
-  if (args.has("help")) {
-    std::printf("usage: %s\n", usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("list");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   if (!args.positionals.empty())
     throw usage_error("unexpected argument '" + one_line(args.positionals.front()) +
                       "' (usage: " + usage + ")");

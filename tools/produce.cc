@@ -204,19 +204,10 @@ snapshot_mode parse_snapshot_mode(std::string_view text) {
 }  // namespace
 
 int run_produce(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] "
-      "[--snapshot-mode inline|fork] [--keep N] [--check-every N]";
-  const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
-                                             {"capacity", true},
-                                             {"readers", true},
-                                             {"snapshot-mode", true},
-                                             {"keep", true},
-                                             {"check-every", true}});
-  if (args.has("help")) {
-    std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("produce");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   snapshot_options so;

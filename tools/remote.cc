@@ -11,11 +11,7 @@
 namespace shmlog::cli {
 namespace {
 
-void print_usage(const char* usage) {
-  std::printf("usage: %s\n(see shmlog help and docs/remote.md)\n", usage);
-}
-
-std::string redis_option(const parsed_args& args, const char* usage) {
+std::string redis_option(const parsed_args& args, const std::string& usage) {
   const auto url = args.value("redis");
   if (!url || url->empty())
     throw usage_error(std::string("missing --redis URL (usage: ") + usage + ")");
@@ -36,19 +32,10 @@ std::string key_option(const parsed_args& args, const std::string& name) {
 }  // namespace
 
 int run_ship(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog ship NAME --redis URL [--key KEY] [--snapshot-dir DIR] [--max-entries N] "
-      "[--entry-bytes SIZE] [--label L]";
-  const parsed_args args = parse_args(argv, {{"redis", true},
-                                             {"key", true},
-                                             {"snapshot-dir", true},
-                                             {"max-entries", true},
-                                             {"entry-bytes", true},
-                                             {"label", true}});
-  if (args.has("help")) {
-    print_usage(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("ship");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   ship_options o;
@@ -76,19 +63,10 @@ int run_ship(std::span<const std::string> argv) {
 }
 
 int run_mirror(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog mirror NAME --redis URL [--redis-master URL] [--key KEY] [--snapshot-dir DIR] "
-      "[--readers N] [--mode OCTAL]";
-  const parsed_args args = parse_args(argv, {{"redis", true},
-                                             {"redis-master", true},
-                                             {"key", true},
-                                             {"snapshot-dir", true},
-                                             {"readers", true},
-                                             {"mode", true}});
-  if (args.has("help")) {
-    print_usage(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("mirror");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   mirror_options o;
@@ -108,12 +86,10 @@ int run_mirror(std::span<const std::string> argv) {
 }
 
 int run_promote(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog promote NAME --redis URL [--key KEY]";
-  const parsed_args args = parse_args(argv, {{"redis", true}, {"key", true}});
-  if (args.has("help")) {
-    print_usage(usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("promote");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   promote_options o;

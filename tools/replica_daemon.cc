@@ -130,19 +130,10 @@ std::string snapshot_dir_option(const parsed_args& args, bool for_writing,
 }
 
 int run_replica(std::span<const std::string> argv) {
-  static constexpr const char* usage =
-      "shmlog replica NAME --snapshot-dir DIR [--state-file FILE [--save-every SECONDS]] "
-      "[--dump FILE] [--label L] [--wait-for-log SECONDS]";
-  const parsed_args args = parse_args(argv, {{"snapshot-dir", true},
-                                             {"state-file", true},
-                                             {"save-every", true},
-                                             {"dump", true},
-                                             {"label", true},
-                                             {"wait-for-log", true}});
-  if (args.has("help")) {
-    std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("replica");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   const std::string& name = single_name(args, usage);
   validate_name(name);
   replica_daemon_options o;
@@ -222,12 +213,10 @@ void check_key(const std::string& key) {
 }  // namespace
 
 int run_get(std::span<const std::string> argv) {
-  static constexpr const char* usage = "shmlog get NAME KEY [--pid PID]";
-  const parsed_args args = parse_args(argv, {{"pid", true}});
-  if (args.has("help")) {
-    std::printf("usage: %s\n(see shmlog help and docs/cli.md)\n", usage);
-    return exit_ok;
-  }
+  const command_spec& spec = command_named("get");
+  const std::string usage = usage_line(spec);
+  const parsed_args args = parse_args(argv, spec);
+  if (args.has("help")) return print_command_help(spec);
   if (args.positionals.size() != 2)
     throw usage_error(std::string(args.positionals.size() < 2 ? "missing " : "too many ") +
                       "arguments: expected a log NAME and a KEY (usage: " + usage + ")");
