@@ -95,15 +95,19 @@ class input_buffer {
     return {static_cast<const std::byte*>(view_.buf), static_cast<std::size_t>(view_.len)};
   }
 
- protected:
+ private:
   Py_buffer view_{};
 };
 
 class output_buffer {
  public:
   explicit output_buffer(const py::handle& object) {
-    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0)
-      throw py::error_already_set();
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      throw py::type_error(std::string("a writable C-contiguous bytes-like object is required "
+                                       "(bytearray, memoryview, ...), not '") +
+                           Py_TYPE(object.ptr())->tp_name + "'");
+    }
   }
   output_buffer(const output_buffer&) = delete;
   output_buffer& operator=(const output_buffer&) = delete;
@@ -117,6 +121,8 @@ class output_buffer {
 };
 
 // ---- Writer
+
+struct py_claim;
 
 class py_writer {
  public:
@@ -134,7 +140,13 @@ class py_writer {
     return w.append(in.bytes(), type);
   }
 
-  // The claim's memory as the buffer protocol sees it; throws if no claim is open.
+  bool claim_pending(std::uint64_t generation) const {
+    return claim_ && claim_->pending() && generation == generation_;
+  }
+  void check_claim(std::uint64_t generation) const {
+    if (!claim_pending(generation))
+      throw py::value_error("this claim was already committed or aborted");
+  }
   std::span<std::byte> claimed(std::uint64_t generation) {
     check_claim(generation);
     return claim_->payload();
@@ -143,78 +155,129 @@ class py_writer {
     check_claim(generation);
     return claim_->offset();
   }
-  bool claim_pending(std::uint64_t generation) const {
-    return claim_ && claim_->pending() && generation == generation_;
-  }
 
-  std::uint64_t open_claim(std::size_t max_size, shmlog::record_type type) {
+  // Returns the new claim's generation; `holder` is the Claim object that will hold it.
+  std::uint64_t open_claim(std::size_t max_size, shmlog::record_type type, py_claim* holder) {
     shmlog::writer& w = get();
     claim_.emplace(w.claim(max_size, type));
-    view_ = py::none();
+    holder_ = holder;
     return ++generation_;
   }
-
-  // The claim's memoryview (made on first use) is released before the claim ends, so that it
-  // cannot write into the ring after: BufferError, and the claim still open, if something still
-  // holds a buffer it exported.
-  py::object payload_view(std::uint64_t generation, const py::object& claim_object) {
-    check_claim(generation);
-    if (view_.is_none())
-      view_ = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(claim_object.ptr()));
-    if (!view_) throw py::error_already_set();
-    return view_;
-  }
-
   std::uint64_t commit(std::uint64_t generation, std::optional<std::size_t> used) {
     check_claim(generation);
-    release_view();
     const std::uint64_t at = claim_->offset();
-    claim_->commit(used.value_or(claim_->payload().size()));
-    claim_.reset();
+    claim_->commit(used.value_or(claim_->payload().size()));  // throws, the claim left open
+    end_claim();
     return at;
   }
-
   void abort(std::uint64_t generation) {
     check_claim(generation);
-    release_view();
-    claim_.reset();
+    end_claim();
+  }
+  // The Claim object is going away: it no longer holds the claim.
+  void forget_holder(const py_claim* holder) noexcept {
+    if (holder_ == holder) holder_ = nullptr;
   }
 
-  void close() {
-    if (!log_) return;
-    if (claim_) {
-      release_view();
-      claim_.reset();
-    }
-    log_.reset();
-  }
+  void close();
 
  private:
-  void check_claim(std::uint64_t generation) const {
-    if (!claim_pending(generation))
-      throw py::value_error("this claim was already committed or aborted");
-  }
-  void release_view() {
-    if (!view_.is_none()) {
-      view_.attr("release")();  // BufferError if a buffer it exported is still held
-      view_ = py::none();
-    }
+  void end_claim() noexcept {
+    claim_.reset();
+    holder_ = nullptr;
   }
 
   // Declared in this order so that the claim goes before the writer it points into.
   std::optional<shmlog::writer> log_;
   std::optional<shmlog::claimed_record> claim_;
-  py::object view_ = py::none();
+  py_claim* holder_ = nullptr;  // the Claim object of the open claim, while it lives
   std::uint64_t generation_ = 0;
 };
 
-// A claim as Python holds it: the writer (kept alive by this reference, and so by any
-// memoryview of the claim) and which claim of it this is.
+// A claim as Python holds it: the writer (kept alive by this reference, and so by any buffer
+// exported from the claim) and which claim of it this is. It exports the claimed bytes through
+// the buffer protocol and counts the exports, so that the claim ends (commit, abort, close)
+// only when no memoryview can write into the ring any more: what a memoryview of it does after
+// the commit would change a published record.
 struct py_claim {
   py::object writer_object;
   py_writer* writer = nullptr;
   std::uint64_t generation = 0;
+  // .payload, made on first use, by a weak reference: a strong one would make a cycle (the view
+  // holds the claim that exported its buffer) that keeps an abandoned claim open for ever.
+  py::object view_ref = py::none();
+  Py_ssize_t exports = 0;
+
+  py_claim(py::object w, py_writer* pw, std::uint64_t g)
+      : writer_object(std::move(w)), writer(pw), generation(g) {}
+  py_claim(const py_claim&) = delete;
+  py_claim& operator=(const py_claim&) = delete;
+  // Like ~claimed_record: a claim dropped uncommitted is aborted. No buffer of it can be alive
+  // (each holds a reference to this object).
+  ~py_claim() {
+    if (writer->claim_pending(generation)) writer->abort(generation);
+    writer->forget_holder(this);
+  }
+
+  py::object payload_view(const py::handle& self) {
+    if (!view_ref.is_none()) {
+      py::object alive = view_ref();
+      if (!alive.is_none()) return alive;
+    }
+    auto made = py::reinterpret_steal<py::object>(PyMemoryView_FromObject(self.ptr()));
+    if (!made) throw py::error_already_set();
+    view_ref = py::weakref(made);
+    return made;
+  }
+
+  // Releases .payload, then refuses (BufferError, the claim still open) if a buffer of the
+  // claim is still held elsewhere.
+  void release_buffers() {
+    if (!view_ref.is_none()) {
+      py::object alive = view_ref();
+      // BufferError if something holds a buffer exported by the view itself.
+      if (!alive.is_none()) alive.attr("release")();
+      view_ref = py::none();
+    }
+    if (exports > 0) {
+      PyErr_SetString(PyExc_BufferError,
+                      "a memoryview of the claim is still alive: release it (or use `with "
+                      "memoryview(claim) as m:`) before commit(), abort() or close()");
+      throw py::error_already_set();
+    }
+  }
 };
+
+void py_writer::close() {
+  if (!log_) return;
+  if (claim_ && holder_ != nullptr) holder_->release_buffers();
+  end_claim();
+  log_.reset();
+}
+
+// The claim's buffer slots (installed on the Claim type at import).
+int claim_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  try {
+    py_claim& c = py::handle(self).cast<py_claim&>();
+    const std::span<std::byte> s = c.writer->claimed(c.generation);
+    if (PyBuffer_FillInfo(view, self, s.data(), static_cast<Py_ssize_t>(s.size()), 0, flags) != 0)
+      return -1;
+    ++c.exports;
+    return 0;
+  } catch (const py::value_error& e) {
+    PyErr_SetString(PyExc_BufferError, e.what());
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_BufferError, e.what());
+  }
+  view->obj = nullptr;
+  return -1;
+}
+
+void claim_releasebuffer(PyObject* self, Py_buffer*) {
+  --py::handle(self).cast<py_claim&>().exports;
+}
 
 // ---- Reader
 
@@ -429,20 +492,22 @@ PYBIND11_MODULE(shmlog, m) {
     }
   });
 
-  py::class_<py_claim>(m, "Claim", py::buffer_protocol(),
-                       "Room for one record in the ring, from Writer.claim(). Fill .payload "
-                       "(or memoryview(claim)), then commit(used); leaving a `with` block "
-                       "without commit aborts it.")
-      .def_buffer([](py_claim& c) {
-        const std::span<std::byte> s = c.writer->claimed(c.generation);
-        return py::buffer_info(reinterpret_cast<unsigned char*>(s.data()),
-                               static_cast<py::ssize_t>(s.size()), false);
-      })
+  py::class_<py_claim> claim_class(m, "Claim", py::buffer_protocol(),
+                                   "Room for one record in the ring, from Writer.claim(). Fill "
+                                   ".payload (or memoryview(claim)), then commit(used); leaving "
+                                   "a `with` block without commit aborts it.");
+  // Our own buffer slots in place of pybind11's, which cannot count exports.
+  auto* claim_type = reinterpret_cast<PyHeapTypeObject*>(claim_class.ptr());
+  claim_type->as_buffer.bf_getbuffer = claim_getbuffer;
+  claim_type->as_buffer.bf_releasebuffer = claim_releasebuffer;
+  PyType_Modified(&claim_type->ht_type);
+  claim_class
       .def_property_readonly(
           "payload",
           [](py::object self) {
             py_claim& c = self.cast<py_claim&>();
-            return c.writer->payload_view(c.generation, self);
+            c.writer->check_claim(c.generation);
+            return c.payload_view(self);
           },
           "A writable memoryview of the claimed bytes; released by commit() and abort().")
       .def_property_readonly("offset",
@@ -452,14 +517,24 @@ PYBIND11_MODULE(shmlog, m) {
       .def(
           "commit",
           [](py_claim& c, std::optional<std::size_t> used) {
+            c.writer->check_claim(c.generation);
+            c.release_buffers();
             return c.writer->commit(c.generation, used);
           },
           py::arg("used") = py::none(),
           "Publishes the first `used` bytes (default: all) as a record; returns its offset.")
-      .def("abort", [](py_claim& c) { c.writer->abort(c.generation); })
+      .def("abort",
+           [](py_claim& c) {
+             c.writer->check_claim(c.generation);
+             c.release_buffers();
+             c.writer->abort(c.generation);
+           })
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](py_claim& c, const py::args&) {
-        if (c.writer->claim_pending(c.generation)) c.writer->abort(c.generation);
+        if (c.writer->claim_pending(c.generation)) {
+          c.release_buffers();
+          c.writer->abort(c.generation);
+        }
         return false;
       });
 
@@ -510,8 +585,9 @@ PYBIND11_MODULE(shmlog, m) {
           "claim",
           [](py::object self, std::size_t max_size, shmlog::record_type type) {
             py_writer& w = self.cast<py_writer&>();
-            const std::uint64_t generation = w.open_claim(max_size, type);
-            return py_claim{self, &w, generation};
+            auto claim = std::make_unique<py_claim>(self, &w, 0);
+            claim->generation = w.open_claim(max_size, type, claim.get());
+            return claim;
           },
           py::arg("max_size"), py::arg("type") = shmlog::default_record_type,
           "Reserves room for a record of up to max_size bytes in the ring: a Claim.")
