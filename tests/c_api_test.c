@@ -71,7 +71,14 @@ static void test_bad_input(void) {
   CHECK(strstr(shmlog_last_error(), name) != NULL);
   CHECK_STATUS(shmlog_reader_attach(name, &(shmlog_reader_options){.start = 7}, &r),
                SHMLOG_ERR_INVALID_ARGUMENT);
-  CHECK(strstr(shmlog_last_error(), "shmlog_reader_options.start") != NULL);
+  CHECK(strstr(shmlog_last_error(), "shmlog_reader_options.start is 7") != NULL);
+  CHECK_STATUS(shmlog_reader_attach(name, &(shmlog_reader_options){.wait_mode = 9}, &r),
+               SHMLOG_ERR_INVALID_ARGUMENT);
+  CHECK_STATUS(shmlog_writer_create(name, &(shmlog_create_options){.fence = 3}, &w),
+               SHMLOG_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(shmlog_last_error(), "fence is 3") != NULL);
+  CHECK(!shmlog_exists(name));
+  CHECK(strcmp(shmlog_status_name((shmlog_status)100), "unknown") == 0);
 
   CHECK_STATUS(shmlog_writer_append(NULL, "x", 1, NULL), SHMLOG_ERR_INVALID_ARGUMENT);
   CHECK(strstr(shmlog_last_error(), "writer is NULL") != NULL);
@@ -200,6 +207,9 @@ static void test_lap(void) {
   CHECK(shmlog_reader_offset(r) == 0); /* a lap does not move the reader */
 
   shmlog_lap report;
+  CHECK_STATUS(shmlog_reader_recover_from_lap(r, (shmlog_lap_policy)9, &report),
+               SHMLOG_ERR_INVALID_ARGUMENT);
+  CHECK(shmlog_reader_offset(r) == 0);
   CHECK_STATUS(shmlog_reader_recover_from_lap(r, SHMLOG_LAP_OLDEST, &report), SHMLOG_OK);
   CHECK(report.wanted_offset == 0 && report.resume_offset >= p.lap.oldest_offset);
   CHECK(shmlog_reader_offset(r) == report.resume_offset);

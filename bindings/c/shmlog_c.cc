@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "shmlog/error.h"
@@ -113,6 +114,17 @@ shmlog_status guarded(F&& body) noexcept {
   }
 }
 
+// The value of an enum that came from C, as an integer. C may store any int in a C enum; in
+// C++, loading a value outside the enumerators' range from an enum object is undefined (UBSan's
+// -fsanitize=enum says so), so the bytes are read as the underlying integer instead.
+template <typename E>
+long long enum_value(const E& e) noexcept {
+  std::underlying_type_t<E> v;
+  static_assert(sizeof v == sizeof e);
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<long long>(v);
+}
+
 shmlog_status null_argument(const char* function, const char* parameter) {
   return fail(SHMLOG_ERR_INVALID_ARGUMENT,
               (std::string(function) + ": " + parameter + " is NULL").c_str());
@@ -126,9 +138,9 @@ shmlog::fence_mode fence_of(shmlog_fence fence) {
     case SHMLOG_FENCE_MEMBARRIER:
       return shmlog::fence_mode::membarrier;
   }
-  throw shmlog::error(
-      shmlog::errc::invalid_argument,
-      "shmlog_create_options.fence is " + std::to_string(fence) + ": not a shmlog_fence");
+  throw shmlog::error(shmlog::errc::invalid_argument, "shmlog_create_options.fence is " +
+                                                          std::to_string(enum_value(fence)) +
+                                                          ": not a shmlog_fence");
 }
 
 std::chrono::nanoseconds nanoseconds_of(std::uint64_t ns, const char* field) {
@@ -170,7 +182,7 @@ shmlog::writer_options writer_options_of(const shmlog_writer_options* c) {
 shmlog::reader_options reader_options_of(const shmlog_reader_options* c) {
   shmlog::reader_options o;
   if (c == nullptr) return o;
-  switch (c->start) {
+  switch (enum_value(c->start)) {
     case SHMLOG_START_LATEST:
       o.start = shmlog::start_position::latest();
       break;
@@ -181,11 +193,11 @@ shmlog::reader_options reader_options_of(const shmlog_reader_options* c) {
       o.start = shmlog::start_position::at(c->start_offset);
       break;
     default:
-      throw shmlog::error(
-          shmlog::errc::invalid_argument,
-          "shmlog_reader_options.start is " + std::to_string(c->start) + ": not a shmlog_start");
+      throw shmlog::error(shmlog::errc::invalid_argument, "shmlog_reader_options.start is " +
+                                                              std::to_string(enum_value(c->start)) +
+                                                              ": not a shmlog_start");
   }
-  switch (c->wait_mode) {
+  switch (enum_value(c->wait_mode)) {
     case SHMLOG_WAIT_ADAPTIVE:
       o.wait.mode = shmlog::wait_mode::adaptive;
       break;
@@ -199,9 +211,10 @@ shmlog::reader_options reader_options_of(const shmlog_reader_options* c) {
       o.wait.mode = shmlog::wait_mode::sleep;
       break;
     default:
-      throw shmlog::error(shmlog::errc::invalid_argument, "shmlog_reader_options.wait_mode is " +
-                                                              std::to_string(c->wait_mode) +
-                                                              ": not a shmlog_wait_mode");
+      throw shmlog::error(shmlog::errc::invalid_argument,
+                          "shmlog_reader_options.wait_mode is " +
+                              std::to_string(enum_value(c->wait_mode)) +
+                              ": not a shmlog_wait_mode");
   }
   if (c->label != nullptr) o.label = c->label;
   o.wait_for_creation = std::chrono::milliseconds(c->wait_for_creation_ms);
@@ -257,7 +270,7 @@ void copy_replid(const shmlog::history_id& id, char* out) noexcept {
 extern "C" {
 
 const char* shmlog_status_name(shmlog_status status) {
-  switch (status) {
+  switch (enum_value(status)) {
     case SHMLOG_OK:
       return "ok";
     case SHMLOG_RECORD:
@@ -493,7 +506,7 @@ shmlog_status shmlog_reader_recover_from_lap(shmlog_reader* reader, shmlog_lap_p
   return guarded([&] {
     if (reader == nullptr) return null_argument("shmlog_reader_recover_from_lap", "reader");
     shmlog::lap_policy p = shmlog::lap_policy::oldest_safe;
-    switch (policy) {
+    switch (enum_value(policy)) {
       case SHMLOG_LAP_OLDEST_SAFE:
         p = shmlog::lap_policy::oldest_safe;
         break;
@@ -505,8 +518,8 @@ shmlog_status shmlog_reader_recover_from_lap(shmlog_reader* reader, shmlog_lap_p
         break;
       default:
         return fail(SHMLOG_ERR_INVALID_ARGUMENT,
-                    ("shmlog_reader_recover_from_lap: policy " + std::to_string(policy) +
-                     " is not a shmlog_lap_policy")
+                    ("shmlog_reader_recover_from_lap: policy " +
+                     std::to_string(enum_value(policy)) + " is not a shmlog_lap_policy")
                         .c_str());
     }
     const shmlog::lap_report r = reader->log.recover_from_lap(p);

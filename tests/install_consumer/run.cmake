@@ -23,10 +23,12 @@ endif()
 
 run_step(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/install_consumer/project" -B "${WORK_DIR}/build"
   -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+  "-DCMAKE_C_FLAGS=${flags}"
   -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
   -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
   "-DCMAKE_CXX_FLAGS=${flags}"
   "-DCMAKE_EXE_LINKER_FLAGS=${flags}")
 run_step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 run_step("${WORK_DIR}/build/consumer")
+run_step("${WORK_DIR}/build/c_consumer")
 message(STATUS "outside project built against ${WORK_DIR}/prefix and ran")

@@ -5,6 +5,7 @@ Run by ctest with PYTHONPATH set to the module's build directory:
     python3 -m unittest discover -s bindings/python/tests
 """
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -302,6 +303,27 @@ class Threads(LogTestCase):
             self.assertTrue(result["published"])
             self.assertFalse(r.in_wait)
             self.assertEqual(r.poll(), b"wake")
+
+
+    def test_ctrl_c_interrupts_a_wait(self):
+        """SIGINT reaches the main thread inside wait() (sent once it is in there, by another
+        thread): KeyboardInterrupt, not a wait to the end of its timeout."""
+        with shmlog.Writer.create(self.name), shmlog.Reader.attach(self.name) as r:
+            def interrupt():
+                deadline = time.monotonic() + 60
+                while not r.in_wait and time.monotonic() < deadline:
+                    pass
+                os.kill(os.getpid(), signal.SIGINT)
+
+            t = threading.Thread(target=interrupt)
+            t.start()
+            start = time.monotonic()
+            with self.assertRaises(KeyboardInterrupt):
+                r.wait(timeout=60)
+            t.join()
+            self.assertLess(time.monotonic() - start, 30)
+            self.assertFalse(r.in_wait)
+            self.assertIsNone(r.poll())  # usable again
 
 
 WRITER_SCRIPT = """

@@ -88,8 +88,9 @@ typedef enum shmlog_status {
 SHMLOG_C_API const char* shmlog_status_name(shmlog_status status);
 
 /* Any thread. The message of the last call on this thread that returned an error (< 0), e.g.
- * "log 'quotes' not found (/dev/shm/quotes)"; "" if none has. Calls that succeed leave it as it
- * was, so that the read path never writes it. Valid until the next failing call on this thread. */
+ * "log 'quotes' does not exist (no /dev/shm/quotes)"; "" if none has. Calls that succeed leave it
+ * as it was, so that the read path never writes it. Valid until the next failing call on this
+ * thread. */
 SHMLOG_C_API const char* shmlog_last_error(void);
 
 /* A history id (Redis replid): 40 hex characters and a NUL. */
