@@ -69,6 +69,10 @@ static void test_bad_input(void) {
   CHECK_STATUS(shmlog_reader_attach(name, NULL, &r), SHMLOG_ERR_NOT_FOUND);
   CHECK(r == NULL);
   CHECK(strstr(shmlog_last_error(), name) != NULL);
+  /* Waiting for a log that nobody creates ends in the same error, after the time given. */
+  CHECK_STATUS(shmlog_reader_attach(name, &(shmlog_reader_options){.wait_for_creation_ms = 20}, &r),
+               SHMLOG_ERR_NOT_FOUND);
+  CHECK(strstr(shmlog_last_error(), name) != NULL);
   CHECK_STATUS(shmlog_reader_attach(name, &(shmlog_reader_options){.start = 7}, &r),
                SHMLOG_ERR_INVALID_ARGUMENT);
   CHECK(strstr(shmlog_last_error(), "shmlog_reader_options.start is 7") != NULL);

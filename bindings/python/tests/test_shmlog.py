@@ -244,6 +244,10 @@ class Errors(LogTestCase):
         self.assertEqual(cm.exception.code, "not_found")
         self.assertIn(self.name, str(cm.exception))
         with self.assertRaises(shmlog.Error) as cm:
+            shmlog.Reader.attach(self.name, wait_for_creation=0.02)
+        self.assertEqual(cm.exception.code, "not_found")
+        self.assertIn("wait_for_creation 20 ms", str(cm.exception))
+        with self.assertRaises(shmlog.Error) as cm:
             shmlog.Writer.create(self.name, capacity=5000)
         self.assertEqual(cm.exception.code, "invalid_argument")
         with self.assertRaises(ValueError):
