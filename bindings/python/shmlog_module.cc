@@ -398,14 +398,14 @@ class py_reader {
     log_.reset();
   }
 
+  // With the GIL held: whether a thread is inside wait() (or follow()).
+  bool in_wait() const noexcept { return in_wait_; }
+
  private:
   std::optional<shmlog::reader> log_;
   shmlog::wait_policy policy_;
   bool in_wait_ = false;
   std::vector<std::byte> buffer_;
-
- public:
-  bool in_wait() const noexcept { return in_wait_; }
 };
 
 // Iterates over records as they arrive, waiting between them; stops once none has arrived for
