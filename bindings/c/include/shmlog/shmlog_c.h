@@ -30,9 +30,11 @@
 #ifndef SHMLOG_SHMLOG_C_H
 #define SHMLOG_SHMLOG_C_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdbool.h> /* C++ has bool; C++20 dropped <cstdbool> */
+#endif
 
 /* Exported whatever the library's default symbol visibility is. */
 #if defined(__GNUC__)
