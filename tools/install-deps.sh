@@ -14,6 +14,8 @@ packages=(
   libgtest-dev              # GoogleTest, for tests/
   nlohmann-json3-dev        # JSON parser (header-only), for tests/ only: checks `info --json`
   libbenchmark-dev          # Google Benchmark, for bench/
+  python3-dev               # Python 3.11 and its headers: the shmlog Python module (bindings/python)
+  pybind11-dev              # pybind11 (header-only, with its CMake config): that module's C++ glue
 )
 if [ "${1:-}" = "bench" ]; then
   packages+=(
