@@ -35,6 +35,38 @@ struct writer_fixture : ::testing::Test {
   }
 };
 
+TEST(writer_open_or_create, CreatesThenOpensTheSameLogAndRefusesAnotherCapacity) {
+  scoped_log log(unique_log_name("ooc"));
+  std::uint64_t first_end = 0;
+  {
+    writer w = writer::open_or_create(log.name(), {.capacity = 4096, .reader_slots = 3});
+    w.append("one");
+    first_end = w.master_offset();
+  }
+  {
+    // Opened, not created again: the record and the creation-time slot count are still there.
+    writer w = writer::open_or_create(log.name(), {.capacity = 4096});
+    EXPECT_EQ(w.master_offset(), first_end);
+    EXPECT_EQ(inspect(log.name()).reader_slot_count, 3u);
+    // A live writer keeps the role: a second one is refused, as open() refuses it.
+    try {
+      writer::open_or_create(log.name(), {.capacity = 4096});
+      ADD_FAILURE() << "a second writer was let in";
+    } catch (const error& e) {
+      EXPECT_EQ(e.code(), errc::writer_exists);
+    }
+  }
+  try {
+    writer::open_or_create(log.name(), {.capacity = 8192});
+    ADD_FAILURE() << "another capacity was accepted";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("exists with capacity 4096, not the 8192 asked for"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(writer_fixture, AppendReturnsTheRecordsOffset) {
   EXPECT_EQ(w.append("abc"), 0u);
   EXPECT_EQ(w.append("defghijkl"), 16u);

@@ -1020,6 +1020,30 @@ writer writer::create(std::string_view name, const create_options& options,
   }
 }
 
+writer writer::open_or_create(std::string_view name, const create_options& options,
+                              const writer_options& writer_opts) {
+  // Another process may create or destroy the name between our two attempts: a few rounds
+  // settle it, since each failure means the other call's case now holds.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      writer w = open(name, writer_opts);
+      if (w.capacity() != options.capacity)
+        throw error(errc::invalid_argument, "log '" + std::string(name) +
+                                                "' exists with capacity " +
+                                                std::to_string(w.capacity()) + ", not the " +
+                                                std::to_string(options.capacity) + " asked for");
+      return w;
+    } catch (const error& e) {
+      if (e.code() != errc::not_found || attempt == 3) throw;
+    }
+    try {
+      return create(name, options, writer_opts);
+    } catch (const error& e) {
+      if (e.code() != errc::already_exists || attempt == 3) throw;
+    }
+  }
+}
+
 writer::writer(std::unique_ptr<impl> state) noexcept : impl_(std::move(state)) {}
 writer::writer(writer&&) noexcept = default;
 writer& writer::operator=(writer&&) noexcept = default;

@@ -12,8 +12,7 @@
 int main(int argc, char** argv) {
   const long updates = argc > 1 ? std::strtol(argv[1], nullptr, 10) : 10;
   try {
-    auto w = shmlog::exists("quotes") ? shmlog::writer::open("quotes")
-                                      : shmlog::writer::create("quotes", {.capacity = 1 << 20});
+    auto w = shmlog::writer::open_or_create("quotes", {.capacity = 1 << 20});
     for (long i = 0; i < updates; ++i) {
       if (i % 2 == 0) {
         char line[32];

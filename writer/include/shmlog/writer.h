@@ -83,6 +83,12 @@ class writer {
   // Creates a log and opens it as its writer.
   static writer create(std::string_view name, const create_options& options,
                        const writer_options& writer_opts = {});
+  // Opens the log as its writer if it exists, else creates it: what a producer that may be
+  // restarted wants. An existing log keeps what it was created with (reader slots, mode,
+  // fence), but its capacity must be options.capacity: error(invalid_argument) naming both
+  // otherwise. Other errors as open() and create() (writer_exists if a live writer has it).
+  static writer open_or_create(std::string_view name, const create_options& options,
+                               const writer_options& writer_opts = {});
 
   writer(writer&&) noexcept;
   writer& operator=(writer&&) noexcept;

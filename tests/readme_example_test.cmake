@@ -1,0 +1,20 @@
+# Runs README.md's library example (built as readme_example) twice on a fresh log: the first run
+# creates the log and reads its two records back, the second opens the same log and reads all
+# four. Arguments: EXAMPLE (the program), LOG (a log name no other test uses).
+set(ENV{SHMLOG_README_LOG} "${LOG}")
+file(REMOVE "/dev/shm/${LOG}")
+set(one "AAPL 189.91\nMSFT 411.2\n")
+foreach(run 1 2)
+  execute_process(COMMAND "${EXAMPLE}" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(run EQUAL 1)
+    set(expected "${one}")
+  else()
+    set(expected "${one}${one}")
+  endif()
+  if(NOT rc EQUAL 0 OR NOT out STREQUAL expected)
+    file(REMOVE "/dev/shm/${LOG}")
+    message(FATAL_ERROR "run ${run}: status ${rc}\nstdout:\n${out}\nexpected:\n${expected}\nstderr:\n${err}")
+  endif()
+endforeach()
+file(REMOVE "/dev/shm/${LOG}")
+message(STATUS "README example ran twice")
