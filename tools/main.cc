@@ -35,8 +35,8 @@ Commands:
                           when lapped: exit 3 (fail), go on a quarter ring ahead of the oldest
                           record held (skip), or load the producer's snapshot from DIR and go on
                           from it (resync); --gating: the writer waits for this tail (bounded)
-  produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] [--snapshot-mode inline|fork]
-          [--keep N] [--check-every N]
+  produce NAME --snapshot-dir DIR [--capacity SIZE] [--readers N] [--mode OCTAL]
+          [--snapshot-mode inline|fork] [--keep N] [--check-every N]
                           a key-value producer: SET key value, DEL key, INCR key, WAIT n ms and
                           SNAPSHOT lines from stdin; serves snapshots; recovers its state on restart
   replica NAME --snapshot-dir DIR [--dump FILE] [--label L] [--wait-for-log SECONDS]

@@ -73,6 +73,9 @@ struct ship_options {
   link_log log;
   // Called once the shipper is streaming (Redis initialised, position chosen).
   std::function<void()> on_ready;
+  // As replica_daemon_options::notify_service: READY=1 when on_ready is called, STATUS= with the
+  // shipped offset and the lag, WATCHDOG=1, STOPPING=1.
+  bool notify_service = true;
 };
 
 struct ship_result {
@@ -113,6 +116,7 @@ struct mirror_options {
   bool serve_link = true;                                            // as ship_options::serve_link
   link_log log;
   std::function<void()> on_ready;  // once the local log exists and follows the stream
+  bool notify_service = true;      // as ship_options::notify_service
 };
 
 struct mirror_result {

@@ -74,6 +74,12 @@ struct replica_daemon_options {
   // record published before the stop signal (a second signal gives up on that): e.g. to dump the
   // state. The argument is the offset the state reflects.
   std::function<void(std::uint64_t offset)> on_stop;
+  // Tell the service manager NOTIFY_SOCKET names (systemd, Type=notify; nothing without it) the
+  // daemon's progress: READY=1 when on_ready is called, STATUS= lines with the offset and the
+  // lag, WATCHDOG=1 from the daemon's loop when the unit sets WatchdogSec=, STOPPING=1 when a
+  // stop begins (shmlog/service.h). False for a second daemon in the same process, so that one
+  // speaks for the service.
+  bool notify_service = true;
 };
 
 struct replica_daemon_result {
