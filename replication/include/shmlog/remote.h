@@ -88,7 +88,8 @@ struct ship_result {
 };
 
 // Ships the log `log` until `stop` becomes true (if given) or, with `stop` null, until SIGINT or
-// SIGTERM (taken as run_replica_daemon does; SIGHUP is logged and ignored), until it is fenced,
+// SIGTERM (taken as run_replica_daemon does; SIGHUP is logged and ignored; systemd is told of
+// it: ship_options::notify_service), until it is fenced,
 // or until the log's name is destroyed (and all of it is shipped). Answers query_link() from
 // other processes while it runs. Redis being down or slow is not an error: it retries, and if
 // the source laps it meanwhile it ships a snapshot. Throws shmlog::error for what it cannot go

@@ -1,9 +1,10 @@
 // A reader daemon for any state: the loop of `shmlog replica`, as a library facility. It keeps a
 // replica of `state` (full resync when new, lapped or outside a new history), logs one line per
 // resync with the offsets and the reason, answers queries from other processes, handles
-// SIGINT/SIGTERM (clean stop) and SIGHUP (ignored, logged), and, given a state file, saves the
-// state with the (history, offset) it reflects and, when it starts again, resumes from there
-// by a partial resync (Redis 4.0's PSYNC2 for a restarted replica). A user's own daemon:
+// SIGINT/SIGTERM (clean stop) and SIGHUP (ignored, logged), tells systemd when it is ready and
+// how it stands (notify_service below), and, given a state file, saves the state with the
+// (history, offset) it reflects and, when it starts again, resumes from there by a partial
+// resync (Redis 4.0's PSYNC2 for a restarted replica). A user's own daemon:
 //
 //   int main(int argc, char** argv) {
 //     my_state state;
@@ -68,7 +69,8 @@ struct replica_daemon_options {
   // "<UTC time> replica[<pid>] <line>" on stderr.
   std::function<void(const std::string& line)> log;
   // Called once, when the replica first holds a state (a loaded snapshot or a resumed state
-  // file) and answers queries from it: the moment to tell a supervisor it is ready.
+  // file) and answers queries from it: the moment a supervisor may count it ready (systemd is
+  // told by the daemon itself: notify_service).
   std::function<void()> on_ready;
   // Called at a clean stop, with the state locked, after the state has caught up with every
   // record published before the stop signal (a second signal gives up on that): e.g. to dump the
