@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <functional>
@@ -22,6 +23,9 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+
+#include "shmlog/service.h"
 
 namespace shmlog::detail {
 
@@ -108,5 +112,58 @@ inline void log_to_stderr(std::string_view role, const std::string& line) {
                role.data(), static_cast<int>(::getpid()), line.c_str());
   std::fflush(stderr);
 }
+
+// A daemon's side of its service manager (shmlog/service.h) and of SIGHUP, for the daemon's own
+// loop: tick() each turn of the loop that proves the daemon alive (and of any wait inside it
+// that lasts longer than a few seconds), ready() once, stopping() when the stop begins. Used on
+// the daemon's thread only. Decision in docs/design.md, "Service notification".
+class service_link {
+ public:
+  // `notify`: talk to the manager NOTIFY_SOCKET names (if any); `signals`: the scope whose
+  // SIGHUPs to log (null: the caller takes the signals); `log`: the daemon's log line.
+  service_link(bool notify, const signal_scope* signals,
+               std::function<void(const std::string&)> log)
+      : notifier_(notify ? service_notifier::from_environment() : service_notifier()),
+        signals_(signals),
+        log_(std::move(log)) {
+    if (!notifier_.problem().empty()) log_(notifier_.problem());
+  }
+
+  // WATCHDOG=1 when due, a SIGHUP logged (and otherwise ignored: nothing to reload), and, at
+  // most once a second, STATUS=status() if that changed.
+  void tick(const std::function<std::string()>& status = {}) {
+    notifier_.keep_alive();
+    if (signals_ != nullptr && signals_->hangups() != hangups_logged_) {
+      hangups_logged_ = signals_->hangups();
+      log_("SIGHUP: ignored (SIGINT or SIGTERM stop the daemon; it has nothing to reload)");
+    }
+    if (!status || !notifier_.enabled()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_status_) return;
+    next_status_ = now + std::chrono::seconds(1);
+    set_status(status());
+  }
+  void set_status(const std::string& text) {
+    if (text == last_status_) return;
+    last_status_ = text;
+    notifier_.status(text);
+  }
+  void ready(const std::string& status) {
+    last_status_ = status;
+    notifier_.ready(status);
+  }
+  void stopping(const std::string& status) {
+    last_status_ = status;
+    notifier_.stopping(status);
+  }
+
+ private:
+  service_notifier notifier_;
+  const signal_scope* signals_;
+  std::function<void(const std::string&)> log_;
+  int hangups_logged_ = 0;
+  std::chrono::steady_clock::time_point next_status_{};
+  std::string last_status_;
+};
 
 }  // namespace shmlog::detail

@@ -81,10 +81,22 @@ class daemon {
     }
     detail::log_to_stderr("replica", line);
   }
-  void ready() {
+  // Holding a state (loaded, or resumed from the state file) and answering queries from it.
+  void ready(replica& r) {
     if (ready_) return;
     ready_ = true;
     if (o_.on_ready) o_.on_ready();
+    service_->ready(status(r));
+  }
+  // The STATUS= line: where the state stands against the log.
+  static std::string status(replica& r) {
+    const std::uint64_t master = r.log_reader().master_offset();
+    const replica_stats& s = r.stats();
+    return "offset " + std::to_string(r.offset()) + ", lag " +
+           std::to_string(master > r.offset() ? master - r.offset() : 0) + " bytes; " +
+           std::to_string(s.records_applied) + " records applied, " +
+           std::to_string(s.full_resyncs) + " full and " + std::to_string(s.partial_resyncs) +
+           " partial resyncs";
   }
   // The state file, with the (history, offset) the state reflects: the replica's own, between
   // records (on its thread), so nothing is half applied.
@@ -101,6 +113,7 @@ class daemon {
   locked_state state_;
   const replica_daemon_options& o_;
   bool ready_ = false;
+  std::optional<detail::service_link> service_;  // from run(), with its signal scope
 };
 
 // A state file from an earlier run: verified whole and loaded before the replica attaches.
@@ -131,6 +144,7 @@ bool daemon::catch_up_for_stop(replica& r, const signal_scope& signals,
       result.catch_up_target = target;
       return false;
     }
+    service_->tick();
     if (r.synced()) {
       if (r.offset() >= target) return true;
       if (r.log_reader().history().replid != replid_then &&
@@ -167,8 +181,10 @@ bool daemon::attach(std::optional<replica>& r, replica_options ro, const signal_
                                   " ms for it to be created (wait_for_log " +
                                   std::to_string(o_.wait_for_log.count()) + " ms)");
       }
+      service_->tick();
       if (!waiting) {
         waiting = true;
+        service_->set_status("waiting for log '" + name_ + "' to be created");
         log("waiting up to " + std::to_string(o_.wait_for_log.count()) + " ms for log '" + name_ +
             "' to be created");
       }
@@ -180,6 +196,7 @@ bool daemon::attach(std::optional<replica>& r, replica_options ro, const signal_
 replica_daemon_result daemon::run() {
   replica_daemon_result result;
   signal_scope signals;
+  service_.emplace(o_.notify_service, &signals, [this](const std::string& line) { log(line); });
   std::optional<detail::query_server> server;
   // Listen before attaching: a daemon that cannot be asked (its socket name is taken) must stop
   // before it takes a reader slot or asks the producer for a snapshot.
@@ -200,9 +217,14 @@ replica_daemon_result daemon::run() {
     if (e.what == replica_event::kind::full_resync_done) state_.settle(e.offset);
     log(std::string(to_string(e.what)) + " at offset " + std::to_string(e.offset) + ": " +
         e.message);
+    // A full resync runs inside catch_up(): its steps are the loop's turns meanwhile.
+    service_->tick();
+    service_->set_status(std::string(to_string(e.what)) + " at offset " + std::to_string(e.offset));
   };
+  ro.on_load_progress = [this](std::uint64_t, std::uint64_t) { service_->tick(); };
   std::optional<replica> attached;
   if (!attach(attached, ro, signals)) {
+    service_->stopping("stopped before log '" + name_ + "' was created");
     log("stopped before log '" + name_ + "' was created");
     return result;
   }
@@ -222,19 +244,17 @@ replica_daemon_result daemon::run() {
       (o_.state_file.empty() ? "" : "; state file " + o_.state_file.string()));
   if (saved && r.resume(saved->replid, saved->offset).is_partial()) {
     state_.settle(saved->offset);
-    ready();
+    ready(r);
   }
 
   auto next_save = std::chrono::steady_clock::now() + o_.save_every;
-  int hangups_logged = 0;
+  const std::function<std::string()> status_line = [&r] { return daemon::status(r); };
+  const std::function<std::string()> no_status;
   while (signals.stops() == 0) {
     r.catch_up();
     if (signals.stops() != 0) break;
-    if (r.synced()) ready();
-    if (signals.hangups() != hangups_logged) {
-      hangups_logged = signals.hangups();
-      log("SIGHUP: ignored (SIGINT or SIGTERM stop the replica)");
-    }
+    if (r.synced()) ready(r);
+    service_->tick(ready_ ? status_line : no_status);
     if (!o_.state_file.empty() && o_.save_every.count() != 0 && r.synced() &&
         std::chrono::steady_clock::now() >= next_save) {
       save(r);
@@ -248,6 +268,11 @@ replica_daemon_result daemon::run() {
     }
   }
 
+  service_->stopping(result.log_destroyed
+                         ? "stopping: log '" + name_ + "' was destroyed, at offset " +
+                               std::to_string(r.offset())
+                         : "stopping at offset " + std::to_string(r.offset()) +
+                               (keeps_state ? ": catching up to save the state" : ""));
   if (keeps_state && catch_up_for_stop(r, signals, result)) {
     if (!o_.state_file.empty()) save(r);
     if (o_.on_stop)

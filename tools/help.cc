@@ -72,6 +72,9 @@ constexpr option_spec produce_options[] = {
     {"capacity", true, "SIZE",
      "ring size if produce creates the log (default 1M); if it exists, must match"},
     {"readers", true, "N", "reader slots if produce creates the log (default 64); must match"},
+    {"mode", true, "OCTAL",
+     "permissions of the log if produce creates it (default 0600; 0660 lets a group's replicas "
+     "attach); if it exists, must match"},
     {"snapshot-mode", true, "inline|fork",
      "save snapshots on the producer's thread (inline, default) or in a forked child (fork, like "
      "BGSAVE)"},

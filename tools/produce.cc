@@ -5,6 +5,7 @@
 // producer's state. Every command is applied to the state first (kv_state::execute validates
 // it there) and appended only if it applied, so the two never part.
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -195,6 +196,17 @@ void run_input(producer& p, std::uint64_t max_line) {
   }
 }
 
+// SIGHUP stops produce as SIGTERM does, with its snapshot on the way out: its input is a
+// terminal or a pipe, and a hang-up means that input is gone. Unless SIGHUP was ignored when
+// produce started (nohup): then whoever started it asked for it to outlive the hang-up.
+void stop_on_hangup() {
+  struct sigaction hup {};
+  if (::sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN) return;
+  struct sigaction stop {};
+  ::sigaction(SIGTERM, nullptr, &stop);  // catch_stop_signals()'s handler
+  ::sigaction(SIGHUP, &stop, nullptr);
+}
+
 snapshot_mode parse_snapshot_mode(std::string_view text) {
   if (text == "inline") return snapshot_mode::inline_save;
   if (text == "fork") return snapshot_mode::fork;
@@ -228,6 +240,8 @@ int run_produce(std::span<const std::string> argv) {
   std::optional<std::uint32_t> readers;
   if (const auto r = args.value("readers"))
     readers = static_cast<std::uint32_t>(parse_unsigned("readers", *r, 1, max_reader_slots));
+  std::optional<mode_t> mode;
+  if (const auto m = args.value("mode")) mode = parse_mode("mode", *m);
 
   producer_options po{.snapshot_dir = so.dir};
   if (exists(name)) {
@@ -243,10 +257,19 @@ int run_produce(std::span<const std::string> argv) {
                                               std::to_string(info.reader_slot_count) +
                                               " reader slots, not " + std::to_string(*readers) +
                                               " (--readers applies to a new log; leave it out)");
+    if (mode && *mode != (info.mode & 0777)) {
+      char modes[64];
+      std::snprintf(modes, sizeof modes, "mode %04o, not %04o", info.mode & 0777U, *mode);
+      throw command_failure(exit_failure, "log '" + name + "' exists with " + modes +
+                                              " (--mode applies to a new log; leave it out, or "
+                                              "chmod /dev/shm/" +
+                                              name + ")");
+    }
   } else {
     create_options c;
     if (capacity) c.capacity = *capacity;
     if (readers) c.reader_slots = *readers;
+    if (mode) c.mode = *mode;
     validate_create_options(c);  // a bad --capacity is a usage error (status 2)
     po.create = c;
   }
@@ -272,6 +295,7 @@ int run_produce(std::span<const std::string> argv) {
   snapshot_service snapshots(w, state, so);
 
   catch_stop_signals();
+  stop_on_hangup();
   producer p(w, state, snapshots, check_every);
   p.look();  // requests made while no producer was running
   // A line longer than max_payload is refused whatever it says; keep no more of it than that.

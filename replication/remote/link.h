@@ -109,8 +109,8 @@ inline constexpr std::string_view link_request = "LINK";
 
 // What run_shipper() and run_mirror() share: `Daemon(log, options, stop).run()` with `stop`, or,
 // if that is null, with a flag the daemon's SIGINT or SIGTERM sets (taken on a thread of a
-// signal scope, as the replica daemon takes them), and, if options.serve_link, the LINK answer
-// on the process's query socket while it runs.
+// signal scope, as the replica daemon takes them; the daemon logs SIGHUP from it), and, if
+// options.serve_link, the LINK answer on the process's query socket while it runs.
 template <class Daemon, class Options>
 auto run_link_daemon(std::string_view log, const Options& options, const std::atomic<bool>* stop) {
   std::atomic<bool> signalled{false};
@@ -126,7 +126,7 @@ auto run_link_daemon(std::string_view log, const Options& options, const std::at
       if (s) s->forget_stop();
     }
   } forget{signals};
-  Daemon daemon(log, options, *stop);
+  Daemon daemon(log, options, *stop, signals ? &*signals : nullptr);
   std::optional<detail::query_server> server;
   if (options.serve_link)
     server.emplace(std::string(log), [&daemon](std::string_view request) {

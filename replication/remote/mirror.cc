@@ -63,9 +63,11 @@ std::optional<remote_snapshot> meta_snapshot(const fields& meta, std::string_vie
 
 class mirror {
  public:
-  mirror(std::string_view log, const mirror_options& o, const std::atomic<bool>& stop)
+  mirror(std::string_view log, const mirror_options& o, const std::atomic<bool>& stop,
+         const detail::signal_scope* signals)
       : log_(log),
         o_(o),
+        service_(o.notify_service, signals, [this](const std::string& line) { this->log(line); }),
         key_(o.key.empty() ? std::string(log) : o.key),
         stop_(stop),
         engine_(connect_redis(o.redis_url, {.connect_at_once = false})),
@@ -112,8 +114,14 @@ class mirror {
     return static_cast<std::uint64_t>(writes.increment_meta(key_, field::snap_requests, 1));
   }
 
+  // Each turn of the loop, and of the waits inside it: watchdog, SIGHUP, status.
+  void tick() { service_.tick(status_); }
+  std::string status();
+
   std::string log_;
   const mirror_options& o_;
+  detail::service_link service_;
+  const std::function<std::string()> status_ = [this] { return status(); };
   std::string key_;
   const std::atomic<bool>& stop_;
   std::unique_ptr<engine> engine_;
@@ -381,6 +389,7 @@ std::optional<std::pair<remote_snapshot, snapshot_meta>> mirror::obtain_snapshot
     std::uint64_t at_least) {
   bool asked = false;
   while (!stopping()) {
+    tick();
     const fields meta = engine_->meta(key_);
     const std::optional<history_state> keyed = meta_history(meta, key_);
     if (!keyed) return std::nullopt;
@@ -420,6 +429,7 @@ void mirror::wait_for_snapshot(std::uint64_t ticket) {
   while (!stopping() && std::chrono::steady_clock::now() < deadline) {
     const std::optional<remote_snapshot> s = meta_snapshot(engine_->meta(key_), key_);
     if (s && s->served >= ticket && fresh(*s)) return;
+    tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (!stopping())
@@ -442,6 +452,7 @@ snapshot_meta mirror::download(const remote_snapshot& s) {
   std::uint32_t whole = 0;
   std::string chunk;
   detail::write_snapshot_bytes(path, [&]() -> std::string_view {
+    tick();  // a big snapshot's chunks are this loop's turns
     if (index == s.chunks) return {};
     const std::optional<std::string> got = engine_->get_chunk(key_, s.generation, index);
     if (!got)
@@ -483,10 +494,23 @@ void mirror::announce(snapshot_meta s) {
   prune_snapshots(snapshot_dir_, log_, snapshots_kept);
 }
 
+// The STATUS= line: the link as `shmlog info` shows it.
+std::string mirror::status() {
+  std::string text;
+  tracker_.update([&](const link_status& s) {
+    text = s.state + ": log '" + log_ + "' at offset " + std::to_string(s.offset) +
+           ", the stream at " + std::to_string(s.source_offset) + ", lag " +
+           std::to_string(s.lag_bytes) + " bytes, key '" + s.key + "' at " + s.endpoint +
+           (s.last_error.empty() ? "" : "; last error: " + s.last_error);
+  });
+  return text;
+}
+
 mirror_result mirror::run() {
   back_off backoff;
   bool ready = false;
   while (!stopping()) {
+    tick();
     try {
       if (!w_) {
         if (!open_or_create()) continue;
@@ -495,6 +519,9 @@ mirror_result mirror::run() {
       if (!ready) {
         ready = true;
         if (o_.on_ready) o_.on_ready();
+        service_.ready("streaming: log '" + log_ + "' at offset " +
+                       std::to_string(w_->master_offset()) + " from key '" + key_ + "' at " +
+                       engine_->endpoint());
       }
       step();
       backoff.reset();
@@ -506,11 +533,16 @@ mirror_result mirror::run() {
           std::to_string(backoff.next().count()) + " ms");
       positioned_ = false;
       ticket_.reset();
-      backoff.wait([this] { return stopping(); });
+      service_.set_status("retrying: " + std::string(e.what()));
+      backoff.wait([this] {
+        tick();
+        return stopping();
+      });
     }
   }
   mirror_result result;
   result.mirrored_offset = w_ ? w_->master_offset() : 0;
+  service_.stopping("stopping at offset " + std::to_string(result.mirrored_offset));
   log("stopped at offset " + std::to_string(result.mirrored_offset));
   return result;
 }

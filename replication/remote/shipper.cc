@@ -27,9 +27,11 @@ constexpr std::size_t entries_per_append = 64;  // pipelined into one write
 
 class shipper {
  public:
-  shipper(std::string_view log, const ship_options& o, const std::atomic<bool>& stop)
+  shipper(std::string_view log, const ship_options& o, const std::atomic<bool>& stop,
+          const detail::signal_scope* signals)
       : log_(log),
         o_(o),
+        service_(o.notify_service, signals, [this](const std::string& line) { this->log(line); }),
         key_(o.key.empty() ? std::string(log) : o.key),
         stop_(stop),
         engine_(connect_redis(o.redis_url, {.connect_at_once = false})),
@@ -75,8 +77,14 @@ class shipper {
   void check_meta();
   void on_history_change();
 
+  // Each turn of the loop, and of the waits inside it: watchdog, SIGHUP, status.
+  void tick() { service_.tick(status_); }
+  std::string status();
+
   std::string log_;
   const ship_options& o_;
+  detail::service_link service_;
+  const std::function<std::string()> status_ = [this] { return status(); };
   std::string key_;
   const std::atomic<bool>& stop_;
   std::unique_ptr<engine> engine_;
@@ -196,6 +204,7 @@ void shipper::ship_from_snapshot(const std::string& why) {
   tracker_.set_state("snapshot");
   log("full resync: " + why + "; shipping a snapshot");
   while (!stopping()) {
+    tick();
     std::optional<snapshot_meta> s = reader_.announced_snapshot();
     const backlog_window w = reader_.window();
     const bool usable = s->generation != 0 && s->replid == reader_.history().replid &&
@@ -242,6 +251,7 @@ std::optional<snapshot_meta> shipper::request_snapshot() {
   while (!stopping() && std::chrono::steady_clock::now() < deadline) {
     snapshot_meta s = reader_.announced_snapshot();
     if (s.generation != 0 && s.requests_served >= ticket) return s;
+    tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!stopping())
@@ -260,6 +270,7 @@ void shipper::upload(const snapshot_meta& s, std::uint64_t serves) {
   std::string value;
   const std::uint64_t bytes =
       detail::read_snapshot_bytes(s.path, snapshot_chunk_bytes, [&](std::string_view piece) {
+        tick();  // a big snapshot's chunks are this loop's turns
         const std::uint32_t crc = crc32c(piece.data(), piece.size());
         value.assign(reinterpret_cast<const char*>(&crc), sizeof crc);
         value.append(piece);
@@ -447,9 +458,22 @@ void shipper::step() {
   }
 }
 
+// The STATUS= line: the link as `shmlog info` shows it.
+std::string shipper::status() {
+  std::string text;
+  tracker_.update([&](const link_status& s) {
+    text = s.state + ": shipped to offset " + std::to_string(s.offset) + " of " +
+           std::to_string(s.source_offset) + ", lag " + std::to_string(s.lag_bytes) +
+           " bytes, key '" + s.key + "' at " + s.endpoint +
+           (s.last_error.empty() ? "" : "; last error: " + s.last_error);
+  });
+  return text;
+}
+
 ship_result shipper::run() {
   back_off backoff;
   while (!stopping() && !result_.log_destroyed) {
+    tick();
     try {
       if (!positioned_) {
         start();
@@ -457,6 +481,9 @@ ship_result shipper::run() {
         if (!ready_) {
           ready_ = true;
           if (o_.on_ready) o_.on_ready();
+          service_.ready("streaming: shipping log '" + log_ + "' from offset " +
+                         std::to_string(range_start_) + " to key '" + key_ + "' at " +
+                         engine_->endpoint());
         }
         tracker_.set_state("streaming");
         backoff.reset();
@@ -469,10 +496,17 @@ ship_result shipper::run() {
       log(std::string("error: ") + e.what() + "; retrying in " +
           std::to_string(backoff.next().count()) + " ms");
       positioned_ = false;
-      backoff.wait([this] { return stopping(); });
+      service_.set_status("retrying: " + std::string(e.what()));
+      backoff.wait([this] {
+        tick();
+        return stopping();
+      });
     }
   }
   result_.shipped_offset = acked_end_;
+  service_.stopping("stopping: " + std::to_string(acked_end_) + " shipped" +
+                    (result_.fenced ? " (fenced by " + result_.fenced_by + ")" : "") +
+                    (result_.log_destroyed ? " (the log was destroyed)" : ""));
   log("stopped: " + std::to_string(acked_end_) + " shipped" +
       (result_.fenced ? " (fenced by " + result_.fenced_by + ")" : "") +
       (result_.log_destroyed ? " (the log was destroyed)" : ""));

@@ -73,6 +73,9 @@ struct ship_options {
   link_log log;
   // Called once the shipper is streaming (Redis initialised, position chosen).
   std::function<void()> on_ready;
+  // As replica_daemon_options::notify_service: READY=1 when on_ready is called, STATUS= with the
+  // shipped offset and the lag, WATCHDOG=1, STOPPING=1.
+  bool notify_service = true;
 };
 
 struct ship_result {
@@ -85,7 +88,8 @@ struct ship_result {
 };
 
 // Ships the log `log` until `stop` becomes true (if given) or, with `stop` null, until SIGINT or
-// SIGTERM (taken as run_replica_daemon does; SIGHUP is logged and ignored), until it is fenced,
+// SIGTERM (taken as run_replica_daemon does; SIGHUP is logged and ignored; systemd is told of
+// it: ship_options::notify_service), until it is fenced,
 // or until the log's name is destroyed (and all of it is shipped). Answers query_link() from
 // other processes while it runs. Redis being down or slow is not an error: it retries, and if
 // the source laps it meanwhile it ships a snapshot. Throws shmlog::error for what it cannot go
@@ -113,6 +117,7 @@ struct mirror_options {
   bool serve_link = true;                                            // as ship_options::serve_link
   link_log log;
   std::function<void()> on_ready;  // once the local log exists and follows the stream
+  bool notify_service = true;      // as ship_options::notify_service
 };
 
 struct mirror_result {

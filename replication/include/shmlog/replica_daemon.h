@@ -1,9 +1,10 @@
 // A reader daemon for any state: the loop of `shmlog replica`, as a library facility. It keeps a
 // replica of `state` (full resync when new, lapped or outside a new history), logs one line per
 // resync with the offsets and the reason, answers queries from other processes, handles
-// SIGINT/SIGTERM (clean stop) and SIGHUP (ignored, logged), and, given a state file, saves the
-// state with the (history, offset) it reflects and, when it starts again, resumes from there
-// by a partial resync (Redis 4.0's PSYNC2 for a restarted replica). A user's own daemon:
+// SIGINT/SIGTERM (clean stop) and SIGHUP (ignored, logged), tells systemd when it is ready and
+// how it stands (notify_service below), and, given a state file, saves the state with the
+// (history, offset) it reflects and, when it starts again, resumes from there by a partial
+// resync (Redis 4.0's PSYNC2 for a restarted replica). A user's own daemon:
 //
 //   int main(int argc, char** argv) {
 //     my_state state;
@@ -68,12 +69,19 @@ struct replica_daemon_options {
   // "<UTC time> replica[<pid>] <line>" on stderr.
   std::function<void(const std::string& line)> log;
   // Called once, when the replica first holds a state (a loaded snapshot or a resumed state
-  // file) and answers queries from it: the moment to tell a supervisor it is ready.
+  // file) and answers queries from it: the moment a supervisor may count it ready (systemd is
+  // told by the daemon itself: notify_service).
   std::function<void()> on_ready;
   // Called at a clean stop, with the state locked, after the state has caught up with every
   // record published before the stop signal (a second signal gives up on that): e.g. to dump the
   // state. The argument is the offset the state reflects.
   std::function<void(std::uint64_t offset)> on_stop;
+  // Tell the service manager NOTIFY_SOCKET names (systemd, Type=notify; nothing without it) the
+  // daemon's progress: READY=1 when on_ready is called, STATUS= lines with the offset and the
+  // lag, WATCHDOG=1 from the daemon's loop when the unit sets WatchdogSec=, STOPPING=1 when a
+  // stop begins (shmlog/service.h). False for a second daemon in the same process, so that one
+  // speaks for the service.
+  bool notify_service = true;
 };
 
 struct replica_daemon_result {

@@ -13,6 +13,7 @@
 #include "shmlog/replica.h"
 #include "shmlog/replica_daemon.h"
 #include "shmlog/segment.h"
+#include "shmlog/service.h"
 #include "shmlog/snapshot.h"
 #include "shmlog/snapshot_service.h"
 #include "shmlog/state_machine.h"
