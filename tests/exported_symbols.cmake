@@ -4,8 +4,9 @@
 #
 # Every dynamic symbol the library defines must be one of:
 #   - a function or static member in namespace shmlog (the C++ API of the installed headers),
-#     whose qualified name has no detail:: part, no ::impl (the classes behind the pimpls) and
-#     nothing of Boost;
+#     whose qualified name has no detail:: part, no ::impl (the classes behind the pimpls), is
+#     not in shmlog::remote (the private headers of replication/remote/) and has nothing of
+#     Boost;
 #   - the vtable, typeinfo or typeinfo name of a class in namespace shmlog;
 #   - an extern "C" function named shmlog_* (the C API).
 # Anything else (the standard library's or Boost's templates instantiated in the library, a
@@ -63,7 +64,7 @@ foreach(line IN LISTS lines)
   string(REGEX REPLACE "^.* " "" entity "${entity}")
   if(NOT entity MATCHES "^shmlog::")
     list(APPEND bad "not in namespace shmlog: ${name}")
-  elseif(entity MATCHES "detail::|::impl(::|$)|boost::")
+  elseif(entity MATCHES "^shmlog::remote::|detail::|::impl(::|$)|boost::")
     list(APPEND bad "internal: ${name}")
   endif()
 endforeach()
