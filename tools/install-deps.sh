@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build     # compiler and build
-  pkg-config                # finds hiredis (Debian ships no CMake config for it)
+  pkg-config                # finds hiredis (Debian ships no CMake config for it); tests shmlog.pc
   libboost-dev              # Boost.Interprocess (header-only), used inside the library
   libhiredis-dev            # hiredis 0.14, the Redis client of remote replication (ship, mirror)
   redis-server              # tests and bench: a real server is started, never a mock

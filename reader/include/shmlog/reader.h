@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmlog/export.h"
 #include "shmlog/framing.h"
 #include "shmlog/history.h"
 #include "shmlog/record.h"
@@ -37,7 +38,7 @@ namespace shmlog {
 
 class reader;
 namespace testing {
-void set_validation_hook(reader& r, std::function<void()> hook);  // shmlog/testing.h
+SHMLOG_API void set_validation_hook(reader& r, std::function<void()> hook);  // shmlog/testing.h
 }  // namespace testing
 
 struct start_position {
@@ -158,7 +159,7 @@ struct poll_result {
   corruption_report corruption;
 };
 
-class reader {
+class SHMLOG_API reader {
  public:
   // Attaches to the log in another process's shared memory and takes a reader slot. Throws
   // shmlog::error (not_found, permission_denied, bad_magic, no_free_reader_slot, ...), or

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmlog/export.h"
 #include "shmlog/reader.h"
 #include "shmlog/snapshot.h"
 #include "shmlog/state_machine.h"
@@ -46,7 +47,7 @@ struct replica_event {
   std::string message;       // one line with the offsets, files and reasons
 };
 
-std::string_view to_string(replica_event::kind k) noexcept;
+SHMLOG_API std::string_view to_string(replica_event::kind k) noexcept;
 
 // What a full resync needs besides the reader and the state.
 struct full_resync_options {
@@ -81,8 +82,8 @@ struct replica_stats {
 // reader only skips to the snapshot's offset (what `shmlog tail --on-lap=resync` does).
 // Returns true once the reader stands at the snapshot's offset, false if stopped first. Counts
 // what it did into `stats` if given. Throws what the reader throws for a broken log.
-bool full_resync(reader& r, state_machine* state, const full_resync_options& options,
-                 const std::atomic<bool>& stop, replica_stats* stats = nullptr);
+SHMLOG_API bool full_resync(reader& r, state_machine* state, const full_resync_options& options,
+                            const std::atomic<bool>& stop, replica_stats* stats = nullptr);
 
 struct replica_options {
   // Where the producer writes its snapshots. A snapshot announced anywhere else is refused:
@@ -102,7 +103,7 @@ struct replica_options {
   std::function<void(std::uint64_t, std::uint64_t)> on_load_progress;
 };
 
-class replica {
+class SHMLOG_API replica {
  public:
   // Attaches to the log; the first catch_up() does a full resync. Throws what reader::attach
   // throws, and error naming the snapshot directory if it is missing or unreadable.

@@ -4,6 +4,7 @@
 
 #include <functional>
 
+#include "shmlog/export.h"
 #include "shmlog/reader.h"
 
 namespace shmlog::testing {
@@ -11,6 +12,6 @@ namespace shmlog::testing {
 // Reader thread only. `hook` is called after a poll has read a record (poll_copy: after the
 // copy) and before it validates it, so a test can make the writer lap the reader at exactly that
 // point. An empty function removes it.
-void set_validation_hook(reader& r, std::function<void()> hook);
+SHMLOG_API void set_validation_hook(reader& r, std::function<void()> hook);
 
 }  // namespace shmlog::testing

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmlog/export.h"
 #include "shmlog/history.h"
 #include "shmlog/segment.h"
 #include "shmlog/snapshot.h"
@@ -38,7 +39,7 @@ struct producer_options {
 };
 
 // What recovery found and did, for the producer's log line.
-struct recovery_report {
+struct SHMLOG_API recovery_report {
   bool created = false;  // the log did not exist and was created
   // The snapshot the state was loaded from, or nullopt: an empty state at offset 0.
   std::optional<snapshot_meta> snapshot;
@@ -86,7 +87,7 @@ struct recovered_producer {
 // invalid_argument if the log announces its snapshots in another directory, and
 // errc::apply_failed if a backlog record cannot be applied to the state (the log was written
 // by another kind of producer).
-recovered_producer open_producer(std::string_view name, state_machine& state,
-                                 const producer_options& options);
+SHMLOG_API recovered_producer open_producer(std::string_view name, state_machine& state,
+                                            const producer_options& options);
 
 }  // namespace shmlog

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
 #include "shmlog/history.h"
 
 namespace shmlog {
@@ -95,8 +96,8 @@ struct ship_result {
 // the source laps it meanwhile it ships a snapshot. Throws shmlog::error for what it cannot go
 // on from: a bad URL or key, a log of another capacity already shipped under the key, a
 // snapshot it needs without snapshot_dir, a broken log.
-ship_result run_shipper(std::string_view log, const ship_options& options,
-                        const std::atomic<bool>* stop = nullptr);
+SHMLOG_API ship_result run_shipper(std::string_view log, const ship_options& options,
+                                   const std::atomic<bool>* stop = nullptr);
 
 struct mirror_options {
   std::string redis_url;
@@ -131,8 +132,8 @@ struct mirror_result {
 // another capacity (invalid_argument), another live writer of the local log, a snapshot it
 // needs without snapshot_dir, a stream whose records would not land where the source put
 // them (unexpected_offset: the logs diverged).
-mirror_result run_mirror(std::string_view log, const mirror_options& options,
-                         const std::atomic<bool>* stop = nullptr);
+SHMLOG_API mirror_result run_mirror(std::string_view log, const mirror_options& options,
+                                    const std::atomic<bool>* stop = nullptr);
 
 struct promote_options {
   std::string redis_url;
@@ -151,11 +152,11 @@ struct promote_result {
 // (its next append is refused and it stops), then in the local log. Readers sharing the prefix
 // continue; others full-resync. Run a producer on the log and `shmlog ship` to go on. Throws
 // writer_exists if the mirror still runs, invalid_argument if the key is not this log's.
-promote_result promote(std::string_view log, const promote_options& options);
+SHMLOG_API promote_result promote(std::string_view log, const promote_options& options);
 
 // Asks the ship or mirror daemon of process `pid` (the log's writer, or a reader labelled
 // "ship", as inspect() lists them) how its link stands. nullopt if that process runs no such
 // daemon for `log`. Throws what query_replica() throws.
-std::optional<link_status> query_link(pid_t pid, std::string_view log);
+SHMLOG_API std::optional<link_status> query_link(pid_t pid, std::string_view log);
 
 }  // namespace shmlog

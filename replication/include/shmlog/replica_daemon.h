@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
 #include "shmlog/reader.h"
 #include "shmlog/replica.h"
 #include "shmlog/state_machine.h"
@@ -101,15 +102,15 @@ struct replica_daemon_result {
 // block the three in them), and run one daemon per process at a time. Throws
 // shmlog::error for what the replica throws, a state file that exists but does not load, or a
 // query socket name another process holds (naming it).
-replica_daemon_result run_replica_daemon(std::string_view log, state_machine& state,
-                                         const replica_daemon_options& options);
+SHMLOG_API replica_daemon_result run_replica_daemon(std::string_view log, state_machine& state,
+                                                    const replica_daemon_options& options);
 
 // Asks the replica daemon of process `pid` (a reader of `log`, inspect() lists them) one
 // request line. nullopt if no daemon listens there (that reader is not a replica daemon).
 // Throws error(permission_denied) if the process listening on its socket is not `pid` running
 // as this process's user or root (anyone may bind the name first: its answer is not trusted),
 // and error(system_error) if it does not answer properly within 5 s.
-std::optional<query_answer> query_replica(pid_t pid, std::string_view log,
-                                          std::string_view request);
+SHMLOG_API std::optional<query_answer> query_replica(pid_t pid, std::string_view log,
+                                                     std::string_view request);
 
 }  // namespace shmlog

@@ -20,9 +20,11 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
+
 namespace shmlog {
 
-class service_notifier {
+class SHMLOG_API service_notifier {
  public:
   // Notifies no one: every call does nothing.
   service_notifier() = default;

@@ -5,9 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "shmlog/export.h"
+
 namespace shmlog {
 
 // Extends `crc` (0 to start) over `size` bytes at `data`.
-std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0) noexcept;
+SHMLOG_API std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0) noexcept;
 
 }  // namespace shmlog

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
+
 namespace shmlog {
 
 enum class errc {
@@ -41,9 +43,9 @@ enum class errc {
   system_error,  // an operating-system call failed; the message has errno's text
 };
 
-std::string_view to_string(errc code) noexcept;
+SHMLOG_API std::string_view to_string(errc code) noexcept;
 
-class error : public std::runtime_error {
+class SHMLOG_API error : public std::runtime_error {
  public:
   error(errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
   errc code() const noexcept { return code_; }

@@ -12,11 +12,12 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
 #include "shmlog/framing.h"
 
 namespace shmlog {
 
-class history_id {
+class SHMLOG_API history_id {
  public:
   // The "none" id: forty '0' characters, as Redis prints a cleared replid2.
   history_id() noexcept { chars_.fill('0'); }
@@ -67,7 +68,7 @@ enum class resync_reason {
   history_changed,
 };
 
-struct resync_decision {
+struct SHMLOG_API resync_decision {
   resync_kind kind = resync_kind::full;
   resync_reason reason = resync_reason::no_history;
   std::uint64_t wanted_offset = no_offset;  // what the reader asked for
@@ -82,10 +83,11 @@ struct resync_decision {
 // The decision of Redis's masterTryPartialResynchronization, restated for shmlog. Pure: it
 // does not check record boundaries (the reader does that with the ring in hand). `requested`
 // empty means the reader has no history.
-resync_decision decide_resync(const history_state& history, const backlog_window& window,
-                              std::optional<history_id> requested, std::uint64_t requested_offset);
+SHMLOG_API resync_decision decide_resync(const history_state& history, const backlog_window& window,
+                                         std::optional<history_id> requested,
+                                         std::uint64_t requested_offset);
 
-std::string_view to_string(resync_reason reason) noexcept;
+SHMLOG_API std::string_view to_string(resync_reason reason) noexcept;
 
 // What a starting writer does with the log's history, given what its producer's state is
 // (Redis PSYNC2 as seen from a restarted master; docs/design.md, "History across restarts").
@@ -97,7 +99,7 @@ enum class history_action {
   restart,  // new id sharing nothing: the producer's state is not any prefix of this log
 };
 
-struct history_plan {
+struct SHMLOG_API history_plan {
   history_action action = history_action::keep;
   std::uint64_t shared_up_to = no_offset;  // branch: where the histories diverge
   std::uint64_t master_offset = 0;         // the log's master offset when it decided
@@ -111,9 +113,10 @@ struct history_plan {
 // `state_replid` empty: the producer keeps no state (it only appends, like shmlog write).
 // `lowest_rewind`: the lowest offset the master offset can go back to and still be readable,
 // write_intent - capacity (the intent never moves back).
-history_plan plan_writer_history(const history_state& log, std::uint64_t master_offset,
-                                 std::optional<history_id> state_replid, std::uint64_t state_offset,
-                                 std::uint64_t lowest_rewind = 0);
-std::string_view to_string(history_action action) noexcept;
+SHMLOG_API history_plan plan_writer_history(const history_state& log, std::uint64_t master_offset,
+                                            std::optional<history_id> state_replid,
+                                            std::uint64_t state_offset,
+                                            std::uint64_t lowest_rewind = 0);
+SHMLOG_API std::string_view to_string(history_action action) noexcept;
 
 }  // namespace shmlog

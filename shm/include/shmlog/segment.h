@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shmlog/error.h"
+#include "shmlog/export.h"
 #include "shmlog/framing.h"
 #include "shmlog/history.h"
 #include "shmlog/snapshot.h"
@@ -45,14 +46,14 @@ struct create_options {
 
 // Throws error(invalid_name) unless `name` is 1-200 characters from [A-Za-z0-9._-] starting
 // with a letter or digit. The segment is then /dev/shm/<name>.
-void validate_name(std::string_view name);
+SHMLOG_API void validate_name(std::string_view name);
 
 // Throws error(invalid_argument) naming the bad field of `options`.
-void validate_create_options(const create_options& options);
+SHMLOG_API void validate_create_options(const create_options& options);
 
 // Creates and initialises a new log with a fresh random history id. Throws already_exists if
 // a log of that name exists. Nothing is left behind if creation fails.
-void create(std::string_view name, const create_options& options);
+SHMLOG_API void create(std::string_view name, const create_options& options);
 
 enum class destroy_what {
   // Only a shmlog segment: whole, damaged behind the shmlog magic number (truncated, corrupt
@@ -68,9 +69,9 @@ enum class destroy_what {
 // that is not a shmlog segment is left alone: error(bad_magic) saying what was found
 // ("'/dev/shm/NAME' is not a shmlog segment (magic 0x...); not removed"), or
 // error(permission_denied) if it may not be read to tell.
-bool destroy(std::string_view name, destroy_what what = destroy_what::only_a_log);
+SHMLOG_API bool destroy(std::string_view name, destroy_what what = destroy_what::only_a_log);
 
-bool exists(std::string_view name);
+SHMLOG_API bool exists(std::string_view name);
 
 struct reader_info {
   std::uint32_t slot = 0;
@@ -151,7 +152,7 @@ struct log_info {
 // process (writer::mapped(), reader::attach(const mapped_log&)): one mapping instead of two.
 // For consumers inside the producer's process, and for thread-sanitizer tests, which can see
 // races only within one mapping. Copyable; keeps the mapping alive. Any thread.
-class mapped_log {
+class SHMLOG_API mapped_log {
  public:
   struct impl;  // the library's; opaque here
   explicit mapped_log(std::shared_ptr<const impl> state) noexcept : impl_(std::move(state)) {}
@@ -164,7 +165,7 @@ class mapped_log {
 // Any process. Throws what opening the segment throws (not_found, corrupt_header, ...); a header
 // block left half-written is reported in log_info::problems instead, so that the rest can
 // still be seen.
-log_info inspect(std::string_view name);
+SHMLOG_API log_info inspect(std::string_view name);
 
 // One object of /dev/shm as list_logs() found it: a log this build reads (info), or a shmlog
 // segment it cannot read, or an object it may not open to tell (problem says why).
@@ -180,6 +181,6 @@ struct log_listing {
 // naming rule) are left out; a segment of another layout version, damaged or never fully
 // created, and an object this process may not open, are listed with the reason. Any process;
 // inspects each log once. Throws error(system_error) only if /dev/shm itself cannot be read.
-std::vector<log_listing> list_logs();
+SHMLOG_API std::vector<log_listing> list_logs();
 
 }  // namespace shmlog

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmlog/export.h"
 #include "shmlog/history.h"
 #include "shmlog/state_machine.h"
 
@@ -51,56 +52,59 @@ struct snapshot_meta {
 
 // Throws error(invalid_argument / permission_denied) naming `dir` unless it is an existing,
 // writable (and searchable) directory. `for_writing` false checks that it is readable.
-void check_snapshot_dir(const std::filesystem::path& dir, bool for_writing);
+SHMLOG_API void check_snapshot_dir(const std::filesystem::path& dir, bool for_writing);
 
 // The file name a snapshot of `log` at `offset` gets: <log>-<offset, 20 digits>-<generation>.snap
-std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
-                               std::uint64_t generation);
+SHMLOG_API std::string snapshot_file_name(std::string_view log, std::uint64_t offset,
+                                          std::uint64_t generation);
 
 // Saves `state` into `dir` atomically and returns what it wrote. Throws shmlog::error naming
 // the file on any failure, leaving nothing behind but (at worst, if the process dies) a
 // temporary file that remove_stale_snapshot_files() removes. The file gets `mode` exactly (the
 // umask is not applied), as the log's segment does.
-snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view log,
-                             std::uint64_t generation, const history_id& replid,
-                             std::uint64_t offset, const state_machine& state, mode_t mode = 0600);
+SHMLOG_API snapshot_meta write_snapshot(const std::filesystem::path& dir, std::string_view log,
+                                        std::uint64_t generation, const history_id& replid,
+                                        std::uint64_t offset, const state_machine& state,
+                                        mode_t mode = 0600);
 
 // The same at an exact path (a replica's state file, say): the temporary file goes next to it.
-snapshot_meta write_snapshot_file(const std::filesystem::path& path, const history_id& replid,
-                                  std::uint64_t offset, const state_machine& state,
-                                  mode_t mode = 0600);
+SHMLOG_API snapshot_meta write_snapshot_file(const std::filesystem::path& path,
+                                             const history_id& replid, std::uint64_t offset,
+                                             const state_machine& state, mode_t mode = 0600);
 
 // Reads and checks the whole file: magic, version, header checksum, length, payload CRC-32C,
 // and, if given, the history. Throws error(bad_snapshot) naming the file and the problem.
 // Reads with pread() a MiB at a time; memory used does not grow with the file.
-snapshot_meta verify_snapshot(const std::filesystem::path& path,
-                              std::optional<history_id> expected_replid = std::nullopt);
+SHMLOG_API snapshot_meta verify_snapshot(const std::filesystem::path& path,
+                                         std::optional<history_id> expected_replid = std::nullopt);
 
 // Reads the header only (magic, version, header checksum): for a file this process just wrote.
-snapshot_meta read_snapshot_header(const std::filesystem::path& path);
+SHMLOG_API snapshot_meta read_snapshot_header(const std::filesystem::path& path);
 
 // Verifies the file as verify_snapshot() does, then, and only then, calls state.load() with the
 // payload. `progress(bytes_loaded, payload_bytes)` is called as load() consumes the payload.
 // The payload is read into memory (as much as the file holds) and load() reads the very bytes
 // that were verified: a file changed or truncated meanwhile cannot reach load() or raise
 // SIGBUS.
-snapshot_meta load_snapshot(const std::filesystem::path& path, state_machine& state,
-                            std::optional<history_id> expected_replid = std::nullopt,
-                            const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
+SHMLOG_API snapshot_meta
+load_snapshot(const std::filesystem::path& path, state_machine& state,
+              std::optional<history_id> expected_replid = std::nullopt,
+              const std::function<void(std::uint64_t, std::uint64_t)>& progress = {});
 
 // The snapshot files of `log` in `dir`, newest (highest generation) first. Entries that do not
 // parse as names of this log's snapshots, or are not regular files themselves (symbolic links,
 // directories, FIFOs...), are ignored.
-std::vector<std::filesystem::path> list_snapshots(const std::filesystem::path& dir,
-                                                  std::string_view log);
+SHMLOG_API std::vector<std::filesystem::path> list_snapshots(const std::filesystem::path& dir,
+                                                             std::string_view log);
 
 // Keeps the newest `keep` snapshots of `log` in `dir` and removes the rest; returns how many
 // it removed. Removes only what list_snapshots() lists, with unlink(): never through a link.
-std::size_t prune_snapshots(const std::filesystem::path& dir, std::string_view log,
-                            std::size_t keep);
+SHMLOG_API std::size_t prune_snapshots(const std::filesystem::path& dir, std::string_view log,
+                                       std::size_t keep);
 
 // Removes temporary files of `log` in `dir` left by writers that died while writing (regular
 // files only: a link of that name, or what it points to, is left alone).
-std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir, std::string_view log);
+SHMLOG_API std::size_t remove_stale_snapshot_files(const std::filesystem::path& dir,
+                                                   std::string_view log);
 
 }  // namespace shmlog

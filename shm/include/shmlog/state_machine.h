@@ -8,11 +8,12 @@
 #include <istream>
 #include <ostream>
 
+#include "shmlog/export.h"
 #include "shmlog/record.h"
 
 namespace shmlog {
 
-class state_machine {
+class SHMLOG_API state_machine {
  public:
   virtual ~state_machine() = default;
 

@@ -19,6 +19,18 @@ int main() {
   } catch (const shmlog::error& e) {
     std::fprintf(stderr, "consumer: %s\n", e.what());
   }
+  // An error thrown inside the library is caught here by its type, shared library included
+  // (shmlog::error's typeinfo is exported).
+  bool caught = false;
+  try {
+    shmlog::reader::attach(name + "-missing");
+  } catch (const shmlog::error& e) {
+    caught = e.code() == shmlog::errc::not_found && shmlog::to_string(e.code()) == "not_found";
+  }
+  if (!caught) {
+    std::fprintf(stderr, "consumer: attaching to a missing log did not throw errc::not_found\n");
+    status = 1;
+  }
   shmlog::destroy(name);
   if (std::string(SHMLOG_VERSION) != SHMLOG_FOUND_VERSION) {
     std::fprintf(stderr, "consumer: shmlog/version.h says %s, the package %s\n", SHMLOG_VERSION,

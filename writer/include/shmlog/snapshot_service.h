@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
 #include "shmlog/snapshot.h"
 #include "shmlog/state_machine.h"
 #include "shmlog/writer.h"
@@ -50,7 +51,7 @@ struct snapshot_event {
   std::string message;                    // one line for a log
 };
 
-std::string_view to_string(snapshot_event::kind k) noexcept;
+SHMLOG_API std::string_view to_string(snapshot_event::kind k) noexcept;
 
 struct snapshot_options {
   std::filesystem::path dir;  // must exist and be writable; checked when the service starts
@@ -66,7 +67,7 @@ struct snapshot_options {
   std::function<void(const snapshot_event&)> on_event;
 };
 
-class snapshot_service {
+class SHMLOG_API snapshot_service {
  public:
   // Writer thread. Throws error naming the directory if it is missing, not a directory or not
   // writable, and removes temporary files left by writers of this log that died mid-save.

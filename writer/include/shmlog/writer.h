@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "shmlog/export.h"
 #include "shmlog/framing.h"
 #include "shmlog/history.h"
 #include "shmlog/segment.h"
@@ -71,7 +72,7 @@ struct takeover_info {
 
 class claimed_record;
 
-class writer {
+class SHMLOG_API writer {
  public:
   // Opens an existing log as its writer; continues at its published master offset. Throws
   // error(writer_exists) naming the live writer's pid if another process holds the role.
@@ -182,7 +183,7 @@ class writer {
 };
 
 // A record reserved in place by writer::claim(). Move-only; aborted if destroyed uncommitted.
-class claimed_record {
+class SHMLOG_API claimed_record {
  public:
   claimed_record(claimed_record&& other) noexcept;
   claimed_record& operator=(claimed_record&& other) noexcept;
