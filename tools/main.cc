@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bench.h"
 #include "cli.h"
 #include "shmlog/error.h"
 #include "shmlog/version.h"
@@ -58,6 +59,10 @@ Commands:
                           a live run: a key-value producer and N (default 3) replica processes,
                           one throttled and paused until it is lapped and full-resyncs; checks every
                           replica's state against the producer's (shmlog demo --help)
+  bench [--size BYTES] [--rate R|max] [--readers N] [--wait MODE] [--seconds S]
+        [--capacity SIZE] [--cpus LIST] [--gating] [--json]
+                          latency and throughput between pinned writer and reader processes,
+                          beside the cache-line ping-pong floor (shmlog bench --help)
   help                    show this text
   version                 show shmlog's version (also --version)
 
@@ -86,6 +91,8 @@ constexpr command commands[] = {
     {"demo", run_demo},
     {"demo-writer", run_demo_writer},
     {"demo-reader", run_demo_reader},
+    {"bench", run_bench},
+    {"bench-role", run_bench_role},  // hidden: a child of shmlog bench
 };
 
 int report(const std::string& who, const char* what, int status) {
