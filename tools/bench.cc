@@ -65,6 +65,9 @@ struct bench_options {
 
 // "100000", "100k", "1M": records per second (decimal multipliers, as rates are usually written).
 std::uint64_t parse_rate(const std::string& text) {
+  const auto bad = [&](const std::string& why) {
+    return usage_error("bad --rate '" + one_line(text) + "': " + why);
+  };
   std::string digits = text;
   std::uint64_t multiplier = 1;
   if (!digits.empty() && (digits.back() == 'k' || digits.back() == 'K')) {
@@ -74,12 +77,12 @@ std::uint64_t parse_rate(const std::string& text) {
     multiplier = 1'000'000;
     digits.pop_back();
   }
-  if (digits.empty() ||
+  if (digits.empty() || digits.size() > 10 ||
       !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    throw usage_error("bad --rate '" + one_line(text) +
-                      "': expected max or records per second, e.g. 100000, 100k or 1M");
-  const std::uint64_t n = parse_unsigned("rate", digits, 1, 1'000'000'000 / multiplier);
-  return n * multiplier;
+    throw bad("expected max or records per second, e.g. 100000, 100k or 1M");
+  const std::uint64_t n = std::stoull(digits) * multiplier;
+  if (n < 1 || n > 1'000'000'000) throw bad("must be between 1 and 1G records per second");
+  return n;
 }
 
 // "0,1", "2-5", "0,2-3": CPU numbers in the order given.
