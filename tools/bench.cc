@@ -458,6 +458,13 @@ void print_report(const bench_options& o, const bench_result& r) {
         std::printf("  %8sx floor", fixed(v / *r.floor, v / *r.floor < 10 ? 2 : 0).c_str());
       std::printf("\n");
     }
+    // A writer held up makes every record behind it late: say how late it got, and why.
+    std::printf(
+        "            the writer fell up to %s behind its schedule; preempted %s times "
+        "(writer), %s (readers)\n",
+        ns_text(num(k, "writer_max_behind_ns")).c_str(),
+        grouped(static_cast<std::uint64_t>(num(k, "writer_involuntary_switches"))).c_str(),
+        grouped(static_cast<std::uint64_t>(num(k, "reader_involuntary_switches"))).c_str());
   } else {
     std::printf(
         "latency:    not measured flat out (records carry no due time); pace with "
