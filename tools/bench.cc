@@ -256,6 +256,7 @@ struct bench_result {
   std::optional<sb::json_object> floor_before;
   std::optional<sb::json_object> floor_after;
   sb::json_object result;
+  sb::json_object machine;
   std::optional<double> floor;  // the floor's p50 before the case, one way
   double foreign_cpu_seconds = 0;
   double wall_seconds = 0;
@@ -292,7 +293,8 @@ bench_result run_all(const bench_options& o) {
   config.set_u64("writer_cpu", static_cast<std::uint64_t>(writer_cpu));
   config.set_raw("reader_cpus", "[" + cpu_list(reader_cpus) + "]");
   doc.set_raw("config", config.dump());
-  doc.set_raw("machine", sb::machine_info().dump());
+  r.machine = sb::machine_info();
+  doc.set_raw("machine", r.machine.dump());
   const double clock_ns = sb::measure_clock_overhead_ns();
   doc.set_f64("clock_overhead_ns", clock_ns);
 
@@ -395,7 +397,7 @@ void print_report(const bench_options& o, const bench_result& r) {
               fixed(c.seconds, c.seconds < 1 ? 2 : 1).c_str(),
               fixed(double(sb::warmup_ns(c)) / 1e9, 2).c_str(),
               human_bytes(double(c.capacity)).c_str());
-  const sb::json_object machine = sb::machine_info();
+  const sb::json_object& machine = r.machine;
   std::printf("machine:    %s, %s CPUs%s, Linux %s, shmlog %s (%s build)\n",
               machine.text("cpu_model").c_str(), fixed(num(machine, "cores"), 0).c_str(),
               machine.raw("virtualized") == "true" ? " (virtualized)" : "",

@@ -512,8 +512,9 @@ std::optional<double> floor_probe(const case_config& c, double clock_overhead_ns
 }  // namespace
 
 json_object run_case(case_config c, double clock_overhead_ns) {
+  // Not between two processes on one CPU: each round trip would wait for a time slice.
   const bool probe = c.floor_probe && c.pin && c.readers > 0 && c.transport != "floor-pingpong" &&
-                     c.transport != "memcpy";
+                     c.transport != "memcpy" && child_cpu(c, 0) != child_cpu(c, 1);
   const std::optional<double> before = probe ? floor_probe(c, clock_overhead_ns) : std::nullopt;
   json_object j = run_case_once(c, clock_overhead_ns);
   if (probe && !j.has("error") && !interrupted.load()) {
