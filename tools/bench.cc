@@ -228,6 +228,13 @@ double num(const sb::json_object& j, std::string_view key) {
   return j.number(key).value_or(std::nan(""));
 }
 
+// A count or a rate of a case object, rounded; 0 for a key it does not have (a NaN must not
+// reach an integer conversion).
+std::uint64_t whole(const sb::json_object& j, std::string_view key) {
+  const double v = num(j, key);
+  return std::isfinite(v) && v > 0 ? static_cast<std::uint64_t>(std::llround(v)) : 0;
+}
+
 struct percentile_row {
   const char* label;  // for people
   const char* key;    // the harness's JSON key
@@ -241,9 +248,9 @@ constexpr percentile_row percentile_rows[] = {
 // The percentiles of a latency case (the harness's keys), as a JSON object.
 sb::json_object percentiles(const sb::json_object& j) {
   sb::json_object out;
-  out.set_u64("count", static_cast<std::uint64_t>(num(j, "count")));
+  out.set_u64("count", whole(j, "count"));
   for (const percentile_row& r : percentile_rows)
-    out.set_u64(r.key, static_cast<std::uint64_t>(num(j, r.key)));
+    out.set_u64(r.key, whole(j, r.key));
   out.set_f64("mean_ns", num(j, "mean_ns"));
   return out;
 }
@@ -346,14 +353,14 @@ bench_result run_all(const bench_options& o) {
     throughput.set_f64("writer_records_per_s", num(result, "writer_msgs_per_s"));
     if (c.readers > 1)
       throughput.set_f64("slowest_reader_records_per_s", num(result, "slowest_reader_msgs_per_s"));
-    throughput.set_u64("sent", static_cast<std::uint64_t>(num(result, "sent")));
-    throughput.set_u64("delivered", static_cast<std::uint64_t>(num(result, "delivered_msgs")));
+    throughput.set_u64("sent", whole(result, "sent"));
+    throughput.set_u64("delivered", whole(result, "delivered_msgs"));
     doc.set_raw("throughput", throughput.dump());
 
     sb::json_object loss;
-    loss.set_u64("lost_records", static_cast<std::uint64_t>(num(result, "lost_msgs")));
+    loss.set_u64("lost_records", whole(result, "lost_msgs"));
     loss.set_f64("lost_fraction", num(result, "lost_fraction"));
-    loss.set_u64("laps", static_cast<std::uint64_t>(num(result, "laps")));
+    loss.set_u64("laps", whole(result, "laps"));
     doc.set_raw("loss", loss.dump());
 
     if (paced) {
@@ -371,7 +378,7 @@ bench_result run_all(const bench_options& o) {
       doc.set_raw("latency", "null");
     }
     doc.set_bool("pinned", result.raw("pinned") == "true");
-    const auto errors = static_cast<std::uint64_t>(num(result, "errors"));
+    const auto errors = whole(result, "errors");
     doc.set_u64("errors", errors);
     if (errors != 0)
       r.failure = std::to_string(errors) + " error(s) in the records the readers checked" +
@@ -432,27 +439,23 @@ void print_report(const bench_options& o, const bench_result& r) {
   std::printf("clock:      %s per clock read (each latency includes one on each side)\n",
               ns_text(num(d, "clock_overhead_ns")).c_str());
   if (!r.failure.empty() && !k.has("msgs_per_s")) return;
-  std::printf(
-      "throughput: %s records/s per reader, %s MB/s; the writer sent %s records/s\n",
-      grouped(static_cast<std::uint64_t>(std::llround(num(k, "msgs_per_s")))).c_str(),
-      fixed(num(k, "bytes_per_s") / 1e6, 2).c_str(),
-      grouped(static_cast<std::uint64_t>(std::llround(num(k, "writer_msgs_per_s")))).c_str());
+  std::printf("throughput: %s records/s per reader, %s MB/s; the writer sent %s records/s\n",
+              grouped(whole(k, "msgs_per_s")).c_str(),
+              fixed(num(k, "bytes_per_s") / 1e6, 2).c_str(),
+              grouped(whole(k, "writer_msgs_per_s")).c_str());
   if (c.readers > 1)
-    std::printf(
-        "            slowest reader: %s records/s\n",
-        grouped(static_cast<std::uint64_t>(std::llround(num(k, "slowest_reader_msgs_per_s"))))
-            .c_str());
-  const auto lost = static_cast<std::uint64_t>(num(k, "lost_msgs"));
-  const auto delivered = static_cast<std::uint64_t>(num(k, "delivered_msgs"));
+    std::printf("            slowest reader: %s records/s\n",
+                grouped(whole(k, "slowest_reader_msgs_per_s")).c_str());
+  const auto lost = whole(k, "lost_msgs");
+  const auto delivered = whole(k, "delivered_msgs");
   std::printf("loss:       %s of %s records lost (%s%%) in %s laps%s\n", grouped(lost).c_str(),
               grouped(lost + delivered).c_str(), percent(num(k, "lost_fraction")).c_str(),
-              grouped(static_cast<std::uint64_t>(num(k, "laps"))).c_str(),
-              c.readers > 1 ? " (summed over readers)" : "");
+              grouped(whole(k, "laps")).c_str(), c.readers > 1 ? " (summed over readers)" : "");
   if (paced) {
     std::printf(
         "latency:    from the time each record was due to its reader's receipt, %s "
         "records:\n",
-        grouped(static_cast<std::uint64_t>(num(k, "count"))).c_str());
+        grouped(whole(k, "count")).c_str());
     for (const percentile_row& row : percentile_rows) {
       const double v = num(k, row.key);
       std::printf("            %-7s %10s", row.label, ns_text(v).c_str());
@@ -465,8 +468,8 @@ void print_report(const bench_options& o, const bench_result& r) {
         "            the writer fell up to %s behind its schedule; preempted %s times "
         "(writer), %s (readers)\n",
         ns_text(num(k, "writer_max_behind_ns")).c_str(),
-        grouped(static_cast<std::uint64_t>(num(k, "writer_involuntary_switches"))).c_str(),
-        grouped(static_cast<std::uint64_t>(num(k, "reader_involuntary_switches"))).c_str());
+        grouped(whole(k, "writer_involuntary_switches")).c_str(),
+        grouped(whole(k, "reader_involuntary_switches")).c_str());
   } else {
     std::printf(
         "latency:    not measured flat out (records carry no due time); pace with "
