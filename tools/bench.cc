@@ -448,9 +448,11 @@ void print_report(const bench_options& o, const bench_result& r) {
                 grouped(whole(k, "slowest_reader_msgs_per_s")).c_str());
   const auto lost = whole(k, "lost_msgs");
   const auto delivered = whole(k, "delivered_msgs");
-  std::printf("loss:       %s of %s records lost (%s%%) in %s laps%s\n", grouped(lost).c_str(),
+  const std::uint64_t laps = whole(k, "laps");
+  std::printf("loss:       %s of %s records lost (%s%%) in %s %s%s\n", grouped(lost).c_str(),
               grouped(lost + delivered).c_str(), percent(num(k, "lost_fraction")).c_str(),
-              grouped(whole(k, "laps")).c_str(), c.readers > 1 ? " (summed over readers)" : "");
+              grouped(laps).c_str(), laps == 1 ? "lap" : "laps",
+              c.readers > 1 ? " (summed over readers)" : "");
   if (paced) {
     std::printf(
         "latency:    from the time each record was due to its reader's receipt, %s "
