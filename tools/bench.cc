@@ -159,11 +159,13 @@ bench_options options_from(const parsed_args& args) {
   const std::vector<int> allowed = sb::allowed_cpus();
   if (const auto cpus = args.value("cpus")) {
     c.cpus = parse_cpus(*cpus);
+    // The list's own mistakes first: they are wrong on any machine.
     std::set<int> seen;
-    for (const int cpu : c.cpus) {
+    for (const int cpu : c.cpus)
       if (!seen.insert(cpu).second)
         throw usage_error("bad --cpus '" + one_line(*cpus) + "': CPU " + std::to_string(cpu) +
                           " is named twice");
+    for (const int cpu : c.cpus) {
       if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
         std::string list;
         for (const int a : allowed)
