@@ -211,6 +211,14 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+// "6.40", "173.8", "12,727": decimal megabytes per second.
+std::string mb_text(double bytes_per_s) {
+  const double mb = bytes_per_s / 1e6;
+  if (!std::isfinite(mb)) return "?";
+  if (mb >= 1000) return grouped(static_cast<std::uint64_t>(std::llround(mb)));
+  return fixed(mb, mb < 100 ? 2 : 1);
+}
+
 // "0", "0.0412", "12.5": a share of 1 as a percentage, to three significant digits.
 std::string percent(double share) {
   if (!(share > 0)) return "0";
@@ -442,8 +450,7 @@ void print_report(const bench_options& o, const bench_result& r) {
               ns_text(num(d, "clock_overhead_ns")).c_str());
   if (!r.failure.empty() && !k.has("msgs_per_s")) return;
   std::printf("throughput: %s records/s per reader, %s MB/s; the writer sent %s records/s\n",
-              grouped(whole(k, "msgs_per_s")).c_str(),
-              fixed(num(k, "bytes_per_s") / 1e6, 2).c_str(),
+              grouped(whole(k, "msgs_per_s")).c_str(), mb_text(num(k, "bytes_per_s")).c_str(),
               grouped(whole(k, "writer_msgs_per_s")).c_str());
   if (c.readers > 1)
     std::printf("            slowest reader: %s records/s\n",
