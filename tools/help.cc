@@ -136,6 +136,22 @@ constexpr option_spec demo_options[] = {
     {"seed", true, "N", "seed of the command mix (default 1)"},
 };
 
+constexpr option_spec bench_options[] = {
+    {"size", true, "BYTES", "record size (default 64; at least 16 when paced, 8 flat out)"},
+    {"rate", true, "R|max",
+     "R records per second, paced: measures latency (default 100000; k and M multiply by 1000 "
+     "and 1000000); max: flat out, measures throughput"},
+    {"readers", true, "N", "reader processes (default 1)"},
+    {"wait", true, "MODE", "how a caught-up reader waits: spin, yield, adaptive (default) or sleep"},
+    {"seconds", true, "S", "measured time (default 2), after a warm-up of 10% (at least 0.05 s)"},
+    {"capacity", true, "SIZE", "ring size, a power of two (default 1M)"},
+    {"cpus", true, "LIST",
+     "the writer's CPU, then the readers' (e.g. 0,1 or 2-5); more readers than the CPUs after "
+     "the writer's share them in turn; default: every CPU this process may use, in order"},
+    {"gating", false, "", "readers gate the writer (lossless while each stall is under 0.1 s)"},
+    {"json", false, "", "one JSON object instead of the report"},
+};
+
 constexpr option_spec help_options[] = {
     {"man", false, "", "print the manual page (roff), generated from this help"},
 };
@@ -206,11 +222,19 @@ const command_spec specs[] = {
      "producer's at the same offset; exit status 0 only if all are equal and the throttled "
      "replica completed a full resync after being lapped.",
      demo_options},
+    {"bench", "[options]", "measure latency and throughput, with the ping-pong floor beside",
+     "Runs a writer process and N reader processes on a temporary log in /dev/shm, each pinned "
+     "to a CPU, and measures the cache-line ping-pong between the writer's CPU and the first "
+     "reader's right before and after them (the floor: what moving one line between those two "
+     "CPUs costs on this machine). Prints the throughput, the records the readers lost, and the "
+     "latency percentiles with each one's ratio to the floor.",
+     bench_options},
     {"help", "[COMMAND] [--man]", "show this help, or a command's",
      "Without COMMAND: the list of commands. With it: the command's options.", help_options},
     {"version", "", "show shmlog's version (also --version)", "Prints \"shmlog X.Y.Z\".", {}},
     {"demo-writer", "", "", "", demo_writer_options, true},
     {"demo-reader", "", "", "", demo_reader_options, true},
+    {"bench-role", "", "", "", {}, true},
 };
 
 // Edit distance counting a swap of two neighbours as one edit ("tial" is one from "tail"), for

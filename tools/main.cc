@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench.h"
 #include "cli.h"
 #include "shmlog/error.h"
 #include "shmlog/version.h"
@@ -36,6 +37,8 @@ constexpr command commands[] = {
     {"demo", run_demo},
     {"demo-writer", run_demo_writer},
     {"demo-reader", run_demo_reader},
+    {"bench", run_bench},
+    {"bench-role", run_bench_role},  // hidden: a child of shmlog bench
     {"help", run_help},
 };
 

@@ -27,6 +27,10 @@ struct case_config {
   double seconds = 2;                // measured time, after the warm-up
   std::uint64_t capacity = 1 << 20;  // shmlog ring; baselines get the same byte budget
   bool pin = false;
+  // With `pin`: the writer's CPU, then the readers' (reader i on cpus[1 + i mod (n - 1)], all
+  // on cpus[0] if n is 1). Empty: every online CPU in order, so the writer runs on CPU 0 and
+  // reader i on CPU 1 + i mod (ncpu - 1). Only the parent uses it (each child gets its CPU).
+  std::vector<int> cpus;
   unsigned idle_readers = 0;
   // Pinned cases with readers run a short floor ping-pong between the same CPUs right before
   // and after, because on a VM the cost of moving a line between two vCPUs changes with where
@@ -69,8 +73,20 @@ void validate(case_config& c);
 // The parent: runs one case and returns its JSON object (with "error" set if it failed).
 json_object run_case(case_config config, double clock_overhead_ns);
 
-// The child: `shmlog_bench __child key=value...`. Returns the exit code.
+// The child: `shmlog_bench bench-role key=value...` (process.h, child_command). Returns the exit
+// code.
 int child_main(const std::map<std::string, std::string>& args);
+// child_main with the words after child_command ("key=value"; others are ignored). For the main
+// of every program that links this library.
+int child_main(const std::vector<std::string>& words);
+
+// The CPU a child of a case runs on when pinned: index 0 is the writer, 1 + i reader i, then
+// the idle readers (case_config::cpus says how).
+int child_cpu(const case_config& c, unsigned index);
+
+// SIGINT and SIGTERM set `interrupted` (the running case stops, kills its children and cleans
+// up); SIGPIPE is ignored. For a program's main, in the parent only.
+void catch_interrupts();
 
 // Config <-> the child's key=value arguments.
 std::map<std::string, std::string> to_args(const case_config& c);

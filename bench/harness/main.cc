@@ -1,13 +1,12 @@
 // shmlog_bench: the multi-process benchmark harness. See harness.h and docs/benchmarks.md.
 //
 //   shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]
-//                    [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]
-//                    [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]
+//                    [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--cpus LIST]
+//                    [--idle-readers K] [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]
 //   shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N] [--plot-dir DIR]
 //                      [--attach KEY=FILE]... --out FILE
 //   shmlog_bench selftest
-#include <signal.h>
-
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -18,21 +17,21 @@
 #include <string>
 #include <vector>
 
+#include "baselines.h"
 #include "clock.h"
 #include "harness.h"
 #include "histogram.h"
+#include "process.h"
 
 namespace shmlog::bench {
-
-std::atomic<bool> interrupted{false};
 
 namespace {
 
 constexpr const char* usage =
     "usage:\n"
     "  shmlog_bench run --transport T --mode M --record-bytes B [--readers N] [--wait W]\n"
-    "                   [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--idle-readers K]\n"
-    "                   [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]\n"
+    "                   [--rate R] [--seconds S] [--capacity SIZE] [--pin] [--cpus LIST]\n"
+    "                   [--idle-readers K] [--catch-up-grace NS] [--on-lap P] [--no-floor-probe]\n"
     "      T: shmlog shmlog-view shmlog-gating floor-pingpong spsc-ring spsc-ring-view memcpy\n"
     "         boost-mq pipe unix-socket\n"
     "      M: throughput latency     W (shmlog): spin yield sleep adaptive\n"
@@ -41,6 +40,7 @@ constexpr const char* usage =
     "      (0: off); without it, the library's default\n"
     "      --on-lap P (shmlog): where a lapped reader resumes: oldest, oldest-safe (default)\n"
     "      or latest (reader::recover_from_lap)\n"
+    "      --cpus LIST (implies --pin): the writer's CPU, then the readers' (comma-separated)\n"
     "      prints one JSON object (the case) on stdout\n"
     "  shmlog_bench suite [--quick] [--no-pin] [--retry-noisy N] [--repeat N]\n"
     "                     [--plot-dir DIR] [--attach KEY=FILE]... --out FILE\n"
@@ -125,6 +125,16 @@ int cmd_run(const std::vector<std::string>& a) {
       c.capacity = parse_u64(o, value(), true);
     } else if (o == "--pin") {
       c.pin = true;
+    } else if (o == "--cpus") {
+      const std::string& list = value();
+      c.cpus.clear();
+      std::size_t at = 0;
+      while (at <= list.size()) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        c.cpus.push_back(static_cast<int>(parse_u64(o, list.substr(at, comma - at))));
+        at = comma + 1;
+      }
+      c.pin = true;
     } else if (o == "--no-floor-probe") {
       c.floor_probe = false;
     } else if (o == "--idle-readers") {
@@ -186,10 +196,6 @@ int cmd_suite(const std::vector<std::string>& a) {
   return run_suite(o);
 }
 
-void on_signal(int) {
-  interrupted.store(true);
-}
-
 }  // namespace
 }  // namespace shmlog::bench
 
@@ -203,19 +209,10 @@ int main(int argc, char** argv) {
   const std::string command = args.front();
   args.erase(args.begin());
   try {
-    if (command == "__child") {
-      std::map<std::string, std::string> kv;
-      for (const std::string& w : args) {
-        const auto eq = w.find('=');
-        if (eq != std::string::npos) kv[w.substr(0, eq)] = w.substr(eq + 1);
-      }
-      return child_main(kv);
-    }
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    ::sigaction(SIGINT, &sa, nullptr);
-    ::sigaction(SIGTERM, &sa, nullptr);
-    ::signal(SIGPIPE, SIG_IGN);
+    // Before anything looks a transport up, in the children too.
+    add_baselines();
+    if (command == child_command) return child_main(args);
+    catch_interrupts();
     if (command == "run") return cmd_run(args);
     if (command == "suite") return cmd_suite(args);
     if (command == "selftest") {

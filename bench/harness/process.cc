@@ -31,7 +31,8 @@ std::uint64_t timeval_ns(const timeval& t) {
 
 child_process spawn_child(const std::string& role, const std::map<std::string, std::string>& args,
                           const std::vector<int>& inherit) {
-  std::vector<std::string> words{"shmlog_bench", "__child"};
+  // argv[0] as this program was named, so that ps shows which program's children these are.
+  std::vector<std::string> words{program_invocation_short_name, child_command};
   for (const auto& [k, v] : args)
     words.push_back(k + "=" + v);
   return {.role = role,
@@ -101,6 +102,16 @@ bool pin_to_cpu(int cpu) {
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);
   return ::sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  std::vector<int> out;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) out.push_back(cpu);
+  return out;
 }
 
 int online_cpus() {

@@ -1,6 +1,9 @@
-// Processes of one case: the parent re-executes this binary (/proc/self/exe) with the hidden
-// command `__child` through support/subprocess, as the demo (tools/demo_main.cc) does, so every
-// transport is measured between separate processes started the same way. Each child's stdin and
+// Processes of one case: the parent re-executes its own binary (/proc/self/exe) with the hidden
+// command `bench-role` (child_command) through support/subprocess, as the demo
+// (tools/demo_main.cc) does, so every transport is measured between separate processes started
+// the same way. Both programs that measure (shmlog_bench and the installed `shmlog`) answer
+// `bench-role key=value...` by calling child_main, so neither needs the source tree or another
+// binary to run its children. Each child's stdin and
 // stdout are pipes to the parent:
 //   stdin  (control, parent -> child): "go <t0_ns>\n" to start; its end of file tells idle
 //                                      children to leave;
@@ -20,6 +23,10 @@
 
 namespace shmlog::bench {
 
+// The hidden command, first word after the program, that makes a program run child_main with
+// the key=value words after it. Every program that links this library must answer it.
+inline constexpr const char* child_command = "bench-role";
+
 // The parent's handle on one child.
 struct child_process {
   std::string role;  // for messages: "writer", "reader 3", ...
@@ -28,7 +35,7 @@ struct child_process {
   bool ready = false;
 };
 
-// Starts `/proc/self/exe __child key=value...` and keeps `inherit` (fds the child needs: pipes,
+// Starts `/proc/self/exe bench-role key=value...` and keeps `inherit` (fds the child needs: pipes,
 // sockets, a memfd) open across exec; every other descriptor is close-on-exec.
 child_process spawn_child(const std::string& role, const std::map<std::string, std::string>& args,
                           const std::vector<int>& inherit);
@@ -61,6 +68,8 @@ class parent_link {
 bool pin_to_cpu(int cpu);
 // Online CPUs.
 int online_cpus();
+// The CPUs this process may run on (its affinity mask), in order.
+std::vector<int> allowed_cpus();
 
 // CPU time every CPU of the machine spent busy (user, nice, system, irq, softirq, steal) so far,
 // from /proc/stat; its resolution is the kernel's USER_HZ tick (10 ms).

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -171,6 +172,15 @@ std::vector<std::string> child_context::arg_list(const std::string& key) const {
   return out;
 }
 
+int child_main(const std::vector<std::string>& words) {
+  std::map<std::string, std::string> kv;
+  for (const std::string& w : words) {
+    const auto eq = w.find('=');
+    if (eq != std::string::npos) kv[w.substr(0, eq)] = w.substr(eq + 1);
+  }
+  return child_main(kv);
+}
+
 int child_main(const std::map<std::string, std::string>& args) {
   // A reader that exits early must not kill the writer with SIGPIPE: the write fails instead
   // and the writer reports it.
@@ -194,7 +204,8 @@ int child_main(const std::map<std::string, std::string>& args) {
     if (run == nullptr) throw std::runtime_error("unknown role " + role);
     return run(x);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "shmlog_bench: %s (%s): %s\n", role.c_str(), t.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s (%s): %s\n", program_invocation_short_name, role.c_str(),
+                 t.c_str(), e.what());
     link.send_line("failed", std::string(e.what()));
     return 1;
   }

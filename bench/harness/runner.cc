@@ -1,6 +1,7 @@
 // The parent of a case: looks the transport up in the table (table.cc), lets it set the case
 // up, starts the processes, says "go", collects what they report and turns it into the case's
 // JSON object.
+#include <signal.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 #include "table.h"
 
 namespace shmlog::bench {
+
+std::atomic<bool> interrupted{false};
 
 double measure_clock_overhead_ns() {
   constexpr int calls = 2'000'000;
@@ -154,6 +157,20 @@ void validate(case_config& c) {
   if (c.mode == "latency" && t != "floor-pingpong" && (c.rate == 0 || c.rate > 1'000'000'000))
     bad("--rate must be between 1 and 1e9 records per second");
   if (!(c.seconds > 0 && c.seconds <= 3600)) bad("--seconds must be in (0, 3600]");
+  const std::vector<int> allowed = allowed_cpus();
+  for (std::size_t i = 0; i < c.cpus.size(); ++i) {
+    const int cpu = c.cpus[i];
+    if (std::find(allowed.begin(), allowed.end(), cpu) == allowed.end()) {
+      std::string list;
+      for (const int a : allowed)
+        list += (list.empty() ? "" : ",") + std::to_string(a);
+      bad("--cpus: CPU " + std::to_string(cpu) + " is not one this process may run on (" + list +
+          ")");
+    }
+    if (std::find(c.cpus.begin(), c.cpus.begin() + static_cast<std::ptrdiff_t>(i), cpu) !=
+        c.cpus.begin() + static_cast<std::ptrdiff_t>(i))
+      bad("--cpus: CPU " + std::to_string(cpu) + " is named twice");
+  }
   if (is_shmlog(t)) {
     validate_create_options({.capacity = c.capacity});
     if (c.record_bytes > max_payload_for(c.capacity))
@@ -250,6 +267,32 @@ json_object machine_info() {
   return m;
 }
 
+int child_cpu(const case_config& c, unsigned index) {
+  std::vector<int> all = c.cpus;
+  if (all.empty())
+    for (int cpu = 0; cpu < online_cpus(); ++cpu)
+      all.push_back(cpu);
+  const auto n = static_cast<unsigned>(all.size());
+  if (index == 0 || n == 1) return all[0];
+  return all[1 + (index - 1) % (n - 1)];
+}
+
+namespace {
+
+void on_interrupt(int) {
+  interrupted.store(true);
+}
+
+}  // namespace
+
+void catch_interrupts() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 namespace {
@@ -257,10 +300,6 @@ namespace {
 std::string unique_base() {
   static unsigned counter = 0;
   return "shmlog-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
-int reader_cpu(unsigned index, int ncpu) {
-  return ncpu > 1 ? 1 + static_cast<int>(index % static_cast<unsigned>(ncpu - 1)) : 0;
 }
 
 void check_interrupted() {
@@ -357,7 +396,6 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     const std::uint64_t own_before = own_cpu_ns();
     const std::uint64_t wall_before = now_ns();
     case_resources res;
-    const int ncpu = online_cpus();
     std::map<std::string, std::string> args = to_args(c);
     std::vector<child_process>& kids = res.children;
     kids.reserve(2 + c.readers + c.idle_readers);
@@ -372,11 +410,11 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
     };
     const transport& row = *find_transport(c.transport);
     const channel ch = row.set_up(c, unique_base(), res, j);
-    spawn(ch.writer, "writer", 0);
+    spawn(ch.writer, "writer", child_cpu(c, 0));
     for (unsigned i = 0; i < ch.readers.size(); ++i)
-      spawn(ch.readers[i], "reader", reader_cpu(i, ncpu));
+      spawn(ch.readers[i], "reader", child_cpu(c, 1 + i));
     for (unsigned i = 0; i < ch.idle.size(); ++i)
-      spawn(ch.idle[i], "idle", reader_cpu(static_cast<unsigned>(ch.readers.size()) + i, ncpu));
+      spawn(ch.idle[i], "idle", child_cpu(c, 1 + static_cast<unsigned>(ch.readers.size()) + i));
     res.close_fds();
 
     wait_ready(kids, 60'000'000'000u);
@@ -454,12 +492,13 @@ json_object run_case_once(case_config c, double clock_overhead_ns) {
 }
 
 // One-way p50 of a short floor ping-pong between the case's writer and reader CPUs.
-std::optional<double> floor_probe(double clock_overhead_ns) {
+std::optional<double> floor_probe(const case_config& c, double clock_overhead_ns) {
   case_config f;
   f.transport = "floor-pingpong";
   f.mode = "latency";
   f.seconds = 0.05;
   f.pin = true;
+  f.cpus = {child_cpu(c, 0), child_cpu(c, 1)};
   const json_object r = run_case_once(f, clock_overhead_ns);
   // A probe that another process preempted through much of its 50 ms says nothing about the
   // line (seen here: no round trip at all, or a p50 of 24 ms): no figure then. The threshold is
@@ -473,12 +512,13 @@ std::optional<double> floor_probe(double clock_overhead_ns) {
 }  // namespace
 
 json_object run_case(case_config c, double clock_overhead_ns) {
+  // Not between two processes on one CPU: each round trip would wait for a time slice.
   const bool probe = c.floor_probe && c.pin && c.readers > 0 && c.transport != "floor-pingpong" &&
-                     c.transport != "memcpy";
-  const std::optional<double> before = probe ? floor_probe(clock_overhead_ns) : std::nullopt;
+                     c.transport != "memcpy" && child_cpu(c, 0) != child_cpu(c, 1);
+  const std::optional<double> before = probe ? floor_probe(c, clock_overhead_ns) : std::nullopt;
   json_object j = run_case_once(c, clock_overhead_ns);
   if (probe && !j.has("error") && !interrupted.load()) {
-    const std::optional<double> after = floor_probe(clock_overhead_ns);
+    const std::optional<double> after = floor_probe(c, clock_overhead_ns);
     if (before) j.set_f64("floor_before_p50_ns", *before);
     if (after) j.set_f64("floor_after_p50_ns", *after);
   }

@@ -1,15 +1,13 @@
-// The transports, one row each: the parent's set-up and teardown, the writer and reader sides
-// the children run, and the figures the parent reports (table.h).
+// The transports every program that measures has, one row each: the parent's set-up and
+// teardown, the writer and reader sides the children run, and the figures the parent reports
+// (table.h). shmlog_bench adds the baselines' rows (baselines.cc).
 #include "table.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/interprocess/ipc/message_queue.hpp>
-#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "histogram.h"
@@ -54,13 +52,11 @@ void case_resources::close_fds() {
   fds.clear();
 }
 
-namespace {
-
 // --- set-up -----------------------------------------------------------------------------------
 
 std::vector<endpoint> readers_with(const case_config& c, const std::string& key,
                                    const std::vector<std::string>& values,
-                                   const std::vector<int>& fds = {}) {
+                                   const std::vector<int>& fds) {
   std::vector<endpoint> readers;
   for (unsigned i = 0; i < c.readers; ++i) {
     endpoint e{
@@ -78,6 +74,15 @@ std::string joined(const std::vector<std::string>& parts) {
   return out;
 }
 
+std::vector<int> fd_list(const child_context& x) {
+  std::vector<int> fds;
+  for (const std::string& f : x.arg_list("fds"))
+    fds.push_back(std::atoi(f.c_str()));
+  return fds;
+}
+
+namespace {
+
 channel set_up_shmlog(const case_config& c, const std::string& base, case_resources& res,
                       json_object& j) {
   create(base, {.capacity = c.capacity, .reader_slots = std::max(1u, c.readers + c.idle_readers)});
@@ -91,102 +96,6 @@ channel set_up_shmlog(const case_config& c, const std::string& base, case_resour
     ch.idle.push_back(
         {.role = "idle", .label = "idle reader " + std::to_string(i), .args = {{"name", base}}});
   return ch;
-}
-
-channel set_up_boost_mq(const case_config& c, const std::string& base, case_resources& res,
-                        json_object& j) {
-  namespace bip = boost::interprocess;
-  // The same byte budget as the shmlog ring, as whole messages: capacity / B, kept within
-  // [16, 4096] messages (Boost preallocates every slot).
-  const std::uint64_t depth = std::clamp<std::uint64_t>(c.capacity / c.record_bytes, 16, 4096);
-  j.set_u64("queue_depth", depth);
-  std::vector<std::string> names;
-  for (unsigned i = 0; i < c.readers; ++i) {
-    const std::string q = base + "-mq" + std::to_string(i);
-    bip::message_queue::remove(q.c_str());
-    res.undo.push_back([q] { bip::message_queue::remove(q.c_str()); });
-    names.push_back(q);
-    bip::message_queue(bip::create_only, q.c_str(), depth, c.record_bytes);
-  }
-  return {.writer = {.role = "writer", .args = {{"queues", joined(names)}}},
-          .readers = readers_with(c, "queue", names)};
-}
-
-int read_pipe_max_size() {
-  std::ifstream f("/proc/sys/fs/pipe-max-size");
-  int n = 0;
-  return (f >> n) ? n : (1 << 20);
-}
-
-// A pipe or a socketpair per reader; the writer inherits every write end, each reader its read
-// end.
-channel set_up_streams(const case_config& c, case_resources& res, json_object& j, bool pipes) {
-  std::vector<int> write_ends;
-  std::vector<int> read_ends;
-  for (unsigned i = 0; i < c.readers; ++i) {
-    int fds[2];
-    if (pipes) {
-      if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-      read_ends.push_back(fds[0]);
-      write_ends.push_back(fds[1]);
-      // The same byte budget as the shmlog ring, up to what an unprivileged process may
-      // ask for (/proc/sys/fs/pipe-max-size, 1 MiB by default).
-      const int want = static_cast<int>(
-          std::min<std::uint64_t>(c.capacity, static_cast<std::uint64_t>(read_pipe_max_size())));
-      const int got = ::fcntl(fds[1], F_SETPIPE_SZ, want);
-      j.set_u64("pipe_bytes",
-                static_cast<std::uint64_t>(got > 0 ? got : ::fcntl(fds[1], F_GETPIPE_SZ)));
-    } else {
-      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
-        throw std::runtime_error("socketpair failed");
-      write_ends.push_back(fds[0]);
-      read_ends.push_back(fds[1]);
-      // Asked for the ring's size; the kernel caps it at net.core.wmem_max / rmem_max.
-      const int want = static_cast<int>(std::min<std::uint64_t>(c.capacity, 1u << 30));
-      ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
-      ::setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
-      int got = 0;
-      socklen_t len = sizeof got;
-      ::getsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &got, &len);
-      j.set_u64("socket_sndbuf_bytes", static_cast<std::uint64_t>(got));
-    }
-    res.fds.push_back(fds[0]);
-    res.fds.push_back(fds[1]);
-  }
-  std::vector<std::string> writes;
-  std::vector<std::string> reads;
-  for (const int fd : write_ends)
-    writes.push_back(std::to_string(fd));
-  for (const int fd : read_ends)
-    reads.push_back(std::to_string(fd));
-  return {.writer = {.role = "writer", .args = {{"fds", joined(writes)}}, .fds = write_ends},
-          .readers = readers_with(c, "fd", reads, read_ends)};
-}
-
-channel set_up_pipe(const case_config& c, const std::string&, case_resources& res, json_object& j) {
-  return set_up_streams(c, res, j, true);
-}
-
-channel set_up_socket(const case_config& c, const std::string&, case_resources& res,
-                      json_object& j) {
-  return set_up_streams(c, res, j, false);
-}
-
-channel set_up_spsc_ring(const case_config& c, const std::string&, case_resources& res,
-                         json_object& j) {
-  const std::uint64_t slots = spsc_ring_slots(c);
-  const int fd = ::memfd_create("shmlog-bench-stream", MFD_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("memfd failed");
-  res.fds.push_back(fd);
-  if (::ftruncate(fd, static_cast<off_t>(spsc_ring_bytes(slots, c.record_bytes))) != 0)
-    throw std::runtime_error("spsc-ring: cannot size the memfd");
-  j.set_u64("capacity", c.capacity);
-  j.set_u64("slots", slots);
-  j.set_u64("ring_bytes", slots * c.record_bytes);
-  j.set_bool("back_pressure", true);
-  const std::string f = std::to_string(fd);
-  return {.writer = {.role = "writer", .args = {{"fd", f}}, .fds = {fd}},
-          .readers = {{.role = "reader", .label = "reader 0", .args = {{"fd", f}}, .fds = {fd}}}};
 }
 
 channel set_up_memcpy(const case_config&, const std::string&, case_resources&, json_object&) {
@@ -244,20 +153,6 @@ void report_floor_pingpong(const case_config&, const std::vector<result_map>& re
   if (u64(results[1], "answered") != u64(m, "total_trips")) ++errors;
 }
 
-// What the readers of a stream (one writer, N readers, every record checked) add up to.
-struct reader_totals {
-  std::uint64_t delivered = 0;
-  std::uint64_t laps = 0;
-  std::uint64_t lost = 0;
-  std::uint64_t max_lag = 0;
-  std::uint64_t corrupt = 0;
-  std::uint64_t torn = 0;
-};
-
-// A stream transport's own figures, between the rates and "sent" in the case's JSON.
-using stream_figures = void (*)(const case_config&, const std::vector<result_map>&,
-                                const reader_totals&, json_object&);
-
 void shmlog_figures(const case_config&, const std::vector<result_map>&, const reader_totals& t,
                     json_object& j) {
   // Summed over readers, over the whole case (warm-up included): what each reader was sent is
@@ -277,15 +172,10 @@ void shmlog_view_figures(const case_config& c, const std::vector<result_map>& re
   j.set_u64("torn_views", t.torn);
 }
 
-void spsc_ring_figures(const case_config&, const std::vector<result_map>& results,
-                       const reader_totals&, json_object& j) {
-  j.set_u64("writer_full_waits", u64(results[0], "full_waits"));
-  j.set_u64("reader_catch_ups", u64(results[1], "catch_ups"));
-}
+}  // namespace
 
-template <stream_figures figures = nullptr>
 void report_stream(const case_config& c, const std::vector<result_map>& results, json_object& j,
-                   std::uint64_t& errors) {
+                   std::uint64_t& errors, stream_figures figures) {
   const bool latency = c.mode == "latency";
   const double seconds = c.seconds;
   const result_map& w = results[0];
@@ -348,20 +238,15 @@ void report_stream(const case_config& c, const std::vector<result_map>& results,
     j.set_f64("aggregate_msgs_per_s", sum);
   }
   j.set_u64("delivered_msgs", t.delivered);
-  if constexpr (figures != nullptr) figures(c, results, t, j);
+  if (figures != nullptr) figures(c, results, t, j);
   j.set_u64("sent", sent);
   if (latency) set_latency_fields(j, merged);
   if (!first_error.empty()) j.set_string("first_error", first_error);
 }
 
-// --- the children's sides -------------------------------------------------------------------
+namespace {
 
-std::vector<int> fd_list(const child_context& x) {
-  std::vector<int> fds;
-  for (const std::string& f : x.arg_list("fds"))
-    fds.push_back(std::atoi(f.c_str()));
-  return fds;
-}
+// --- the children's sides -------------------------------------------------------------------
 
 template <bool view, bool gating = false>
 int shmlog_reader(const child_context& x) {
@@ -375,17 +260,6 @@ int shmlog_writer(const child_context& x) {
   return run_writer(tx, x);
 }
 
-int spsc_ring_writer(const child_context& x) {
-  spsc_ring_sender tx(x.arg_int("fd"), spsc_ring_slots(x.config), x.config.record_bytes);
-  return run_writer(tx, x);
-}
-
-template <bool view>
-int spsc_ring_reader(const child_context& x) {
-  spsc_ring_receiver rx(x.arg_int("fd"), spsc_ring_slots(x.config), x.config.record_bytes, view);
-  return run_reader(rx, x);
-}
-
 // --- the table ----------------------------------------------------------------------------------
 
 // In the order --transport's error message names them.
@@ -394,7 +268,8 @@ const transport rows[] = {
      .default_wait = "adaptive",
      .delivery = "lossy",
      .set_up = set_up_shmlog,
-     .report = report_stream<shmlog_figures>,
+     .report = [](const case_config& c, const std::vector<result_map>& results, json_object& j,
+                  std::uint64_t& errors) { report_stream(c, results, j, errors, shmlog_figures); },
      .writer = shmlog_writer,
      .reader = shmlog_reader<false>,
      .idle = run_idle_reader},
@@ -402,7 +277,9 @@ const transport rows[] = {
      .default_wait = "adaptive",
      .delivery = "lossy",
      .set_up = set_up_shmlog,
-     .report = report_stream<shmlog_view_figures>,
+     .report =
+         [](const case_config& c, const std::vector<result_map>& results, json_object& j,
+            std::uint64_t& errors) { report_stream(c, results, j, errors, shmlog_view_figures); },
      .writer = shmlog_writer,
      .reader = shmlog_reader<true>,
      .idle = run_idle_reader},
@@ -412,7 +289,8 @@ const transport rows[] = {
      .default_wait = "adaptive",
      .delivery = "lossless",
      .set_up = set_up_shmlog,
-     .report = report_stream<shmlog_figures>,
+     .report = [](const case_config& c, const std::vector<result_map>& results, json_object& j,
+                  std::uint64_t& errors) { report_stream(c, results, j, errors, shmlog_figures); },
      .writer = shmlog_writer,
      .reader = shmlog_reader<false, true>,
      .idle = run_idle_reader},
@@ -422,81 +300,38 @@ const transport rows[] = {
      .report = report_floor_pingpong,
      .writer = run_pinger,
      .reader = run_ponger},
-    {.name = "spsc-ring",
-     .default_wait = "spin",
-     .delivery = "lossless",
-     .set_up = set_up_spsc_ring,
-     .report = report_stream<spsc_ring_figures>,
-     .writer = spsc_ring_writer,
-     .reader = spsc_ring_reader<false>},
-    {.name = "spsc-ring-view",
-     .default_wait = "spin",
-     .delivery = "lossless",
-     .set_up = set_up_spsc_ring,
-     .report = report_stream<spsc_ring_figures>,
-     .writer = spsc_ring_writer,
-     .reader = spsc_ring_reader<true>},
     {.name = "memcpy",
      .default_wait = "none",
      .set_up = set_up_memcpy,
      .report = report_memcpy,
      .writer = run_memcpy,
      .reader = nullptr},
-    {.name = "boost-mq",
-     .default_wait = "block",
-     .delivery = "lossless",
-     .set_up = set_up_boost_mq,
-     .report = report_stream<>,
-     .writer =
-         [](const child_context& x) {
-           boost_mq_sender tx(x.arg_list("queues"));
-           return run_writer(tx, x);
-         },
-     .reader =
-         [](const child_context& x) {
-           boost_mq_receiver rx(x.arg("queue"), x.config.record_bytes);
-           return run_reader(rx, x);
-         }},
-    {.name = "pipe",
-     .default_wait = "block",
-     .delivery = "lossless",
-     .set_up = set_up_pipe,
-     .report = report_stream<>,
-     .writer =
-         [](const child_context& x) {
-           pipe_sender tx(fd_list(x));
-           return run_writer(tx, x);
-         },
-     .reader =
-         [](const child_context& x) {
-           pipe_receiver rx(x.arg_int("fd"), x.config.record_bytes);
-           return run_reader(rx, x);
-         }},
-    {.name = "unix-socket",
-     .default_wait = "block",
-     .delivery = "lossless",
-     .set_up = set_up_socket,
-     .report = report_stream<>,
-     .writer =
-         [](const child_context& x) {
-           socket_sender tx(fd_list(x));
-           return run_writer(tx, x);
-         },
-     .reader =
-         [](const child_context& x) {
-           socket_receiver rx(x.arg_int("fd"), x.config.record_bytes);
-           return run_reader(rx, x);
-         }},
 };
 
 }  // namespace
 
+namespace {
+
+// Built in once, then what add_transports adds, in that order (--transport's error message
+// names them so).
+std::vector<transport>& registry() {
+  static std::vector<transport> all(std::begin(rows), std::end(rows));
+  return all;
+}
+
+}  // namespace
+
+void add_transports(std::span<const transport> more) {
+  for (const transport& row : more)
+    if (find_transport(row.name) == nullptr) registry().push_back(row);
+}
+
 std::span<const transport> transports() {
-  return rows;
+  return registry();
 }
 
 const transport* find_transport(std::string_view name) {
-  for (const transport& t : rows)
+  for (const transport& t : registry())
     if (t.name == name) return &t;
   return nullptr;
 }

@@ -93,8 +93,46 @@ struct transport {
   int (*idle)(const child_context& x) = nullptr;
 };
 
+// Every row: the built-in ones (the shmlog transports, floor-pingpong, memcpy), then those
+// add_transports added.
 std::span<const transport> transports();
 // nullptr for a name no row has.
 const transport* find_transport(std::string_view name);
+// Adds rows after the built-in ones (a name already known is skipped). For a program's main,
+// before it runs a case or a child's side: shmlog_bench adds its baselines (baselines.cc), in
+// the parent and in every child alike, since a child finds its side by the transport's name.
+void add_transports(std::span<const transport> more);
+
+// --- for the rows of any table (table.cc, baselines.cc) ---------------------------------------
+
+// One reader endpoint per reader of the case, reader i with {key, values[i]} and, if `fds` is
+// not empty, inheriting fds[i].
+std::vector<endpoint> readers_with(const case_config& c, const std::string& key,
+                                   const std::vector<std::string>& values,
+                                   const std::vector<int>& fds = {});
+// "a,b,c": a list for a child's key=value argument (child_context::arg_list reads it back).
+std::string joined(const std::vector<std::string>& parts);
+// The descriptors of a child's "fds" argument.
+std::vector<int> fd_list(const child_context& x);
+
+// What the readers of a stream (one writer, N readers, every record checked) add up to.
+struct reader_totals {
+  std::uint64_t delivered = 0;
+  std::uint64_t laps = 0;
+  std::uint64_t lost = 0;
+  std::uint64_t max_lag = 0;
+  std::uint64_t corrupt = 0;
+  std::uint64_t torn = 0;
+};
+
+// A stream transport's own figures, between the rates and "sent" in the case's JSON.
+using stream_figures = void (*)(const case_config&, const std::vector<result_map>&,
+                                const reader_totals&, json_object&);
+
+// The report of every stream transport (a row's `report` calls it): the rates, what was
+// delivered, `figures` (if any), "sent", and in latency mode the merged histogram's
+// percentiles. Adds to `errors` every record neither delivered nor counted lost.
+void report_stream(const case_config& c, const std::vector<result_map>& results, json_object& j,
+                   std::uint64_t& errors, stream_figures figures = nullptr);
 
 }  // namespace shmlog::bench
