@@ -142,7 +142,8 @@ constexpr option_spec bench_options[] = {
      "R records per second, paced: measures latency (default 100000; k and M multiply by 1000 "
      "and 1000000); max: flat out, measures throughput"},
     {"readers", true, "N", "reader processes (default 1)"},
-    {"wait", true, "MODE", "how a caught-up reader waits: spin, yield, adaptive (default) or sleep"},
+    {"wait", true, "MODE",
+     "how a caught-up reader waits: spin, yield, adaptive (default) or sleep"},
     {"seconds", true, "S", "measured time (default 2), after a warm-up of 10% (at least 0.05 s)"},
     {"capacity", true, "SIZE", "ring size, a power of two (default 1M)"},
     {"cpus", true, "LIST",
