@@ -28,7 +28,9 @@ struct reader_row {
   std::vector<field> fields;
 };
 
-std::string_view state_name(reader_state s) {
+}  // namespace
+
+std::string_view reader_state_name(reader_state s) {
   switch (s) {
     case reader_state::free:
       return "free";
@@ -43,6 +45,8 @@ std::string_view state_name(reader_state s) {
   }
   return "unknown";
 }
+
+namespace {
 
 std::string_view fence_name(fence_mode f) {
   switch (f) {
@@ -153,7 +157,7 @@ std::vector<field> reader_fields(const reader_info& r) {
       {"lapped", r.lapped},
       {"bytes_lost", r.bytes_lost},
       {"last_lap_time", iso_utc_time(r.last_lap_time_ns)},
-      {"state", std::string(state_name(r.state))},
+      {"state", std::string(reader_state_name(r.state))},
       {"records", r.records},
       {"heartbeat_age_ms", r.heartbeat_age_ns / 1'000'000},
       {"label", r.label},

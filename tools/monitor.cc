@@ -293,24 +293,6 @@ void print_sample(const std::string& name, const snapshot_of_log& now,
     if (p != nullptr && dt > 0)
       trend =
           trend_text((static_cast<double>(r.lag_bytes) - static_cast<double>(p->lag_bytes)) / dt);
-    const char* state = "";
-    switch (r.state) {
-      case reader_state::free:
-        state = "free";
-        break;
-      case reader_state::reading:
-        state = "reading";
-        break;
-      case reader_state::spinning:
-        state = "spinning";
-        break;
-      case reader_state::yielding:
-        state = "yielding";
-        break;
-      case reader_state::sleeping:
-        state = "sleeping";
-        break;
-    }
     std::printf("  %-5u %-8u %-15s %-11s %-13s %-10s %-6s %-11s %s\n", r.slot, r.pid,
                 one_line(r.label).c_str(), human_bytes(static_cast<double>(r.lag_bytes)).c_str(),
                 trend.c_str(), p ? rate_text(per_s(r.records, p->records), false).c_str() : "-",
@@ -319,7 +301,7 @@ void print_sample(const std::string& name, const snapshot_of_log& now,
                                r.bytes_lost >= p->bytes_lost ? r.bytes_lost - p->bytes_lost : 0)))
                         .c_str()
                   : "-",
-                state);
+                std::string(reader_state_name(r.state)).c_str());
   }
   if (!screen) std::putchar('\n');
   std::fflush(stdout);

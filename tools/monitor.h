@@ -4,12 +4,16 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli.h"
 #include "shmlog/segment.h"
 
 namespace shmlog::cli {
+
+// "sleeping" for reader_state::sleeping, as info and --watch print a reader's state.
+std::string_view reader_state_name(reader_state s);
 
 // The Prometheus text exposition format (version 0.0.4) for these logs: each metric family's
 // HELP and TYPE once, then its samples for every log (label log="NAME") and, for per-reader
