@@ -120,11 +120,6 @@ void parsed_args::set(const std::string& name, std::string value) {
     throw usage_error("option --" + name + " given more than once");
 }
 
-parsed_args parse_args(std::span<const std::string> args,
-                       std::initializer_list<option_spec> specs) {
-  return parse_with(args, std::span<const option_spec>(specs.begin(), specs.size()));
-}
-
 parsed_args parse_args(std::span<const std::string> args, const command_spec& command) {
   return parse_with(args, command.options);
 }

@@ -5,7 +5,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <initializer_list>
 #include <map>
 #include <optional>
 #include <span>
@@ -87,10 +86,9 @@ class parsed_args {
   std::map<std::string, std::string> values_;
 };
 
-// Throws usage_error for an unknown or repeated option or a missing value. "-h" and "--help"
-// set the "help" flag for every command.
-parsed_args parse_args(std::span<const std::string> args, std::initializer_list<option_spec> specs);
-// The same with the command's options from its spec; an unknown option gets a "did you mean".
+// Parses a command's arguments by its spec's options. Throws usage_error for an unknown option
+// (with a "did you mean" when one is close), a repeated one or a missing value. "-h" and
+// "--help" set the "help" flag for every command.
 parsed_args parse_args(std::span<const std::string> args, const command_spec& command);
 
 // The single log NAME a command takes; usage_error if it is missing or there are extras.
