@@ -383,11 +383,15 @@ int run_list(std::span<const std::string> argv) {
     out += "]}";
     std::puts(out.c_str());
   } else {
-    std::printf("%-24s %-10s %-13s %-16s %-8s %-10s %-5s %s\n", "NAME", "CAPACITY", "WRITER",
+    // The name column fits the longest name (at least 24), so that columns stay aligned.
+    int width = 24;
+    for (const log_listing& l : logs)
+      width = std::max(width, static_cast<int>(l.name.size()));
+    std::printf("%-*s %-10s %-13s %-16s %-8s %-10s %-5s %s\n", width, "NAME", "CAPACITY", "WRITER",
                 "MASTER_OFFSET", "READERS", "MAX_LAG", "MODE", "OWNER");
     for (const log_listing& l : logs) {
       if (!l.info) {
-        std::printf("%-24s (%s)\n", l.name.c_str(), one_line(l.problem).c_str());
+        std::printf("%-*s (%s)\n", width, l.name.c_str(), one_line(l.problem).c_str());
         continue;
       }
       const log_info& i = *l.info;
@@ -395,7 +399,7 @@ int run_list(std::span<const std::string> argv) {
       const std::string writer =
           i.writer_pid == 0 ? "none"
                             : std::to_string(i.writer_pid) + (i.writer_alive ? " alive" : " dead");
-      std::printf("%-24s %-10s %-13s %-16s %-8zu %-10s %-5s %s:%s\n", l.name.c_str(),
+      std::printf("%-*s %-10s %-13s %-16s %-8zu %-10s %-5s %s:%s\n", width, l.name.c_str(),
                   human_bytes(static_cast<double>(i.capacity)).c_str(), writer.c_str(),
                   grouped(i.window.master_offset).c_str(), i.readers.size(),
                   lag ? human_bytes(static_cast<double>(*lag)).c_str() : "-",
