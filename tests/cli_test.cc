@@ -342,6 +342,20 @@ TEST(cli, EveryCommandsHelpDescribesTheOptionsItTakesAndTheDocsAndManPageNameThe
   }
 }
 
+// Without --redis, ship, mirror and promote take the URL from SHMLOG_REDIS_URL (a password in it
+// stays off the command line); an unusable URL from there is refused like one from --redis.
+TEST(cli, RedisUrlComesFromTheEnvironmentWithoutTheOption) {
+  ::unsetenv("SHMLOG_REDIS_URL");
+  for (const char* cmd : {"ship", "mirror", "promote"})
+    expect_usage_error({cmd, "x"}, std::string("shmlog ") + cmd +
+                                       ": missing --redis URL, and SHMLOG_REDIS_URL is not set");
+  ::setenv("SHMLOG_REDIS_URL", "rediss://127.0.0.1:1", 1);
+  for (const char* cmd : {"ship", "mirror", "promote"})
+    expect_usage_error({cmd, "x"},
+                       std::string("shmlog ") + cmd + ": invalid Redis URL 'rediss://127.0.0.1:1'");
+  ::unsetenv("SHMLOG_REDIS_URL");
+}
+
 TEST(cli, UnknownCommandsAndOptionsGetADidYouMean) {
   expect_usage_error({"tial"}, "shmlog: unknown command 'tial' (did you mean 'tail'?)");
   expect_usage_error({"destory", "x"},

@@ -256,6 +256,10 @@ class unit_daemon {
     for (auto& [name, v] : environment_file)
       env[name] = v;
     argv_ = command_line(expand_specifiers(u.exec_start, specifiers), env);
+    // systemd puts Environment= and EnvironmentFile= variables in the daemon's environment too
+    // (the ship and mirror units pass SHMLOG_REDIS_URL that way only).
+    for (const auto& [name, v] : env)
+      notify_env.push_back(name + "=" + v);
     // The unit runs the installed binary; this test, the one it built.
     if (argv_.empty() || argv_[0] != "/usr/local/bin/shmlog")
       throw std::runtime_error(unit + ": ExecStart= does not run /usr/local/bin/shmlog");
@@ -533,7 +537,11 @@ TEST_F(service_units, ShipAndMirrorAreReadyOnceStreamingAndStopCleanly) {
   p.produce("SET a 1\nSET b 2\n");
 
   unit_daemon ship("shmlog-ship@.service", log_.name(), state_root_.path(),
-                   {{"REDIS_URL", redis.url()}, {"SNAPSHOT_DIR", snapshots_.str()}}, notify_env());
+                   {{"SHMLOG_REDIS_URL", redis.url()}, {"SNAPSHOT_DIR", snapshots_.str()}},
+                   notify_env());
+  // The URL (a password in it) reaches the daemon in its environment, never its command line.
+  for (const std::string& arg : ship.argv())
+    EXPECT_FALSE(contains(arg, "redis://")) << arg;
   const std::string ready = notify_.await("READY=1", [&] { return ship.err(); });
   EXPECT_TRUE(contains(ship.err(), "shipping log '" + log_.name() + "'")) << ship.err();
   EXPECT_TRUE(contains(ready, "STATUS=streaming")) << ready;
@@ -544,12 +552,13 @@ TEST_F(service_units, ShipAndMirrorAreReadyOnceStreamingAndStopCleanly) {
   scoped_log b(unique_log_name("svcb"));
   notify_socket mirror_notify(sockets_.file("mirror-notify"));
   unit_daemon ship_again("shmlog-ship@.service", log_.name(), state_root_.path(),
-                         {{"REDIS_URL", redis.url()}, {"SNAPSHOT_DIR", snapshots_.str()}},
+                         {{"SHMLOG_REDIS_URL", redis.url()}, {"SNAPSHOT_DIR", snapshots_.str()}},
                          notify_env());
   notify_.await("READY=1", [&] { return ship_again.err(); });
-  unit_daemon mirror("shmlog-mirror@.service", b.name(), state_root_.path(),
-                     {{"REDIS_URL", redis.url()}, {"MIRROR_OPTIONS", "--key " + log_.name()}},
-                     {"NOTIFY_SOCKET=" + mirror_notify.address(), "WATCHDOG_USEC=200000"});
+  unit_daemon mirror(
+      "shmlog-mirror@.service", b.name(), state_root_.path(),
+      {{"SHMLOG_REDIS_URL", redis.url()}, {"MIRROR_OPTIONS", "--key " + log_.name()}},
+      {"NOTIFY_SOCKET=" + mirror_notify.address(), "WATCHDOG_USEC=200000"});
   EXPECT_TRUE(
       contains(mirror_notify.await("READY=1", [&] { return mirror.err(); }), "STATUS=streaming"));
   EXPECT_TRUE(contains(mirror.err(), "created local log '" + b.name() + "'")) << mirror.err();

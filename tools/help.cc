@@ -98,7 +98,9 @@ constexpr option_spec get_options[] = {
 };
 
 constexpr option_spec ship_options[] = {
-    {"redis", true, "URL", "redis://[user:password@]host[:port][/db], required"},
+    {"redis", true, "URL",
+     "redis://[user:password@]host[:port][/db]; without it, $SHMLOG_REDIS_URL (which keeps a "
+     "password out of ps)"},
     {"key", true, "KEY", "the stream's key (default NAME)"},
     {"snapshot-dir", true, "DIR",
      "the producer's snapshot directory: uploaded when the shipper is lapped or a mirror asks"},
@@ -108,7 +110,8 @@ constexpr option_spec ship_options[] = {
 };
 
 constexpr option_spec mirror_options[] = {
-    {"redis", true, "URL", "the Redis holding KEY's stream, required (may be a read-only replica)"},
+    {"redis", true, "URL",
+     "the Redis holding KEY's stream (may be a read-only replica); without it, $SHMLOG_REDIS_URL"},
     {"redis-master", true, "URL",
      "where the mirror's snapshot requests go, if --redis is a replica"},
     {"key", true, "KEY", "the stream's key (default NAME)"},
@@ -118,7 +121,7 @@ constexpr option_spec mirror_options[] = {
 };
 
 constexpr option_spec promote_options[] = {
-    {"redis", true, "URL", "the Redis holding KEY's stream, required"},
+    {"redis", true, "URL", "the Redis holding KEY's stream; without it, $SHMLOG_REDIS_URL"},
     {"key", true, "KEY", "the stream's key (default NAME)"},
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cli.h"
@@ -11,11 +12,18 @@
 namespace shmlog::cli {
 namespace {
 
+// --redis URL, or else $SHMLOG_REDIS_URL: a URL with a password is better kept out of the command
+// line, which every local user can read in ps (docs/operations.md, "Running under systemd").
 std::string redis_option(const parsed_args& args, const std::string& usage) {
-  const auto url = args.value("redis");
-  if (!url || url->empty())
-    throw usage_error(std::string("missing --redis URL (usage: ") + usage + ")");
-  return *url;
+  if (const auto url = args.value("redis")) {
+    if (url->empty()) throw usage_error("bad --redis '': expected redis://[user:password@]host");
+    return *url;
+  }
+  const char* env = std::getenv("SHMLOG_REDIS_URL");
+  if (env == nullptr || *env == '\0')
+    throw usage_error(std::string("missing --redis URL, and SHMLOG_REDIS_URL is not set (usage: ") +
+                      usage + ")");
+  return env;
 }
 
 std::string key_option(const parsed_args& args, const std::string& name) {
