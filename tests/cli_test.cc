@@ -1001,6 +1001,16 @@ std::optional<std::string> shm_object_content(const std::string& name) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Overwrites the log's capacity in its descriptor with one that is not a power of two: the
+// header is then corrupt behind a valid magic number.
+void corrupt_capacity(const std::string& name) {
+  const int fd = ::open(("/dev/shm/" + name).c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  const std::uint64_t capacity = 12345;
+  ASSERT_EQ(::pwrite(fd, &capacity, sizeof capacity, 16), static_cast<ssize_t>(sizeof capacity));
+  ::close(fd);
+}
+
 // A mistyped name must not remove another program's shared memory: without --force, destroy
 // removes only a shmlog segment, and says what it found instead.
 TEST(cli, DestroyRefusesAnObjectThatIsNotALogUnlessForced) {
@@ -1042,13 +1052,7 @@ TEST(cli, DestroyRemovesAHalfCreatedOrDamagedLogWithoutForce) {
   }
   scoped_log log(unique_log_name("cli"));
   ok({"create", log, "--capacity", "4K"});
-  {
-    const int fd = ::open(("/dev/shm/" + log.name()).c_str(), O_WRONLY);
-    ASSERT_GE(fd, 0);
-    const std::uint64_t capacity = 12345;  // not a power of two: the descriptor is corrupt
-    ASSERT_EQ(::pwrite(fd, &capacity, sizeof capacity, 16), static_cast<ssize_t>(sizeof capacity));
-    ::close(fd);
-  }
+  ASSERT_NO_FATAL_FAILURE(corrupt_capacity(log.name()));
   ASSERT_NE(run({"info", log}).status, 0);
   ok({"destroy", log});
   EXPECT_EQ(shm_object_content(log), std::nullopt);
@@ -2195,13 +2199,7 @@ TEST(cli, ListShowsEveryLogAndLeavesOtherObjectsOut) {
   ok({"write", b}, "one\ntwo\n");
   ASSERT_NO_FATAL_FAILURE(make_shm_object(foreign, std::string(8192, 'x')));
   ok({"create", damaged, "--capacity", "4K"});
-  {
-    const int fd = ::open(("/dev/shm/" + damaged.name()).c_str(), O_WRONLY);
-    ASSERT_GE(fd, 0);
-    const std::uint64_t capacity = 12345;  // not a power of two: the descriptor is corrupt
-    ASSERT_EQ(::pwrite(fd, &capacity, sizeof capacity, 16), static_cast<ssize_t>(sizeof capacity));
-    ::close(fd);
-  }
+  ASSERT_NO_FATAL_FAILURE(corrupt_capacity(damaged.name()));
   shmlog::reader r = shmlog::reader::attach(
       b.name(), {.start = shmlog::start_position::oldest(), .label = "list-test"});
 

@@ -120,12 +120,7 @@ std::vector<field> replication_fields(const log_info& i) {
 std::vector<field> snapshot_fields(const log_info& i) {
   const auto& s = i.snapshot;
   const bool any = s.generation != 0;
-  const auto now =
-      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-  const std::int64_t age =
-      !any ? -1 : std::int64_t((now > s.created_ns ? now - s.created_ns : 0) / 1'000'000);
+  const std::int64_t age = !any ? -1 : std::int64_t(snapshot_age_ns(s) / 1'000'000);
   return {
       {"snapshot_generation", s.generation},
       {"snapshot_offset", any ? std::int64_t(s.offset) : std::int64_t{-1}},

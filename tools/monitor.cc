@@ -18,13 +18,18 @@
 
 namespace shmlog::cli {
 
-namespace {
-
 std::uint64_t realtime_now_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
 }
+
+std::uint64_t snapshot_age_ns(const snapshot_meta& s) {
+  const std::uint64_t now = realtime_now_ns();
+  return now > s.created_ns ? now - s.created_ns : 0;
+}
+
+namespace {
 
 std::string user_name(uid_t uid) {
   passwd pw{};
@@ -124,7 +129,6 @@ std::string prometheus_text(const std::vector<log_info>& logs) {
     if (fresh) fams.push_back({name, type, help, {}});
     fams[it->second].samples.push_back({std::move(labels), std::move(value)});
   };
-  const std::uint64_t now = realtime_now_ns();
   for (const log_info& i : logs) {
     const std::string l = log_labels(i);
     add("shmlog_info", "gauge", "Always 1; the labels describe the log and its history.",
@@ -169,9 +173,8 @@ std::string prometheus_text(const std::vector<log_info>& logs) {
     add("shmlog_snapshot_requests_served_total", "counter",
         "Snapshot requests the producer has answered.", l, number(i.snapshot.requests_served));
     if (i.snapshot.generation != 0) {
-      const std::uint64_t created = i.snapshot.created_ns;
       add("shmlog_snapshot_age_seconds", "gauge", "Age of the newest snapshot announced.", l,
-          seconds(now > created ? static_cast<double>(now - created) / 1e9 : 0.0));
+          seconds(static_cast<double>(snapshot_age_ns(i.snapshot)) / 1e9));
       add("shmlog_snapshot_offset_bytes", "gauge", "Offset the newest snapshot reflects.", l,
           number(i.snapshot.offset));
       add("shmlog_snapshot_size_bytes", "gauge", "Size of the newest snapshot file.", l,
@@ -263,12 +266,10 @@ void print_sample(const std::string& name, const snapshot_of_log& now,
           : (std::to_string(i.writer_pid) + (i.writer_alive ? " alive" : " dead")).c_str());
   std::string snapshot = "none";
   if (i.snapshot.generation != 0) {
-    const std::uint64_t t = realtime_now_ns();
     char buf[64];
-    std::snprintf(
-        buf, sizeof buf, "gen %llu, age %.1fs",
-        static_cast<unsigned long long>(i.snapshot.generation),
-        t > i.snapshot.created_ns ? static_cast<double>(t - i.snapshot.created_ns) / 1e9 : 0.0);
+    std::snprintf(buf, sizeof buf, "gen %llu, age %.1fs",
+                  static_cast<unsigned long long>(i.snapshot.generation),
+                  static_cast<double>(snapshot_age_ns(i.snapshot)) / 1e9);
     snapshot = buf;
   }
   std::printf(

@@ -12,6 +12,10 @@
 
 namespace shmlog::cli {
 
+// CLOCK_REALTIME now, and the age of the newest snapshot announced (0 if its time is ahead).
+std::uint64_t realtime_now_ns();
+std::uint64_t snapshot_age_ns(const snapshot_meta& s);
+
 // "sleeping" for reader_state::sleeping, as info and --watch print a reader's state.
 std::string_view reader_state_name(reader_state s);
 
