@@ -78,9 +78,9 @@ static void test_bad_input(void) {
   CHECK(strstr(shmlog_last_error(), "shmlog_reader_options.start is 7") != NULL);
   CHECK_STATUS(shmlog_reader_attach(name, &(shmlog_reader_options){.wait_mode = 9}, &r),
                SHMLOG_ERR_INVALID_ARGUMENT);
-  CHECK_STATUS(shmlog_writer_create(name, &(shmlog_create_options){.fence = 3}, &w),
+  CHECK_STATUS(shmlog_writer_create(name, &(shmlog_create_options){.fence = 7}, &w),
                SHMLOG_ERR_INVALID_ARGUMENT);
-  CHECK(strstr(shmlog_last_error(), "fence is 3") != NULL);
+  CHECK(strstr(shmlog_last_error(), "fence is 7") != NULL);
   CHECK(!shmlog_exists(name));
   CHECK(strcmp(shmlog_status_name((shmlog_status)100), "unknown") == 0);
 

@@ -45,56 +45,24 @@ shmlog_status fail(shmlog_status status, const char* message) noexcept {
   return status;
 }
 
+// The error statuses are the errc values in order, from -1 down: one subtraction maps them, and
+// shmlog::to_string(errc) names them. These pin the correspondence (it is ABI: a status is a
+// number a C program may have stored).
+static_assert(SHMLOG_ERR_INVALID_NAME == -(static_cast<int>(shmlog::errc::invalid_name) + 1));
+static_assert(SHMLOG_ERR_INVALID_ARGUMENT ==
+              -(static_cast<int>(shmlog::errc::invalid_argument) + 1));
+static_assert(SHMLOG_ERR_WRITER_EXISTS == -(static_cast<int>(shmlog::errc::writer_exists) + 1));
+static_assert(SHMLOG_ERR_INTERRUPTED_UPDATE ==
+              -(static_cast<int>(shmlog::errc::interrupted_update) + 1));
+static_assert(SHMLOG_ERR_UNEXPECTED_OFFSET ==
+              -(static_cast<int>(shmlog::errc::unexpected_offset) + 1));
+static_assert(SHMLOG_ERR_SYSTEM == -(static_cast<int>(shmlog::errc::system_error) + 1));
+static_assert(SHMLOG_ERR_OUT_OF_MEMORY == SHMLOG_ERR_SYSTEM - 1);
+
 shmlog_status status_of(shmlog::errc code) noexcept {
-  switch (code) {
-    case shmlog::errc::invalid_name:
-      return SHMLOG_ERR_INVALID_NAME;
-    case shmlog::errc::invalid_argument:
-      return SHMLOG_ERR_INVALID_ARGUMENT;
-    case shmlog::errc::not_found:
-      return SHMLOG_ERR_NOT_FOUND;
-    case shmlog::errc::already_exists:
-      return SHMLOG_ERR_ALREADY_EXISTS;
-    case shmlog::errc::permission_denied:
-      return SHMLOG_ERR_PERMISSION_DENIED;
-    case shmlog::errc::bad_magic:
-      return SHMLOG_ERR_BAD_MAGIC;
-    case shmlog::errc::unsupported_version:
-      return SHMLOG_ERR_UNSUPPORTED_VERSION;
-    case shmlog::errc::corrupt_header:
-      return SHMLOG_ERR_CORRUPT_HEADER;
-    case shmlog::errc::truncated:
-      return SHMLOG_ERR_TRUNCATED;
-    case shmlog::errc::not_initialized:
-      return SHMLOG_ERR_NOT_INITIALIZED;
-    case shmlog::errc::writer_exists:
-      return SHMLOG_ERR_WRITER_EXISTS;
-    case shmlog::errc::record_too_large:
-      return SHMLOG_ERR_RECORD_TOO_LARGE;
-    case shmlog::errc::claim_pending:
-      return SHMLOG_ERR_CLAIM_PENDING;
-    case shmlog::errc::not_a_record_boundary:
-      return SHMLOG_ERR_NOT_A_RECORD_BOUNDARY;
-    case shmlog::errc::corrupt_record:
-      return SHMLOG_ERR_CORRUPT_RECORD;
-    case shmlog::errc::offset_out_of_range:
-      return SHMLOG_ERR_OFFSET_OUT_OF_RANGE;
-    case shmlog::errc::no_free_reader_slot:
-      return SHMLOG_ERR_NO_FREE_READER_SLOT;
-    case shmlog::errc::bad_snapshot:
-      return SHMLOG_ERR_BAD_SNAPSHOT;
-    case shmlog::errc::snapshot_timeout:
-      return SHMLOG_ERR_SNAPSHOT_TIMEOUT;
-    case shmlog::errc::interrupted_update:
-      return SHMLOG_ERR_INTERRUPTED_UPDATE;
-    case shmlog::errc::apply_failed:
-      return SHMLOG_ERR_APPLY_FAILED;
-    case shmlog::errc::unexpected_offset:
-      return SHMLOG_ERR_UNEXPECTED_OFFSET;
-    case shmlog::errc::system_error:
-      return SHMLOG_ERR_SYSTEM;
-  }
-  return SHMLOG_ERR_INTERNAL;
+  const int c = static_cast<int>(code);
+  if (c < 0 || c > static_cast<int>(shmlog::errc::system_error)) return SHMLOG_ERR_INTERNAL;
+  return static_cast<shmlog_status>(-(c + 1));
 }
 
 // Runs `body` (which returns a shmlog_status) and turns whatever it throws into a status and
@@ -130,8 +98,8 @@ shmlog_status null_argument(const char* function, const char* parameter) {
               (std::string(function) + ": " + parameter + " is NULL").c_str());
 }
 
-shmlog::fence_mode fence_of(shmlog_fence fence) {
-  switch (fence) {
+shmlog::fence_mode fence_of(const shmlog_fence& fence) {
+  switch (enum_value(fence)) {
     case SHMLOG_FENCE_DEFAULT:
     case SHMLOG_FENCE_SEQ_CST:
       return shmlog::fence_mode::seq_cst;
@@ -287,57 +255,14 @@ const char* shmlog_status_name(shmlog_status status) {
       return "too_small";
     case SHMLOG_TIMEOUT:
       return "timeout";
-    case SHMLOG_ERR_INVALID_NAME:
-      return "invalid_name";
-    case SHMLOG_ERR_INVALID_ARGUMENT:
-      return "invalid_argument";
-    case SHMLOG_ERR_NOT_FOUND:
-      return "not_found";
-    case SHMLOG_ERR_ALREADY_EXISTS:
-      return "already_exists";
-    case SHMLOG_ERR_PERMISSION_DENIED:
-      return "permission_denied";
-    case SHMLOG_ERR_BAD_MAGIC:
-      return "bad_magic";
-    case SHMLOG_ERR_UNSUPPORTED_VERSION:
-      return "unsupported_version";
-    case SHMLOG_ERR_CORRUPT_HEADER:
-      return "corrupt_header";
-    case SHMLOG_ERR_TRUNCATED:
-      return "truncated";
-    case SHMLOG_ERR_NOT_INITIALIZED:
-      return "not_initialized";
-    case SHMLOG_ERR_WRITER_EXISTS:
-      return "writer_exists";
-    case SHMLOG_ERR_RECORD_TOO_LARGE:
-      return "record_too_large";
-    case SHMLOG_ERR_CLAIM_PENDING:
-      return "claim_pending";
-    case SHMLOG_ERR_NOT_A_RECORD_BOUNDARY:
-      return "not_a_record_boundary";
-    case SHMLOG_ERR_CORRUPT_RECORD:
-      return "corrupt_record";
-    case SHMLOG_ERR_OFFSET_OUT_OF_RANGE:
-      return "offset_out_of_range";
-    case SHMLOG_ERR_NO_FREE_READER_SLOT:
-      return "no_free_reader_slot";
-    case SHMLOG_ERR_BAD_SNAPSHOT:
-      return "bad_snapshot";
-    case SHMLOG_ERR_SNAPSHOT_TIMEOUT:
-      return "snapshot_timeout";
-    case SHMLOG_ERR_INTERRUPTED_UPDATE:
-      return "interrupted_update";
-    case SHMLOG_ERR_APPLY_FAILED:
-      return "apply_failed";
-    case SHMLOG_ERR_UNEXPECTED_OFFSET:
-      return "unexpected_offset";
-    case SHMLOG_ERR_SYSTEM:
-      return "system_error";
     case SHMLOG_ERR_OUT_OF_MEMORY:
       return "out_of_memory";
     case SHMLOG_ERR_INTERNAL:
       return "internal";
   }
+  const long long v = enum_value(status);
+  if (v >= SHMLOG_ERR_SYSTEM && v <= SHMLOG_ERR_INVALID_NAME)
+    return shmlog::to_string(static_cast<shmlog::errc>(-v - 1)).data();  // a literal: NUL-ended
   return "unknown";
 }
 

@@ -557,8 +557,9 @@ PYBIND11_MODULE(shmlog, m) {
               throw py::value_error("fence '" + fence + "': expected 'seq_cst' or 'membarrier'");
             return std::make_unique<py_writer>(shmlog::writer::create(name, o));
           },
-          py::arg("name"), py::kw_only(), py::arg("capacity") = 1 << 20,
-          py::arg("reader_slots") = shmlog::default_reader_slots, py::arg("mode") = 0600,
+          py::arg("name"), py::kw_only(), py::arg("capacity") = shmlog::create_options{}.capacity,
+          py::arg("reader_slots") = shmlog::create_options{}.reader_slots,
+          py::arg("mode") = static_cast<std::uint32_t>(shmlog::create_options{}.mode),
           py::arg("fence") = "seq_cst", "Creates the log and opens it as its writer.")
       .def_static(
           "open",

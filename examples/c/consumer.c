@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   long printed = 0;
   int status = 0;
   while (buf != NULL && printed != count) {
-    shmlog_poll_result p;
+    shmlog_poll_result p = {0};
     const shmlog_status s = shmlog_reader_poll_copy(r, buf, capacity, &p);
     if (s == SHMLOG_RECORD) {
       printf("%llu\t%.*s\n", (unsigned long long)p.record.offset, (int)p.record.size, buf);
@@ -39,17 +39,28 @@ int main(int argc, char** argv) {
       buf = larger;
       capacity = p.needed_size;
     } else if (s == SHMLOG_LAPPED) {
-      shmlog_lap lap;
-      shmlog_reader_recover_from_lap(r, SHMLOG_LAP_OLDEST_SAFE, &lap);
+      shmlog_lap lap = {0};
+      if (shmlog_reader_recover_from_lap(r, SHMLOG_LAP_OLDEST_SAFE, &lap) < 0) {
+        fprintf(stderr, "c_consumer: %s\n", shmlog_last_error());
+        status = 1;
+        break;
+      }
       fprintf(stderr, "c_consumer: lapped, %llu bytes lost\n", (unsigned long long)lap.bytes_lost);
     } else if (s == SHMLOG_HISTORY_CHANGED) {
       bool partial = false;
-      shmlog_reader_resync(r, &partial);
-      if (!partial) shmlog_reader_seek_oldest(r); /* no state to keep: read the new history */
+      /* no state to keep when it is not partial: read the new history from its oldest record */
+      if (shmlog_reader_resync(r, &partial) < 0 || (!partial && shmlog_reader_seek_oldest(r) < 0)) {
+        fprintf(stderr, "c_consumer: %s\n", shmlog_last_error());
+        status = 1;
+        break;
+      }
+    } else if (s == SHMLOG_CORRUPT) {
+      fprintf(stderr, "c_consumer: corrupt record at offset %llu: %s\n",
+              (unsigned long long)p.corrupt_offset, p.corrupt_reason);
+      status = 1;
+      break;
     } else {
-      fprintf(stderr, "c_consumer: %s at offset %llu: %s\n", shmlog_status_name(s),
-              (unsigned long long)p.corrupt_offset,
-              s == SHMLOG_CORRUPT ? p.corrupt_reason : shmlog_last_error());
+      fprintf(stderr, "c_consumer: %s: %s\n", shmlog_status_name(s), shmlog_last_error());
       status = 1;
       break;
     }
