@@ -29,6 +29,15 @@
 
 namespace shmlog::detail {
 
+// `text` with its line breaks turned into spaces: a value that must stay on one line of a
+// datagram (sd_notify's STATUS=) or of a query answer, whose framing is one field per line.
+inline std::string newlines_to_spaces(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c == '\n' || c == '\r') c = ' ';
+  return out;
+}
+
 class signal_scope {
  public:
   // Blocks the three in the calling thread before any thread of the daemon starts, so every

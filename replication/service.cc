@@ -11,6 +11,8 @@
 #include <cstring>
 #include <utility>
 
+#include "daemon_support.h"
+
 namespace shmlog {
 namespace {
 
@@ -36,13 +38,6 @@ bool socket_address(const std::string& address, sockaddr_un& out, socklen_t& len
   length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() +
                                   (address[0] == '/' ? 1 : 0));
   return true;
-}
-
-std::string one_line(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
-  return out;
 }
 
 }  // namespace
@@ -125,19 +120,19 @@ bool service_notifier::notify(std::string_view message) {
 
 bool service_notifier::ready(std::string_view status) {
   std::string message = "READY=1";
-  if (!status.empty()) message += "\nSTATUS=" + one_line(status);
+  if (!status.empty()) message += "\nSTATUS=" + detail::newlines_to_spaces(status);
   const bool sent = notify(message);
   last_ping_ = std::chrono::steady_clock::now();  // systemd starts the watchdog here
   return sent;
 }
 
 bool service_notifier::status(std::string_view text) {
-  return notify("STATUS=" + one_line(text));
+  return notify("STATUS=" + detail::newlines_to_spaces(text));
 }
 
 bool service_notifier::stopping(std::string_view status) {
   std::string message = "STOPPING=1";
-  if (!status.empty()) message += "\nSTATUS=" + one_line(status);
+  if (!status.empty()) message += "\nSTATUS=" + detail::newlines_to_spaces(status);
   return notify(message);
 }
 

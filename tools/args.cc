@@ -355,12 +355,17 @@ void on_stop_signal(int) {
 }
 }  // namespace
 
-void catch_stop_signals() {
+void catch_stop_signals(bool hangup_too) {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  if (!hangup_too) return;
+  // Unless SIGHUP was ignored at start (nohup): whoever started us asked to outlive a hang-up.
+  struct sigaction hup {};
+  if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN) return;
+  sigaction(SIGHUP, &sa, nullptr);
 }
 
 bool stop_requested() noexcept {

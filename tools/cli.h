@@ -123,8 +123,9 @@ std::string json_string(std::string_view s);
 std::string one_line(std::string_view text);
 
 // SIGINT and SIGTERM set a flag instead of killing the process (no SA_RESTART, so a blocked
-// call returns early and the caller's loop sees the flag).
-void catch_stop_signals();
+// call returns early and the caller's loop sees the flag); with `hangup_too`, SIGHUP as well,
+// unless it was ignored when the process started (nohup).
+void catch_stop_signals(bool hangup_too = false);
 bool stop_requested() noexcept;
 // Set by the first stop signal: what shmlog::full_resync() and the like take as their stop.
 const std::atomic<bool>& stop_signal_flag() noexcept;

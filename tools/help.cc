@@ -206,15 +206,15 @@ const command_spec specs[] = {
      replica_options},
     {"get", "NAME KEY [--pid PID]", "ask a running replica for KEY's value",
      "Prints KEY's value as a replica of NAME holds it; exit 1 if KEY is not set.", get_options},
-    {"ship", "NAME --redis URL [options]", "ship a log's records to a Redis stream",
+    {"ship", "NAME [--redis URL] [options]", "ship a log's records to a Redis stream",
      "A daemon that appends NAME's records to a Redis stream (one per history, fenced on the "
      "history id), and uploads snapshots when lapped or asked.",
      ship_options},
-    {"mirror", "NAME --redis URL [options]", "mirror a Redis stream into a local log",
+    {"mirror", "NAME [--redis URL] [options]", "mirror a Redis stream into a local log",
      "A daemon that is the writer of local log NAME, fed from KEY's stream: same capacity, history "
      "and offsets as the source; full resyncs through --snapshot-dir.",
      mirror_options},
-    {"promote", "NAME --redis URL [--key KEY]", "make a stopped mirror the stream's source",
+    {"promote", "NAME [--redis URL] [--key KEY]", "make a stopped mirror the stream's source",
      "After a failover: the stopped mirror NAME becomes KEY's source (new history, replid2 the "
      "old one), fencing the old shipper.",
      promote_options},

@@ -196,17 +196,6 @@ void run_input(producer& p, std::uint64_t max_line) {
   }
 }
 
-// SIGHUP stops produce as SIGTERM does, with its snapshot on the way out: its input is a
-// terminal or a pipe, and a hang-up means that input is gone. Unless SIGHUP was ignored when
-// produce started (nohup): then whoever started it asked for it to outlive the hang-up.
-void stop_on_hangup() {
-  struct sigaction hup {};
-  if (::sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler == SIG_IGN) return;
-  struct sigaction stop {};
-  ::sigaction(SIGTERM, nullptr, &stop);  // catch_stop_signals()'s handler
-  ::sigaction(SIGHUP, &stop, nullptr);
-}
-
 snapshot_mode parse_snapshot_mode(std::string_view text) {
   if (text == "inline") return snapshot_mode::inline_save;
   if (text == "fork") return snapshot_mode::fork;
@@ -294,8 +283,9 @@ int run_produce(std::span<const std::string> argv) {
        " keys");
   snapshot_service snapshots(w, state, so);
 
-  catch_stop_signals();
-  stop_on_hangup();
+  // SIGHUP stops produce as SIGTERM does, with its snapshot on the way out: its input is a
+  // terminal or a pipe, and a hang-up means that input is gone.
+  catch_stop_signals(true);
   producer p(w, state, snapshots, check_every);
   p.look();  // requests made while no producer was running
   // A line longer than max_payload is refused whatever it says; keep no more of it than that.

@@ -1,7 +1,7 @@
 // The transports the harness measures, one row each (table.cc): how the parent sets a case up
 // (and what it undoes after), what the writer side and each reader side run, and which figures
-// the parent reports from what they sent back. Adding a transport is adding a row (and its
-// sender and receiver to transports.h).
+// the parent reports from what they sent back. Adding a transport is adding a row: here for
+// shmlog's, in baselines.{h,cc} for the baselines that only shmlog_bench measures.
 #pragma once
 
 #include <cstdint>

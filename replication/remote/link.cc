@@ -28,14 +28,6 @@ std::uint64_t ms_since(std::chrono::steady_clock::time_point t) {
           .count());
 }
 
-// A value on one line: no newline may get into the answer's framing.
-std::string one_line(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
-  return out;
-}
-
 }  // namespace
 
 std::optional<std::uint64_t> meta_number(const fields& meta, std::string_view key,
@@ -45,7 +37,8 @@ std::optional<std::uint64_t> meta_number(const fields& meta, std::string_view ke
   const auto value = parse_u64(it->second);
   if (!value)
     throw error(errc::system_error, "the meta of key '" + std::string(key) + "' has field " + name +
-                                        " = '" + one_line(it->second) + "', not a decimal number");
+                                        " = '" + detail::newlines_to_spaces(it->second) +
+                                        "', not a decimal number");
   return value;
 }
 
@@ -56,7 +49,7 @@ std::optional<history_state> meta_history(const fields& meta, std::string_view k
     const auto parsed = history_id::parse(it->second);
     if (!parsed)
       throw error(errc::system_error, "the meta of key '" + std::string(key) + "' has field " +
-                                          name + " = '" + one_line(it->second) +
+                                          name + " = '" + detail::newlines_to_spaces(it->second) +
                                           "', not a history id");
     return parsed;
   };
@@ -111,7 +104,7 @@ void link_tracker::positions(std::uint64_t offset, std::uint64_t source_offset) 
 
 void link_tracker::error(const std::string& message) {
   const std::lock_guard lock(mutex_);
-  status_.last_error = one_line(message);
+  status_.last_error = detail::newlines_to_spaces(message);
   error_at_ = std::chrono::steady_clock::now();
 }
 
@@ -129,10 +122,10 @@ std::string link_tracker::describe() {
   const auto line = [&](std::string_view name, const std::string& value) {
     out.append(name).append(" ").append(value).append("\n");
   };
-  line("role", one_line(s.role));
-  line("endpoint", one_line(s.endpoint));
-  line("key", one_line(s.key));
-  line("state", one_line(s.state));
+  line("role", detail::newlines_to_spaces(s.role));
+  line("endpoint", detail::newlines_to_spaces(s.endpoint));
+  line("key", detail::newlines_to_spaces(s.key));
+  line("state", detail::newlines_to_spaces(s.state));
   line("replid", s.replid.str());
   line("offset", std::to_string(s.offset));
   line("source_offset", std::to_string(s.source_offset));

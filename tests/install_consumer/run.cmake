@@ -70,6 +70,7 @@ while(cmake_variants)
     -DCMAKE_PREFIX_PATH=${prefix}
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
     -DSHMLOG_TARGET=${target}
+    -DSHMLOG_EXPECT_VERSION=${VERSION}
     "-DCMAKE_C_FLAGS=${flags}"
     "-DCMAKE_CXX_FLAGS=${flags}"
     "-DCMAKE_EXE_LINKER_FLAGS=${flags}")
