@@ -141,7 +141,10 @@ def main():
                         print(f"  expected (exit {status}):\n" + want.replace(prefix, ""))
                         print(f"  actual (exit {run.returncode}):\n" + actual.replace(prefix, ""))
                 for p in background:
-                    os.killpg(p.pid, signal.SIGINT)  # bash and the command it runs
+                    try:
+                        os.killpg(p.pid, signal.SIGINT)  # bash and the command it runs
+                    except ProcessLookupError:
+                        pass  # it ended by itself (a tail whose log the block destroyed)
                     p.wait(timeout=30)
         finally:
             for name in set(made):
